@@ -1,0 +1,148 @@
+"""DSRL-format HDF5 files: read them as they are, write the same format, cut rows into episodes.
+
+Format (one file per task, N rows, episodes concatenated in order): observations, next_observations
+(N x obs), actions (N x act), rewards, costs (N), terminals, timeouts (N, bool). An episode ends at a
+row where terminals or timeouts is true. DSRL names files ``<EnvId>-<max cost>-<count>.hdf5`` and
+keeps them in ``$DSRL_DATASET_DIR`` (default ``~/.dsrl/datasets``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from dspo_ray.data.trajectory import CostedTrajectory
+from dspo_ray.tasks import TaskSpec, get_task
+
+REQUIRED_KEYS = ("observations", "next_observations", "actions", "rewards", "costs",
+                 "terminals", "timeouts")
+DEFAULT_DATASET_DIR = Path("~/.dsrl/datasets")
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used; the message names the file, the problem and the fix."""
+
+
+def dataset_dir() -> Path:
+    return Path(os.environ.get("DSRL_DATASET_DIR", DEFAULT_DATASET_DIR)).expanduser()
+
+
+def dsrl_filename(task: str | TaskSpec, n_trajectories: int) -> str:
+    return f"{get_task(task).dsrl_filename_prefix}{n_trajectories}.hdf5"
+
+
+def find_dataset(task: str | TaskSpec, directory: str | Path | None = None) -> Path:
+    """The task's DSRL file in ``directory`` (default ``$DSRL_DATASET_DIR``).
+
+    With several candidates, the one with the most trajectories wins (DSRL's count is in the name).
+    """
+    spec = get_task(task)
+    folder = Path(directory).expanduser() if directory is not None else dataset_dir()
+    candidates = sorted(folder.glob(f"{spec.dsrl_filename_prefix}*.hdf5")) if folder.is_dir() else []
+    if not candidates:
+        raise DatasetError(
+            f"no dataset for task {spec.name!r} in {folder} (looked for "
+            f"'{spec.dsrl_filename_prefix}<count>.hdf5'); put DSRL's file there, point "
+            f"$DSRL_DATASET_DIR at the folder that holds it, or make one with "
+            f"'python experiments/collect.py --task {spec.name}'")
+
+    def count(p: Path) -> int:
+        tail = p.stem[len(spec.dsrl_filename_prefix):]
+        return int(tail) if tail.isdigit() else -1
+
+    return max(candidates, key=count)
+
+
+def read_dsrl(path: str | Path, task: str | TaskSpec) -> dict[str, np.ndarray]:
+    """Read and validate a DSRL file against ``task``; returns its columns as arrays."""
+    path = Path(path)
+    spec = get_task(task)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file; check the path or $DSRL_DATASET_DIR")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in REQUIRED_KEYS if k not in f]
+            if missing:
+                raise DatasetError(
+                    f"{path}: missing key(s) {missing}; a DSRL file holds {list(REQUIRED_KEYS)}")
+            data = {k: np.asarray(f[k][()]) for k in REQUIRED_KEYS}
+    except OSError as e:
+        raise DatasetError(f"{path}: not a readable HDF5 file ({e}); re-download or re-collect it") from e
+    _validate(path, spec, data)
+    return data
+
+
+def _validate(path: Path, spec: TaskSpec, data: dict[str, np.ndarray]) -> None:
+    # DSRL stores some columns as (N, 1): squeeze them so every 1-D column really is 1-D.
+    for k in ("rewards", "costs", "terminals", "timeouts"):
+        if data[k].ndim == 2 and data[k].shape[1] == 1:
+            data[k] = data[k][:, 0]
+    n = len(data["rewards"])
+    if n == 0:
+        raise DatasetError(f"{path}: the file holds no transitions")
+    expected = {
+        "observations": (n, spec.obs_dim), "next_observations": (n, spec.obs_dim),
+        "actions": (n, spec.act_dim), "rewards": (n,), "costs": (n,),
+        "terminals": (n,), "timeouts": (n,),
+    }
+    for k, shape in expected.items():
+        if data[k].shape != shape:
+            raise DatasetError(
+                f"{path}: '{k}' has shape {data[k].shape}, task {spec.name} needs {shape} "
+                f"(obs_dim={spec.obs_dim}, act_dim={spec.act_dim}); is this the right task's file?")
+    for k in ("observations", "next_observations", "actions", "rewards", "costs"):
+        data[k] = data[k].astype(np.float32, copy=False)
+        bad = ~np.isfinite(data[k])
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise DatasetError(
+                f"{path}: '{k}' holds {int(bad.sum())} NaN/inf value(s), first at row {row}; "
+                "clean or re-collect the dataset")
+    data["terminals"] = data["terminals"].astype(bool)
+    data["timeouts"] = data["timeouts"].astype(bool)
+    if not (data["terminals"][-1] or data["timeouts"][-1]):
+        raise DatasetError(
+            f"{path}: the last trajectory (ending at row {n - 1}) is unterminated: neither "
+            "'terminals' nor 'timeouts' is set on the final row; the file is truncated or malformed")
+
+
+def split_into_trajectories(data: dict[str, np.ndarray]) -> list[CostedTrajectory]:
+    """Cut validated DSRL columns into episodes at rows where terminals or timeouts is set."""
+    ends = np.flatnonzero(data["terminals"] | data["timeouts"]) + 1
+    starts = np.concatenate([[0], ends[:-1]])
+    return [
+        CostedTrajectory(**{k: data[k][s:e] for k in REQUIRED_KEYS})
+        for s, e in zip(starts, ends)
+    ]
+
+
+def load_trajectories(path: str | Path, task: str | TaskSpec) -> list[CostedTrajectory]:
+    return split_into_trajectories(read_dsrl(path, task))
+
+
+def write_dsrl(path: str | Path, trajectories: list[CostedTrajectory]) -> Path:
+    """Write episodes as a DSRL file, atomically (a temporary name, then a rename)."""
+    path = Path(path)
+    if not trajectories:
+        raise ValueError("refusing to write a dataset with no trajectories")
+    for i, t in enumerate(trajectories):
+        if len(t) == 0:
+            raise ValueError(f"trajectory {i} is empty")
+        if not (t.terminals[-1] or t.timeouts[-1]):
+            raise ValueError(f"trajectory {i} is unterminated: set terminals or timeouts on its last step")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    dtypes = {"terminals": bool, "timeouts": bool}
+    try:
+        with h5py.File(tmp, "w") as f:
+            for k in REQUIRED_KEYS:
+                column = np.concatenate([getattr(t, k) for t in trajectories])
+                f.create_dataset(k, data=column.astype(dtypes.get(k, np.float32)),
+                                 compression="gzip", compression_opts=4)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,130 @@
+"""Evaluation in the real simulators, scored the DSRL way.
+
+Episode i of an evaluation is reset with ``seed + i`` (and the policy with the same seed), so the
+result does not depend on how many worker processes ran the episodes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from dspo_ray.tasks import TaskSpec, get_task
+
+
+def normalized_reward(task: str | TaskSpec, reward_return: float) -> float:
+    """DSRL: (R - R_min) / (R_max - R_min) with the task's reference returns."""
+    spec = get_task(task)
+    return (reward_return - spec.reward_min) / (spec.reward_max - spec.reward_min)
+
+
+def normalized_cost(task: str | TaskSpec, cost_return: float, cost_limit: float | None = None) -> float:
+    """DSRL: (C + e) / (k + e), k the cost limit and e = 1 only when k == 0."""
+    k = get_task(task).cost_limit if cost_limit is None else cost_limit
+    e = 1.0 if k == 0 else 0.0
+    return (cost_return + e) / (k + e)
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    reward_return: float
+    cost_return: float
+    length: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    task: str
+    episodes: int
+    reward_mean: float
+    reward_std: float
+    cost_mean: float
+    cost_std: float
+    normalized_reward: float
+    normalized_cost: float
+    safe: bool
+    """normalized_cost <= 1"""
+    length_mean: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(task: str | TaskSpec, episodes: list[EpisodeResult],
+              cost_limit: float | None = None) -> EvalResult:
+    spec = get_task(task)
+    rewards = np.array([e.reward_return for e in episodes])
+    costs = np.array([e.cost_return for e in episodes])
+    norm_cost = normalized_cost(spec, float(costs.mean()), cost_limit)
+    return EvalResult(
+        task=spec.name, episodes=len(episodes),
+        reward_mean=float(rewards.mean()), reward_std=float(rewards.std()),
+        cost_mean=float(costs.mean()), cost_std=float(costs.std()),
+        normalized_reward=normalized_reward(spec, float(rewards.mean())),
+        normalized_cost=norm_cost, safe=bool(norm_cost <= 1.0),
+        length_mean=float(np.mean([e.length for e in episodes])),
+    )
+
+
+def run_episode(env, policy, seed: int, max_steps: int) -> EpisodeResult:
+    obs, _ = env.reset(seed=seed)
+    if hasattr(policy, "reset"):
+        policy.reset(seed)
+    reward_return = cost_return = 0.0
+    for step in range(1, max_steps + 1):
+        obs, reward, terminated, truncated, info = env.step(policy.act(obs))
+        reward_return += float(reward)
+        cost_return += float(info["cost"])
+        if hasattr(policy, "observe"):
+            policy.observe(float(reward))
+        if terminated or truncated:
+            break
+    return EpisodeResult(reward_return, cost_return, step)
+
+
+def _run_episodes(policy, task: str, seeds: list[int]) -> list[EpisodeResult]:
+    """One environment, reused for every episode (creating one costs up to a second)."""
+    from dspo_ray.envs import make_env
+
+    spec = get_task(task)
+    env = make_env(spec, seed=seeds[0])
+    try:
+        return [run_episode(env, policy, s, spec.max_episode_steps) for s in seeds]
+    finally:
+        env.close()
+
+
+def _worker_init() -> None:
+    # Each worker is one of several processes on few cores: one torch thread each.
+    import torch
+    torch.set_num_threads(1)
+
+
+def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
+             workers: int | None = None, cost_limit: float | None = None) -> EvalResult:
+    """Run ``episodes`` episodes of ``policy`` in the task's simulator and score them.
+
+    ``workers``: processes to spread episodes over (default: the CPUs available, at most
+    ``episodes``); 1 runs them in this process.
+    """
+    spec = get_task(task)
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if workers is None:
+        workers = min(episodes, len(os.sched_getaffinity(0)))
+    seeds = [seed + i for i in range(episodes)]
+    if workers <= 1:
+        results = _run_episodes(policy, spec.name, seeds)
+    else:
+        chunks = [seeds[w::workers] for w in range(workers)]
+        # spawn, not fork: forking a process that holds torch/Ray threads can deadlock
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            parts = list(pool.map(_run_episodes, [policy] * workers, [spec.name] * workers, chunks))
+        by_seed = {s: r for chunk, part in zip(chunks, parts) for s, r in zip(chunk, part)}
+        results = [by_seed[s] for s in seeds]
+    return summarize(spec, results, cost_limit)

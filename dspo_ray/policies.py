@@ -1,0 +1,106 @@
+"""Policies as evaluation sees them, and the deterministic MLP policy most methods end with.
+
+A policy is any object with ``act(observation) -> action`` (one observation, numpy in and out) and
+optionally ``reset(seed)`` at the start of each episode and ``observe(reward)`` after each step
+(for return-conditioned sequence policies). Policies must pickle: evaluation runs episodes in
+worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@runtime_checkable
+class Policy(Protocol):
+    def act(self, observation: np.ndarray) -> np.ndarray: ...
+
+
+class RandomPolicy:
+    """Uniform random actions, reseeded per episode so results do not depend on worker count."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray):
+        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high).astype(np.float32)
+
+
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class MLPPolicy(nn.Module):
+    """Deterministic policy: normalised observation -> MLP -> tanh -> action bounds."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256),
+                 action_low: float | np.ndarray = -1.0, action_high: float | np.ndarray = 1.0):
+        super().__init__()
+        self.config = dict(obs_dim=obs_dim, act_dim=act_dim, hidden=tuple(hidden))
+        self.net = mlp([obs_dim, *hidden, act_dim])
+        low = torch.as_tensor(np.broadcast_to(action_low, (act_dim,)), dtype=torch.float32)
+        high = torch.as_tensor(np.broadcast_to(action_high, (act_dim,)), dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_offset", (high + low) / 2)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def set_observation_stats(self, observations: np.ndarray) -> None:
+        """Normalise inputs with the training data's statistics (kept in the checkpoint)."""
+        obs = torch.as_tensor(observations, dtype=torch.float32)
+        self.obs_mean.copy_(obs.mean(0))
+        self.obs_std.copy_(obs.std(0).clamp_min(1e-3))
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        x = (observations - self.obs_mean) / self.obs_std
+        return torch.tanh(self.net(x)) * self.action_scale + self.action_offset
+
+    @torch.no_grad()
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(observation, dtype=torch.float32, device=self.obs_mean.device)
+        return self(obs.unsqueeze(0))[0].cpu().numpy()
+
+
+# kind -> constructor from the saved config; methods with other policy classes register here.
+POLICY_KINDS: dict[str, Callable[..., nn.Module]] = {"mlp": MLPPolicy}
+
+
+def save_policy(path: str | Path, policy: nn.Module, kind: str = "mlp") -> Path:
+    """Save a policy with the config needed to rebuild it; written atomically."""
+    if kind not in POLICY_KINDS:
+        raise ValueError(f"unknown policy kind {kind!r}; known: {sorted(POLICY_KINDS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    state = {k: v.cpu() for k, v in policy.state_dict().items()}
+    torch.save({"kind": kind, "config": policy.config, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_policy(path: str | Path) -> nn.Module:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"policy file {path} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        policy = POLICY_KINDS[saved["kind"]](**saved["config"])
+        policy.load_state_dict(saved["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise ValueError(f"{path} is not a dspo-ray policy file (saved by save_policy): {e}") from e
+    return policy.eval()
