@@ -8,7 +8,9 @@ keeps them in ``$DSRL_DATASET_DIR`` (default ``~/.dsrl/datasets``).
 
 from __future__ import annotations
 
+import lzma
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -20,6 +22,9 @@ from dspo_ray.tasks import TaskSpec, get_task
 REQUIRED_KEYS = ("observations", "next_observations", "actions", "rewards", "costs",
                  "terminals", "timeouts")
 DEFAULT_DATASET_DIR = Path("~/.dsrl/datasets")
+# Datasets collected by this project and shipped in the repository, xz-compressed.
+SHIPPED_DATASET_DIR = Path(__file__).resolve().parents[2] / "datasets"
+SHIPPED_CACHE_DIR = Path(os.environ.get("DSPO_CACHE_DIR", "~/.cache/dspo-ray")).expanduser() / "datasets"
 
 
 class DatasetError(ValueError):
@@ -35,25 +40,44 @@ def dsrl_filename(task: str | TaskSpec, n_trajectories: int) -> str:
 
 
 def find_dataset(task: str | TaskSpec, directory: str | Path | None = None) -> Path:
-    """The task's DSRL file in ``directory`` (default ``$DSRL_DATASET_DIR``).
+    """The task's DSRL file: in ``directory`` if given, else in ``$DSRL_DATASET_DIR``, else shipped.
 
-    With several candidates, the one with the most trajectories wins (DSRL's count is in the name).
+    With several candidates in a folder, the one with the most trajectories wins (DSRL puts the
+    count in the name). A shipped ``.hdf5.xz`` is decompressed once into ``~/.cache/dspo-ray``.
     """
     spec = get_task(task)
-    folder = Path(directory).expanduser() if directory is not None else dataset_dir()
-    candidates = sorted(folder.glob(f"{spec.dsrl_filename_prefix}*.hdf5")) if folder.is_dir() else []
-    if not candidates:
-        raise DatasetError(
-            f"no dataset for task {spec.name!r} in {folder} (looked for "
-            f"'{spec.dsrl_filename_prefix}<count>.hdf5'); put DSRL's file there, point "
-            f"$DSRL_DATASET_DIR at the folder that holds it, or make one with "
-            f"'python experiments/collect.py --task {spec.name}'")
+    folders = ([Path(directory).expanduser()] if directory is not None
+               else [dataset_dir(), SHIPPED_DATASET_DIR])
+    prefix = spec.dsrl_filename_prefix
 
     def count(p: Path) -> int:
-        tail = p.stem[len(spec.dsrl_filename_prefix):]
+        tail = p.name[len(prefix):].split(".")[0]
         return int(tail) if tail.isdigit() else -1
 
-    return max(candidates, key=count)
+    for folder in folders:
+        candidates = [p for p in folder.glob(f"{prefix}*.hdf5*") if p.name.endswith((".hdf5", ".hdf5.xz"))]
+        if candidates:
+            best = max(candidates, key=lambda p: (count(p), p.suffix == ".hdf5"))
+            return _decompressed(best) if best.suffix == ".xz" else best
+    raise DatasetError(
+        f"no dataset for task {spec.name!r} in {' or '.join(map(str, folders))} (looked for "
+        f"'{prefix}<count>.hdf5'); put DSRL's file there, point $DSRL_DATASET_DIR at the "
+        f"folder that holds it, or make one with 'python experiments/collect.py --task {spec.name}'")
+
+
+def _decompressed(path: Path) -> Path:
+    target = SHIPPED_CACHE_DIR / path.name[: -len(".xz")]
+    if target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with lzma.open(path) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def read_dsrl(path: str | Path, task: str | TaskSpec) -> dict[str, np.ndarray]:
@@ -146,3 +170,18 @@ def write_dsrl(path: str | Path, trajectories: list[CostedTrajectory]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def compress_for_shipping(path: str | Path, out_dir: str | Path = SHIPPED_DATASET_DIR) -> Path:
+    """xz-compress a DSRL file into ``datasets/`` (how the repository ships its own data)."""
+    path = Path(path)
+    out = Path(out_dir) / f"{path.name}.xz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(path, "rb") as src, lzma.open(tmp, "wb", preset=9 | lzma.PRESET_EXTREME) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
