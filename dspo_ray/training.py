@@ -1,0 +1,105 @@
+"""The seam between a stage's training loop and where it runs.
+
+A stage (discriminator, diffusion, ...) is written once as ``train_fn(ctx, **kwargs)``: a plain
+loop over plain tensors that asks ``ctx`` for its device, its shard of the data, to wrap its
+model for data-parallel training, to report numbers and to save/restore its checkpoint.
+:class:`LocalContext` runs it in this process; ``dspo_ray.distributed`` supplies a context backed
+by Ray Train (DDP workers), and a runner that starts those workers. Nothing here imports ray.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+
+
+class TrainContext(Protocol):
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """Move to the device (and wrap for data-parallel training when world_size > 1)."""
+
+    def report(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
+        """Log numbers (names like ``losses/discriminator``); with a checkpoint, save it too.
+
+        Every rank calls this; only rank 0's checkpoint is kept.
+        """
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint reported by an earlier, interrupted run of this stage, if any."""
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temporary name, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+@dataclass
+class LocalContext:
+    """One process, no Ray: checkpoints go to ``checkpoint_path``; metrics to ``log`` callbacks."""
+
+    checkpoint_path: Path | None = None
+    device: torch.device = field(default_factory=pick_device)
+    log: list[Callable[[dict[str, float]], None]] = field(default_factory=list)
+    rank: int = 0
+    world_size: int = 1
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device)
+
+    def report(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
+        self.history.append(dict(metrics))
+        for fn in self.log:
+            fn(metrics)
+        if checkpoint is not None and self.checkpoint_path is not None:
+            save_atomic(checkpoint, self.checkpoint_path)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
+            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        return None
+
+
+class StageRunner(Protocol):
+    def run(self, stage: str, train_fn: Callable[..., Any], workdir: Path, **kwargs: Any) -> Any:
+        """Run ``train_fn(ctx, **kwargs)`` and return rank 0's return value.
+
+        ``workdir`` is the stage's own folder (for its in-progress checkpoint). kwargs must pickle.
+        """
+
+
+class LocalRunner:
+    """Runs a stage in this process."""
+
+    def __init__(self, log: list[Callable[[dict[str, float]], None]] | None = None):
+        self.log = log or []
+
+    def run(self, stage: str, train_fn: Callable[..., Any], workdir: Path, **kwargs: Any) -> Any:
+        ctx = LocalContext(checkpoint_path=Path(workdir) / f"{stage}.in-progress.pt", log=self.log)
+        return train_fn(ctx, **kwargs)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside a DDP wrapper (for saving weights)."""
+    return getattr(model, "module", model)
