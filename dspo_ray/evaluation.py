@@ -1,7 +1,11 @@
 """Evaluation in the real simulators, scored the DSRL way.
 
-Episode i of an evaluation is reset with ``seed + i`` (and the policy with the same seed), so the
-result does not depend on how many worker processes ran the episodes.
+Episode i of an evaluation is reset with ``seed + i`` (and the policy with the same seed). Some
+simulators keep hidden state across resets (Bullet-Safety-Gym keeps physics state, so the same
+seed gives a different episode in a used environment), so episodes are dealt to a fixed number of
+*environment streams*, each a fresh environment that runs its episodes in order, and workers run
+whole streams. The result therefore depends on the seed and the stream count only, never on how
+many worker processes ran it, and each environment is still reused across episodes.
 """
 
 from __future__ import annotations
@@ -86,16 +90,19 @@ def run_episode(env, policy, seed: int, max_steps: int) -> EpisodeResult:
     return EpisodeResult(reward_return, cost_return, step)
 
 
-def _run_episodes(policy, task: str, seeds: list[int]) -> list[EpisodeResult]:
-    """One environment, reused for every episode (creating one costs up to a second)."""
+def _run_streams(policy, task: str, streams: list[list[int]]) -> list[list[EpisodeResult]]:
+    """Each stream: one fresh environment, reused for its episodes (creating one takes ~1 s)."""
     from dspo_ray.envs import make_env
 
     spec = get_task(task)
-    env = make_env(spec, seed=seeds[0])
-    try:
-        return [run_episode(env, policy, s, spec.max_episode_steps) for s in seeds]
-    finally:
-        env.close()
+    results = []
+    for seeds in streams:
+        env = make_env(spec, seed=seeds[0])
+        try:
+            results.append([run_episode(env, policy, s, spec.max_episode_steps) for s in seeds])
+        finally:
+            env.close()
+    return results
 
 
 def _worker_init() -> None:
@@ -105,26 +112,34 @@ def _worker_init() -> None:
 
 
 def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
-             workers: int | None = None, cost_limit: float | None = None) -> EvalResult:
+             workers: int | None = None, cost_limit: float | None = None,
+             env_streams: int = 4) -> EvalResult:
     """Run ``episodes`` episodes of ``policy`` in the task's simulator and score them.
 
-    ``workers``: processes to spread episodes over (default: the CPUs available, at most
-    ``episodes``); 1 runs them in this process.
+    ``workers``: processes to spread the environment streams over (default: the CPUs available,
+    at most ``env_streams``); 1 runs everything in this process. ``env_streams``: how many fresh
+    environments the episodes are dealt to (episode i goes to stream i % env_streams).
     """
     spec = get_task(task)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if workers is None:
-        workers = min(episodes, len(os.sched_getaffinity(0)))
+    if env_streams < 1:
+        raise ValueError(f"env_streams must be >= 1, got {env_streams}")
     seeds = [seed + i for i in range(episodes)]
-    if workers <= 1:
-        results = _run_episodes(policy, spec.name, seeds)
+    streams = [seeds[k::env_streams] for k in range(min(env_streams, episodes))]
+    if workers is None:
+        workers = len(os.sched_getaffinity(0))
+    workers = max(1, min(workers, len(streams)))
+    if workers == 1:
+        parts = [_run_streams(policy, spec.name, streams)]
+        assignment = [streams]
     else:
-        chunks = [seeds[w::workers] for w in range(workers)]
+        assignment = [streams[w::workers] for w in range(workers)]
         # spawn, not fork: forking a process that holds torch/Ray threads can deadlock
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                  initializer=_worker_init) as pool:
-            parts = list(pool.map(_run_episodes, [policy] * workers, [spec.name] * workers, chunks))
-        by_seed = {s: r for chunk, part in zip(chunks, parts) for s, r in zip(chunk, part)}
-        results = [by_seed[s] for s in seeds]
-    return summarize(spec, results, cost_limit)
+            parts = list(pool.map(_run_streams, [policy] * workers, [spec.name] * workers, assignment))
+    by_seed = {s: r for worker_streams, worker_results in zip(assignment, parts)
+               for stream, stream_results in zip(worker_streams, worker_results)
+               for s, r in zip(stream, stream_results)}
+    return summarize(spec, [by_seed[s] for s in seeds], cost_limit)

@@ -101,6 +101,7 @@ def load_policy(path: str | Path) -> nn.Module:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         policy = POLICY_KINDS[saved["kind"]](**saved["config"])
         policy.load_state_dict(saved["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as e:
-        raise ValueError(f"{path} is not a dspo-ray policy file (saved by save_policy): {e}") from e
+    except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a dspo-ray policy file (written by save_policy): "
+                         f"{type(e).__name__}: {e}") from e
     return policy.eval()
