@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from typing import Any
 
 import gymnasium
@@ -38,14 +39,30 @@ def make_env(task: str | TaskSpec, seed: int) -> gymnasium.Env:
     else:
         if spec.suite == "SafetyGym":
             import safety_gymnasium  # noqa: F401  (registers the *Gymnasium-v* ids with gymnasium)
-        elif spec.suite == "BulletGym":
-            import bullet_safety_gym  # noqa: F401  (registers the Safety*-v0 ids with gymnasium)
-        else:
+        elif spec.suite != "BulletGym":
             raise ValueError(f"task {spec.name!r}: unknown suite {spec.suite!r}")
-        # gymnasium.make never registers anything, so calling make_env many times is harmless.
-        env = gymnasium.make(spec.env_id, max_episode_steps=spec.max_episode_steps,
-                             disable_env_checker=True)
+        with _process_std_streams():
+            if spec.suite == "BulletGym":
+                import bullet_safety_gym  # noqa: F401  (registers the Safety*-v0 ids with gymnasium)
+            # gymnasium.make registers nothing, so calling make_env many times is harmless.
+            env = gymnasium.make(spec.env_id, max_episode_steps=spec.max_episode_steps,
+                                 disable_env_checker=True)
     return _Contract(env, spec, seed)
+
+
+@contextlib.contextmanager
+def _process_std_streams():
+    """Point sys.stdout/sys.stderr back at the process's own streams for a moment.
+
+    Bullet-Safety-Gym hides pybullet's banner (at import and when it creates an environment) with a
+    helper that fflush()es the libc symbol named after ``sys.stdout.name``/``sys.stderr.name``; it
+    raises "undefined symbol" whenever those were replaced (pytest's capture, Ray worker logs,
+    Jupyter). The file descriptors stay whatever the host redirected them to.
+    """
+    out = sys.__stdout__ if sys.__stdout__ is not None else sys.stdout
+    err = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        yield
 
 
 class _Contract(gymnasium.Wrapper):
@@ -60,7 +77,8 @@ class _Contract(gymnasium.Wrapper):
         if not isinstance(space, gymnasium.spaces.Box) or space.shape != (spec.act_dim,):
             raise RuntimeError(f"{spec.name}: expected a Box action space of shape ({spec.act_dim},), "
                                f"the simulator has {space}")
-        self.action_space = gymnasium.spaces.Box(space.low, space.high, space.shape, np.float32)
+        self.action_space = gymnasium.spaces.Box(space.low.astype(np.float32),
+                                                space.high.astype(np.float32), space.shape, np.float32)
         self.action_space.seed(int(seed))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -105,10 +123,14 @@ class _MetaDriveEnv(gymnasium.Env):
     def __init__(self, spec: TaskSpec):
         self.task = spec
         cfg = _METADRIVE_CONFIGS[spec.name]
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints its gym registrations
+        # quiet: metadrive prints its gym registrations, gym 0.26 an "unmaintained" notice, and
+        # panda3d complains (without a window) that there is no /dev/input
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             from metadrive.engine.engine_utils import engine_initialized
             from metadrive.envs import SafeMetaDriveEnv
             from metadrive.manager.traffic_manager import TrafficMode
+            from panda3d.core import loadPrcFileData
+        loadPrcFileData("", "notify-level-device fatal\nnotify-level-task error")
         if engine_initialized():
             raise RuntimeError("MetaDrive allows only one environment per process: close() the "
                                "previous MetaDrive environment before making another")
@@ -117,12 +139,9 @@ class _MetaDriveEnv(gymnasium.Env):
             start_seed=cfg["start_seed"], environment_num=1, traffic_density=cfg["traffic_density"],
             map=3, map_config=dict(type="block_sequence", config=cfg["block_sequence"]),
             accident_prob=0.0, horizon=spec.max_episode_steps, use_render=False,
-            # DSRL's SafeMetaDriveEnv_FSRL defaults: traffic behaviour and no crash penalty
+            # DSRL's SafeMetaDriveEnv_FSRL defaults (its idm_* keys are read nowhere in 0.2.6)
             crash_vehicle_penalty=0.0, random_traffic=True, traffic_mode=TrafficMode.Hybrid,
         ))
-        # keys DSRL adds to the default config (they tune the traffic's IDM policy)
-        self._env.config.update(dict(idm_target_speed=30, idm_acc_factor=1.0, idm_deacc_factor=5.0),
-                                allow_add_new_key=True)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (spec.obs_dim,), np.float32)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (spec.act_dim,), np.float32)
         self._steps = 0

@@ -147,8 +147,13 @@ def load_trajectories(path: str | Path, task: str | TaskSpec) -> list[CostedTraj
     return split_into_trajectories(read_dsrl(path, task))
 
 
-def write_dsrl(path: str | Path, trajectories: list[CostedTrajectory]) -> Path:
-    """Write episodes as a DSRL file, atomically (a temporary name, then a rename)."""
+def write_dsrl(path: str | Path, trajectories: list[CostedTrajectory],
+               compression: str | None = "gzip") -> Path:
+    """Write episodes as a DSRL file, atomically (a temporary name, then a rename).
+
+    ``compression``: HDF5's per-column filter; None for files that will be xz-compressed whole
+    (xz then finds the rows repeated between observations and next observations).
+    """
     path = Path(path)
     if not trajectories:
         raise ValueError("refusing to write a dataset with no trajectories")
@@ -165,7 +170,8 @@ def write_dsrl(path: str | Path, trajectories: list[CostedTrajectory]) -> Path:
             for k in REQUIRED_KEYS:
                 column = np.concatenate([getattr(t, k) for t in trajectories])
                 f.create_dataset(k, data=column.astype(dtypes.get(k, np.float32)),
-                                 compression="gzip", compression_opts=4)
+                                 **({"compression": compression, "compression_opts": 4}
+                                    if compression == "gzip" else {"compression": compression}))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
