@@ -56,8 +56,8 @@ def _process_std_streams():
 
     Bullet-Safety-Gym hides pybullet's banner (at import and when it creates an environment) with a
     helper that fflush()es the libc symbol named after ``sys.stdout.name``/``sys.stderr.name``; it
-    raises "undefined symbol" whenever those were replaced (pytest's capture, Ray worker logs,
-    Jupyter). The file descriptors stay whatever the host redirected them to.
+    raises "undefined symbol" when they were replaced by objects with other string names (pytest's
+    capture, Jupyter). The file descriptors stay whatever the host redirected them to.
     """
     out = sys.__stdout__ if sys.__stdout__ is not None else sys.stdout
     err = sys.__stderr__ if sys.__stderr__ is not None else sys.stderr
