@@ -1,0 +1,386 @@
+"""Collect a DSRL-style dataset ourselves: an online Lagrangian agent, every episode kept, grid-thinned.
+
+How DSRL made its data (../shared/notes/dsrl-reference.md): a PID-Lagrangian on-policy agent whose
+cost limit moves linearly from high to low over training, keeping EVERY episode it plays, then a
+grid filter over the (cost return, reward return) plane so that all trade-offs are covered and the
+late, converged policies do not dominate. This module does the same at a small scale:
+
+* :func:`train_and_record` runs PPO with a PID Lagrange multiplier on ``n_envs`` environments (one
+  process, batched forward passes) and returns every finished episode as a
+  :class:`~dspo_ray.data.trajectory.CostedTrajectory`, with the executed (clipped) actions.
+* :func:`grid_filter` thins them: cells of the (cost, reward) grid are filled evenly ("water
+  filling": every cell keeps up to the same cap, the cap chosen so the total is the target).
+* :func:`collect` ties both together, drops episodes above DSRL's maximum cost for the task and
+  writes ``<dsrl id>-<max cost>-<count>.hdf5`` (see :mod:`experiments/collect.py` for the CLI).
+
+Everything that shapes the data is a :class:`CollectConfig` field.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dspo_ray.data.dsrl import dsrl_filename, write_dsrl
+from dspo_ray.data.trajectory import CostedTrajectory
+from dspo_ray.policies import mlp
+from dspo_ray.tasks import get_task
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    task: str
+    episodes: int = 2000
+    """Training episodes to play (all are recorded; the grid filter thins them afterwards)."""
+    keep: int | None = None
+    """Trajectories in the written file; None: 1.25 x the task's N_safe + N_unlabelled (Table 3)."""
+    seed: int = 0
+    n_envs: int = 8
+    steps_per_env: int = 256
+    """Rollout length per environment between two PPO updates."""
+    cost_limit_start: float | None = None
+    """Target episode cost at the start of training; None: the task's DSRL max cost."""
+    cost_limit_end: float | None = None
+    """Target at the end; None: half the task's cost limit (so the late policies are safe)."""
+    hidden: tuple[int, ...] = (64, 64)
+    lr: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    update_epochs: int = 10
+    minibatch: int = 256
+    entropy_coef: float = 0.0
+    init_log_std: float = -0.5
+    pid: tuple[float, float, float] = (0.05, 0.01, 0.01)
+    """PID-Lagrangian gains (Kp, Ki, Kd) on (mean recent episode cost - current limit)."""
+    lagrange_max: float = 100.0
+    cost_bins: int = 60
+    reward_bins: int = 50
+    max_cost: float | None = None
+    """Episodes with a cost return above this are dropped; None: the task's DSRL max cost."""
+
+    def resolved(self) -> "CollectConfig":
+        """The config with every None replaced by the task's default (what the run used)."""
+        spec = get_task(self.task)
+        from dataclasses import replace
+        return replace(
+            self,
+            keep=self.keep if self.keep is not None else int(round(1.25 * (spec.n_safe + spec.n_unlabelled))),
+            cost_limit_start=(self.cost_limit_start if self.cost_limit_start is not None
+                              else spec.dsrl_max_cost),
+            cost_limit_end=self.cost_limit_end if self.cost_limit_end is not None else spec.cost_limit / 2,
+            max_cost=self.max_cost if self.max_cost is not None else spec.dsrl_max_cost,
+        )
+
+
+# ---------------------------------------------------------------- agent
+
+class _RunningNorm:
+    """Running mean/std of observations (Welford over batches)."""
+
+    def __init__(self, dim: int):
+        self.mean, self.var, self.count = np.zeros(dim), np.ones(dim), 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        m, v, n = x.mean(0), x.var(0), len(x)
+        delta, total = m - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + v * n + delta ** 2 * self.count * n / total) / total
+        self.count = total
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10, 10).astype(np.float32)
+
+
+class _ActorCritic(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], init_log_std: float):
+        super().__init__()
+        self.pi = mlp([obs_dim, *hidden, act_dim], nn.Tanh)
+        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+        self.v_reward = mlp([obs_dim, *hidden, 1], nn.Tanh)
+        self.v_cost = mlp([obs_dim, *hidden, 1], nn.Tanh)
+
+    def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self.pi(obs), self.log_std.exp())
+
+    def values(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.v_reward(obs)[..., 0], self.v_cost(obs)[..., 0]
+
+
+class _PIDLagrange:
+    """PID Lagrange multiplier (Stooke et al. 2020), clipped to [0, max]."""
+
+    def __init__(self, kp: float, ki: float, kd: float, max_value: float):
+        self.kp, self.ki, self.kd, self.max = kp, ki, kd, max_value
+        self.integral, self.prev_cost, self.value = 0.0, 0.0, 0.0
+
+    def update(self, episode_cost: float, limit: float) -> float:
+        error = episode_cost - limit
+        self.integral = max(0.0, self.integral + self.ki * error)
+        derivative = max(0.0, episode_cost - self.prev_cost)
+        self.prev_cost = episode_cost
+        self.value = float(np.clip(self.kp * error + self.integral + self.kd * derivative, 0, self.max))
+        return self.value
+
+
+def _gae(rewards, values, next_values, dones, gamma, lam):
+    """GAE over (T, E) arrays; next_values already hold 0 after terminal steps and V(s') after
+    time-outs, and ``dones`` (terminated or truncated) cuts the recursion between episodes."""
+    adv = np.zeros_like(rewards)
+    last = np.zeros(rewards.shape[1], np.float32)
+    for t in reversed(range(len(rewards))):
+        delta = rewards[t] + gamma * next_values[t] - values[t]
+        last = delta + gamma * lam * (1.0 - dones[t]) * last
+        adv[t] = last
+    return adv, adv + values
+
+
+class _EpisodeBuffer:
+    """Accumulates one environment's steps into a CostedTrajectory (the DSRL terminal/timeout rule)."""
+
+    KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "costs")
+
+    def __init__(self):
+        self.columns: dict[str, list] = {k: [] for k in self.KEYS}
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated, cost) -> CostedTrajectory | None:
+        timeout = truncated and not terminated
+        for k, v in zip(self.KEYS, (obs, action, reward, next_obs, terminated, timeout, cost)):
+            self.columns[k].append(v)
+        if not (terminated or truncated):
+            return None
+        dtypes = {"terminals": bool, "timeouts": bool}
+        traj = CostedTrajectory(**{k: np.asarray(v, dtype=dtypes.get(k, np.float32))
+                                   for k, v in self.columns.items()})
+        self.columns = {k: [] for k in self.KEYS}
+        return traj
+
+
+def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]:
+    """Run PPO-Lagrangian with a cost limit annealed over episodes; return EVERY finished episode.
+
+    Episode k (counting from 0 over all environments) is reset with seed ``seed * 100003 + k``.
+    """
+    from dspo_ray.envs import make_env
+
+    cfg = config.resolved()
+    spec = get_task(cfg.task)
+    torch.manual_seed(cfg.seed)
+    T, E = cfg.steps_per_env, cfg.n_envs
+    base_seed = cfg.seed * 100_003
+    envs = [make_env(spec, seed=base_seed + i) for i in range(E)]
+    low, high = envs[0].action_space.low, envs[0].action_space.high
+    next_episode_seed = base_seed + E
+    obs = np.stack([env.reset()[0] for env in envs])
+    buffers = [_EpisodeBuffer() for _ in envs]
+    norm = _RunningNorm(spec.obs_dim)
+    norm.update(obs)
+    # value targets are regressed in units of a running scale (returns differ by 1000x across tasks)
+    scale_r, scale_c = _RunningNorm(1), _RunningNorm(1)
+    agent = _ActorCritic(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.init_log_std)
+    optim = torch.optim.Adam(agent.parameters(), lr=cfg.lr)
+    lagrange = _PIDLagrange(*cfg.pid, cfg.lagrange_max)
+    episodes: list[CostedTrajectory] = []
+    started = time.time()
+    try:
+        while len(episodes) < cfg.episodes:
+            progress = min(1.0, len(episodes) / cfg.episodes)
+            limit = cfg.cost_limit_start + progress * (cfg.cost_limit_end - cfg.cost_limit_start)
+            sr, sc = float(np.sqrt(scale_r.var[0])) + 1e-3, float(np.sqrt(scale_c.var[0])) + 1e-3
+            raw_obs = np.zeros((T, E, spec.obs_dim), np.float32)
+            b_obs = np.zeros((T, E, spec.obs_dim), np.float32)
+            b_act = np.zeros((T, E, spec.act_dim), np.float32)
+            b_logp, b_rew, b_cost, b_done = (np.zeros((T, E), np.float32) for _ in range(4))
+            b_vr, b_vc, b_nvr, b_nvc = (np.zeros((T, E), np.float32) for _ in range(4))
+            recent: list[CostedTrajectory] = []
+            for t in range(T):
+                raw_obs[t], b_obs[t] = obs, norm(obs)
+                with torch.no_grad():
+                    ot = torch.as_tensor(b_obs[t])
+                    d = agent.dist(ot)
+                    sample = d.sample()
+                    b_logp[t] = d.log_prob(sample).sum(-1).numpy()
+                    vr, vc = agent.values(ot)
+                b_act[t], b_vr[t], b_vc[t] = sample.numpy(), vr.numpy() * sr, vc.numpy() * sc
+                action = np.clip(b_act[t], low, high)  # what the simulator runs, and what we record
+                next_obs, final_obs = np.empty_like(obs), np.empty_like(obs)
+                terminal = np.zeros(E, bool)
+                for i, env in enumerate(envs):
+                    nxt, r, term, trunc, info = env.step(action[i])
+                    traj = buffers[i].add(obs[i], action[i], r, nxt, term, trunc, info["cost"])
+                    b_rew[t, i], b_cost[t, i] = r, info["cost"]
+                    b_done[t, i], terminal[i], final_obs[i] = float(term or trunc), term, nxt
+                    if traj is not None:
+                        recent.append(traj)
+                        nxt, _ = env.reset(seed=next_episode_seed)
+                        next_episode_seed += 1
+                    next_obs[i] = nxt
+                with torch.no_grad():
+                    nvr, nvc = agent.values(torch.as_tensor(norm(final_obs)))
+                b_nvr[t] = np.where(terminal, 0.0, nvr.numpy() * sr)
+                b_nvc[t] = np.where(terminal, 0.0, nvc.numpy() * sc)
+                obs = next_obs
+            norm.update(raw_obs.reshape(-1, spec.obs_dim))
+            episodes.extend(recent)
+            lam = (lagrange.update(float(np.mean([tr.cost_return for tr in recent])), limit)
+                   if recent else lagrange.value)
+            adv_r, ret_r = _gae(b_rew, b_vr, b_nvr, b_done, cfg.gamma, cfg.gae_lambda)
+            adv_c, ret_c = _gae(b_cost, b_vc, b_nvc, b_done, cfg.gamma, cfg.gae_lambda)
+            scale_r.update(ret_r.reshape(-1, 1))
+            scale_c.update(ret_c.reshape(-1, 1))
+            # reward advantage normalised; the cost advantage in the same units, weighted by lambda
+            std_r = adv_r.std() + 1e-8
+            adv = ((adv_r - adv_r.mean()) - lam * (adv_c - adv_c.mean())) / std_r / (1.0 + lam)
+            flat = lambda x: torch.as_tensor(x.reshape(T * E, *x.shape[2:]))  # noqa: E731
+            _ppo_update(agent, optim, cfg, flat(b_obs), flat(b_act), flat(b_logp), flat(adv),
+                        flat(ret_r / sr), flat(ret_c / sc))
+            if recent:
+                log(f"[collect {spec.name}] episodes {len(episodes)}/{cfg.episodes} limit {limit:.1f} "
+                    f"lambda {lam:.2f} reward {np.mean([tr.reward_return for tr in recent]):.1f} "
+                    f"cost {np.mean([tr.cost_return for tr in recent]):.1f} "
+                    f"({time.time() - started:.0f} s)")
+    finally:
+        for env in envs:
+            env.close()
+    return episodes[: cfg.episodes]
+
+
+def _ppo_update(agent, optim, cfg, obs, act, logp_old, adv, ret_r, ret_c) -> None:
+    n = len(obs)
+    for _ in range(cfg.update_epochs):
+        for idx in torch.randperm(n).split(cfg.minibatch):
+            d = agent.dist(obs[idx])
+            logp = d.log_prob(act[idx]).sum(-1)
+            ratio = (logp - logp_old[idx]).exp()
+            a = adv[idx]
+            pi_loss = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
+            vr, vc = agent.values(obs[idx])
+            v_loss = ((vr - ret_r[idx]) ** 2).mean() + ((vc - ret_c[idx]) ** 2).mean()
+            loss = pi_loss + 0.5 * v_loss - cfg.entropy_coef * d.entropy().sum(-1).mean()
+            optim.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
+            optim.step()
+
+
+# ---------------------------------------------------------------- thinning and writing
+
+def grid_filter(cost_returns: np.ndarray, reward_returns: np.ndarray, keep: int,
+                cost_bins: int = 60, reward_bins: int = 50, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``keep`` episodes spread over the (cost, reward) plane, sorted.
+
+    The plane (each axis spanning its data's range) is cut into ``cost_bins x reward_bins`` cells;
+    every cell keeps a random subset of at most ``cap`` of its episodes, with the largest ``cap``
+    that keeps no more than ``keep`` in all, and the cells that overflow that cap share what is left
+    (so exactly ``min(keep, len)`` are kept). Sparse trade-offs are all kept; crowded ones are thinned.
+    """
+    cost_returns, reward_returns = np.asarray(cost_returns, float), np.asarray(reward_returns, float)
+    n = len(cost_returns)
+    if keep >= n:
+        return np.arange(n)
+
+    def bin_of(x, bins):
+        lo, hi = x.min(), x.max()
+        return np.minimum(((x - lo) / max(hi - lo, 1e-12) * bins).astype(int), bins - 1)
+
+    cell = bin_of(cost_returns, cost_bins) * reward_bins + bin_of(reward_returns, reward_bins)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    members = {}
+    for i in order:  # each cell's episodes in a random order
+        members.setdefault(cell[i], []).append(i)
+    sizes = np.array([len(m) for m in members.values()])
+    # largest cap with sum(min(size, cap)) <= keep (the sum grows with the cap)
+    lo, hi = 0, int(sizes.max())
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if np.minimum(sizes, mid).sum() <= keep:
+            lo = mid
+        else:
+            hi = mid - 1
+    cap = lo
+    chosen = [i for m in members.values() for i in m[:cap]]
+    overflow = [m[cap] for m in members.values() if len(m) > cap]  # one more from each full cell
+    extra = keep - len(chosen)
+    chosen += list(rng.choice(overflow, size=extra, replace=False)) if extra > 0 else []
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+@dataclass
+class CollectResult:
+    path: Path
+    config: dict
+    recorded: int
+    """Episodes played (and recorded) during training."""
+    dropped_over_max_cost: int
+    kept: int
+    safe_kept: int
+    """Kept episodes whose cost return is within the task's (paper's) cost limit."""
+    seconds: float
+    stats: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def summarize_returns(trajectories: list[CostedTrajectory], cost_limit: float) -> dict:
+    costs = np.array([t.cost_return for t in trajectories])
+    rewards = np.array([t.reward_return for t in trajectories])
+    safe = costs <= cost_limit
+    q = lambda x: [round(float(v), 3) for v in np.quantile(x, [0, 0.25, 0.5, 0.75, 1])]  # noqa: E731
+    return {
+        "trajectories": len(trajectories),
+        "transitions": int(sum(len(t) for t in trajectories)),
+        "cost_return_quantiles": q(costs),
+        "reward_return_quantiles": q(rewards),
+        "safe": int(safe.sum()),
+        "best_safe_reward_return": round(float(rewards[safe].max()), 3) if safe.any() else None,
+    }
+
+
+def collect(config: CollectConfig, out_dir: str | Path, log=print) -> CollectResult:
+    """Train, record, drop episodes above the max cost, grid-thin, write the DSRL file.
+
+    Writes ``out_dir/<dsrl id>-<max cost>-<count>.hdf5`` (uncompressed HDF5, so that the shipped
+    ``.xz`` sees the redundancy between observations and next observations) and a JSON sidecar with
+    the config and the data's statistics next to it.
+    """
+    cfg = config.resolved()
+    spec = get_task(cfg.task)
+    started = time.time()
+    recorded = train_and_record(cfg, log=log)
+    ok = [t for t in recorded if t.cost_return <= cfg.max_cost]
+    if not ok:
+        raise RuntimeError(f"{spec.name}: every recorded episode costs more than {cfg.max_cost:g}")
+    idx = grid_filter([t.cost_return for t in ok], [t.reward_return for t in ok], cfg.keep,
+                      cfg.cost_bins, cfg.reward_bins, cfg.seed)
+    kept = [ok[i] for i in idx]
+    path = write_dsrl(Path(out_dir) / dsrl_filename(spec, len(kept)), kept, compression=None)
+    stats = {"recorded": summarize_returns(recorded, spec.cost_limit),
+             "kept": summarize_returns(kept, spec.cost_limit)}
+    result = CollectResult(
+        path=path, config=_jsonable(asdict(cfg)), recorded=len(recorded),
+        dropped_over_max_cost=len(recorded) - len(ok), kept=len(kept),
+        safe_kept=stats["kept"]["safe"], seconds=round(time.time() - started, 1), stats=stats)
+    path.with_suffix(".json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    needed = spec.n_safe
+    if result.safe_kept < needed:
+        log(f"[collect {spec.name}] WARNING: only {result.safe_kept} safe trajectories (cost <= "
+            f"{spec.cost_limit:g}) kept; the paper's split needs {needed}")
+    return result
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
