@@ -1,0 +1,202 @@
+"""DSPO's configuration: one dataclass per stage, the paper's values (Table 4) as defaults.
+
+Two profiles: ``paper`` (Table 4; where the paper is silent, the closest public work, see
+../shared/notes/method-notes.md) and ``quick`` (the whole pipeline plus a 20-episode evaluation in
+under 10 minutes on 2 CPU cores, for a Bullet task of 300-step episodes). A YAML file or a sweep
+sample names a profile and overrides single keys on top of it; everything is validated on load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from dspo_ray.config import (ConfigError, bounded, deep_merge, from_dict, load_yaml, to_dict,
+                             unflatten)
+from dspo_ray.data import SplitConfig
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Stage 1: the trajectory-wise safety discriminator (paper section 3.1)."""
+
+    variant: Literal["safety_transformer", "mlp"] = "safety_transformer"
+    """The SafetyTransformer, or the per-step MLP of similar size (the paper's Figure 4 ablation)."""
+    embed_dim: int = bounded(256, ge=8)
+    """Token embedding width (Preference Transformer: 256)."""
+    n_layers: int = bounded(1, ge=1)
+    """Causal GPT blocks (Preference Transformer: 1 to 3)."""
+    n_heads: int = bounded(4, ge=1)
+    """Attention heads per block; must divide embed_dim."""
+    dropout: float = bounded(0.1, ge=0.0, lt=1.0)
+    attention_dim: int = bounded(256, ge=1)
+    """d of the preference-attention head's queries and keys (Preference Transformer: 256)."""
+    mlp_hidden: tuple[int, ...] = (512, 512, 512)
+    """Hidden widths of the MLP variant (about the transformer's parameter count at the defaults)."""
+    window: int = bounded(100, ge=2)
+    """Steps per training segment and per scoring window (whole trajectories are scored by tiling)."""
+    batch_size: int = bounded(64, ge=2)
+    """Trajectories per step and worker, half safe demonstrations, half unlabelled (balanced)."""
+    steps: int = bounded(10_000, ge=1)
+    learning_rate: float = bounded(3e-5, gt=0)
+    """Table 4: 3e-5."""
+    weight_decay: float = bounded(1e-4, ge=0)
+    warmup_steps: int = bounded(500, ge=0)
+    """Linear warm-up, then cosine decay to 0 (Preference Transformer's schedule)."""
+    return_agnostic: bool = True
+    """Add the vCLUB bound between signal and return (False: the 'w/o return-agnostic' ablation)."""
+    vclub_coef: float = bounded(0.1, ge=0)
+    """Table 4: coefficient of the vCLUB bound in the discriminator loss."""
+    return_bins: int = bounded(10, ge=2)
+    """Appendix D: the return is discretised into K = 10 bins for q(r | z)."""
+    return_binning: Literal["uniform", "quantile"] = "uniform"
+    """Equal-width bins over the returns' range, or equal-count bins."""
+    estimator_steps: int = bounded(5, ge=1)
+    """Maximum-likelihood steps of q(r | z) per discriminator step (public CLUB example: several)."""
+    estimator_hidden: int = bounded(64, ge=1)
+    estimator_learning_rate: float = bounded(1e-3, gt=0)
+    gradient_penalty: float = bounded(0.0, ge=0)
+    """Coefficient of (|grad|-1)^2 at interpolated inputs ('w/ gp' ablation of Table 2); 0: off."""
+    label_threshold: float = bounded(0.5, gt=0, lt=1)
+    """Signal above which a trajectory counts as safe in the metrics (balanced training: 0.5)."""
+    grad_clip: float = bounded(1.0, gt=0)
+    log_every: int = bounded(100, ge=1)
+    checkpoint_every: int = bounded(1000, ge=1)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Stage 2: the conditional trajectory diffusion model (paper section 3.2, Table 4)."""
+
+    horizon: int = bounded(32, ge=4)
+    """Steps per generated window of (state, action); must be divisible by 2^(len(dim_mults)-1)."""
+    n_diffusion_steps: int = bounded(100, ge=2)
+    """Table 4: 100 denoising steps."""
+    dim: int = bounded(64, ge=8)
+    """Table 4: embedding dimension of the U-Net backbone."""
+    dim_mults: tuple[int, ...] = (1, 2, 4, 8)
+    """Channel multipliers per U-Net level (trajectory diffusion planners)."""
+    attention: bool = True
+    """Linear attention at the U-Net's bottleneck."""
+    attention_dim: int = bounded(128, ge=8)
+    """Table 4: hidden dimension of the attention layer (heads x head width)."""
+    condition_dropout: float = bounded(0.25, ge=0, le=1)
+    """Probability of replacing (return, signal) by the learned null condition (joint mask)."""
+    guidance_weight: float = bounded(2.0, ge=0)
+    """eps = eps_null + w (eps_cond - eps_null); 1 is plain conditional sampling."""
+    batch_size: int = bounded(64, ge=1)
+    """Table 4: 64 windows per step and worker."""
+    steps: int = bounded(200_000, ge=1)
+    """Table 4: 200k iterations."""
+    learning_rate: float = bounded(3e-4, gt=0)
+    """Table 4: 3e-4."""
+    loss: Literal["l1", "l2"] = "l1"
+    """Table 4: L1 loss on the predicted noise."""
+    ema_start: int = bounded(1000, ge=0)
+    """Table 4: EMA updates start at iteration 1000 (the EMA is a copy before that)."""
+    ema_decay: float = bounded(0.995, ge=0, le=1)
+    ema_every: int = bounded(5, ge=1)
+    grad_clip: float = bounded(1.0, gt=0)
+    log_every: int = bounded(500, ge=1)
+    checkpoint_every: int = bounded(5000, ge=1)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Generation of the data set D^G (appendix D)."""
+
+    n_windows: int = bounded(2000, ge=1)
+    """Windows of `horizon` steps to generate."""
+    return_condition: float | None = bounded(None, ge=-1.0, le=2.0)
+    """None: returns drawn uniformly from the safe demonstrations' return range (appendix D).
+    A number q: the fixed return r_min + q (r_max - r_min) of that range (1 = the best demo,
+    > 1 extrapolates)."""
+    safety_condition: float | None = bounded(None, ge=0.0, le=1.0)
+    """None: the smallest signal given to a safe demonstration (appendix D); or this signal."""
+    batch_size: int = bounded(500, ge=1)
+    """Windows denoised at once."""
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """The final policy: MLP behaviour cloning on safe demonstrations + generated data."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    batch_size: int = bounded(64, ge=1)
+    """Table 4: 64."""
+    steps: int = bounded(100_000, ge=1)
+    learning_rate: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
+    log_every: int = bounded(1000, ge=1)
+    checkpoint_every: int = bounded(10_000, ge=1)
+
+
+@dataclass(frozen=True)
+class DSPOConfig:
+    task: str = "CarCircle"
+    seed: int = bounded(0, ge=0)
+    profile: Literal["paper", "quick"] = "paper"
+    """Which defaults the file's settings override (informational once loaded)."""
+    dataset: str | None = None
+    """A DSRL file or folder; None: $DSRL_DATASET_DIR, then the shipped datasets."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
+    eval_episodes: int = bounded(20, ge=1)
+    """Table 1: 20 evaluation episodes."""
+    eval_workers: int | None = bounded(None, ge=1)
+    """Processes for evaluation; None: the available CPUs."""
+
+    def __post_init__(self):
+        from dspo_ray.tasks import get_task
+
+        get_task(self.task)  # unknown task -> error listing the valid ones
+        d = self.discriminator
+        if d.embed_dim % d.n_heads:
+            raise ConfigError(f"discriminator.n_heads: {d.n_heads} does not divide "
+                              f"discriminator.embed_dim {d.embed_dim}")
+        m = self.diffusion
+        if m.horizon % 2 ** (len(m.dim_mults) - 1):
+            raise ConfigError(f"diffusion.horizon: {m.horizon} is not divisible by "
+                              f"2^(len(diffusion.dim_mults)-1) = {2 ** (len(m.dim_mults) - 1)}")
+
+
+# The quick profile: a 2-core CPU, 300-step episodes, 15 demos + 500 unlabelled, <10 minutes.
+_QUICK: dict[str, Any] = {
+    "profile": "quick",
+    "discriminator": dict(embed_dim=64, n_heads=2, attention_dim=64, mlp_hidden=[128, 128, 128],
+                          window=50, batch_size=32, steps=400, learning_rate=3e-4,
+                          warmup_steps=40, log_every=50, checkpoint_every=200),
+    "diffusion": dict(horizon=16, dim=32, dim_mults=[1, 2, 4], attention=False, batch_size=64,
+                      steps=2500, learning_rate=1e-3, ema_start=500, log_every=250,
+                      checkpoint_every=1000),
+    "generation": dict(n_windows=500, batch_size=500),
+    "bc": dict(steps=4000, batch_size=64, log_every=500, checkpoint_every=2000),
+}
+
+PROFILES: dict[str, dict[str, Any]] = {"paper": {"profile": "paper"}, "quick": _QUICK}
+
+
+def profile_config(name: str, **overrides: Any) -> DSPOConfig:
+    """The named profile's config, with dotted-key overrides (``seed=1``,
+    ``**{"discriminator.vclub_coef": 0.2}``)."""
+    return load_dspo_config({"profile": name, **unflatten(overrides)})
+
+
+def load_dspo_config(source: str | Path | Mapping[str, Any] | None = None,
+                     **overrides: Any) -> DSPOConfig:
+    """A DSPOConfig from a YAML file or mapping: its ``profile`` (default ``paper``) supplies the
+    defaults, its other keys (then ``overrides``, dotted keys allowed) go on top. Validated."""
+    data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source or {})
+    data = deep_merge(data, unflatten(overrides))
+    name = data.get("profile", "paper")
+    if name not in PROFILES:
+        raise ConfigError(f"profile: unknown profile {name!r}; valid profiles are: {', '.join(PROFILES)}")
+    return from_dict(DSPOConfig, deep_merge(PROFILES[name], data))
+
+
+def config_dict(config: DSPOConfig) -> dict[str, Any]:
+    return to_dict(config)

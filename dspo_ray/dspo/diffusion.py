@@ -1,0 +1,349 @@
+"""Stage 2: a conditional trajectory diffusion model over windows of (state, action).
+
+* Denoiser: the 1-D temporal U-Net of trajectory diffusion planners: residual blocks of
+  Conv1d(kernel 5) + GroupNorm(8) + Mish, a sinusoidal diffusion-time embedding through an MLP,
+  strided-conv down-sampling and transposed-conv up-sampling, channel multipliers ``dim_mults``,
+  optional linear attention (hidden ``attention_dim``) at the bottleneck.
+* Conditions (return r_tau, safety signal z_tau) go through a small MLP and are concatenated with
+  the time embedding (return-conditioned planner). Classifier-free guidance: during training the
+  pair is replaced, with probability ``condition_dropout``, by a learned null embedding (one joint
+  mask); sampling uses eps = eps_null + w (eps_cond - eps_null).
+* DDPM (appendix B) with ``n_diffusion_steps`` steps and a cosine schedule, epsilon prediction,
+  L1 loss (Table 4), EMA of the weights from iteration ``ema_start``, decay 0.995, every 5 steps.
+* States, actions and conditions are standardised per dimension (statistics kept in the model).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from dspo_ray.dspo.config import DiffusionConfig
+from dspo_ray.dspo.windows import RaggedTrajectories
+from dspo_ray.training import TrainContext, unwrap
+
+N_CONDITIONS = 2  # (return, safety signal)
+
+
+# ----------------------------------------------------------------------------- the U-Net
+
+class SinusoidalEmbedding(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / (half - 1))
+        args = t.float()[:, None] * freqs[None]
+        return torch.cat([args.sin(), args.cos()], dim=-1)
+
+
+class Conv1dBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5, groups: int = 8):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv1d(in_channels, out_channels, kernel_size,
+                                             padding=kernel_size // 2),
+                                   nn.GroupNorm(groups, out_channels), nn.Mish())
+
+    def forward(self, x):
+        return self.block(x)
+
+
+class ResidualTemporalBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int, kernel_size: int = 5):
+        super().__init__()
+        self.conv1 = Conv1dBlock(in_channels, out_channels, kernel_size)
+        self.conv2 = Conv1dBlock(out_channels, out_channels, kernel_size)
+        self.embed = nn.Sequential(nn.Mish(), nn.Linear(embed_dim, out_channels))
+        self.residual = (nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels
+                         else nn.Identity())
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x) + self.embed(embedding)[:, :, None]
+        return self.conv2(h) + self.residual(x)
+
+
+class LinearAttention(nn.Module):
+    """Linear attention over the horizon (planners' bottleneck attention), pre-norm, residual."""
+
+    def __init__(self, channels: int, hidden: int = 128, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(1, channels)
+        self.to_qkv = nn.Conv1d(channels, 3 * hidden, 1, bias=False)
+        self.to_out = nn.Conv1d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, length = x.shape
+        q, k, v = self.to_qkv(self.norm(x)).view(b, 3, self.heads, -1, length).unbind(1)
+        q = q.softmax(dim=-2) / math.sqrt(q.shape[-2])
+        k = k.softmax(dim=-1)
+        context = torch.einsum("bhdn,bhen->bhde", k, v)
+        out = torch.einsum("bhde,bhdn->bhen", context, q).reshape(b, -1, length)
+        return x + self.to_out(out)
+
+
+class TemporalUnet(nn.Module):
+    """eps(x_t, t, condition embedding) for x of shape (B, horizon, channels)."""
+
+    def __init__(self, channels: int, dim: int = 64, dim_mults: tuple[int, ...] = (1, 2, 4, 8),
+                 attention: bool = True, attention_dim: int = 128):
+        super().__init__()
+        dims = [channels, *(dim * m for m in dim_mults)]
+        in_out = list(zip(dims[:-1], dims[1:]))
+        embed_dim = 2 * dim  # time embedding ++ condition embedding
+        self.time_mlp = nn.Sequential(SinusoidalEmbedding(dim), nn.Linear(dim, 4 * dim), nn.Mish(),
+                                      nn.Linear(4 * dim, dim))
+        self.downs = nn.ModuleList()
+        for i, (d_in, d_out) in enumerate(in_out):
+            last = i == len(in_out) - 1
+            self.downs.append(nn.ModuleList([
+                ResidualTemporalBlock(d_in, d_out, embed_dim),
+                ResidualTemporalBlock(d_out, d_out, embed_dim),
+                nn.Conv1d(d_out, d_out, 3, stride=2, padding=1) if not last else nn.Identity()]))
+        mid = dims[-1]
+        self.mid1 = ResidualTemporalBlock(mid, mid, embed_dim)
+        self.mid_attention = (LinearAttention(mid, attention_dim, heads=4) if attention
+                              else nn.Identity())
+        self.mid2 = ResidualTemporalBlock(mid, mid, embed_dim)
+        self.ups = nn.ModuleList()
+        for d_in, d_out in reversed(in_out[1:]):
+            self.ups.append(nn.ModuleList([
+                ResidualTemporalBlock(2 * d_out, d_in, embed_dim),
+                ResidualTemporalBlock(d_in, d_in, embed_dim),
+                nn.ConvTranspose1d(d_in, d_in, 4, stride=2, padding=1)]))
+        self.final = nn.Sequential(Conv1dBlock(dim, dim), nn.Conv1d(dim, channels, 1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)
+        embedding = torch.cat([self.time_mlp(t), condition], dim=-1)
+        skips = []
+        for block1, block2, down in self.downs:
+            x = block2(block1(x, embedding), embedding)
+            skips.append(x)
+            x = down(x)
+        x = self.mid2(self.mid_attention(self.mid1(x, embedding)), embedding)
+        for block1, block2, up in self.ups:
+            x = torch.cat([x, skips.pop()], dim=1)
+            x = up(block2(block1(x, embedding), embedding))
+        return self.final(x).transpose(1, 2)
+
+
+# ----------------------------------------------------------------------------- DDPM + CFG
+
+def cosine_beta_schedule(steps: int, s: float = 0.008) -> torch.Tensor:
+    x = torch.linspace(0, steps, steps + 1, dtype=torch.float64)
+    alphas_cumprod = torch.cos(((x / steps) + s) / (1 + s) * math.pi * 0.5) ** 2
+    alphas_cumprod = alphas_cumprod / alphas_cumprod[0]
+    return (1 - alphas_cumprod[1:] / alphas_cumprod[:-1]).clamp(0, 0.999).float()
+
+
+class ConditionalTrajectoryDiffusion(nn.Module):
+    """DDPM over normalised (state, action) windows, conditioned on (return, signal) with CFG.
+
+    ``forward(x0, condition)`` is the training loss (so that a DDP wrapper sees the whole step);
+    :meth:`sample` draws windows in data units.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, horizon: int, n_diffusion_steps: int = 100,
+                 dim: int = 64, dim_mults: tuple[int, ...] = (1, 2, 4, 8), attention: bool = True,
+                 attention_dim: int = 128, condition_dropout: float = 0.25, loss: str = "l1",
+                 clip_denoised: float = 5.0):
+        super().__init__()
+        self.config = dict(obs_dim=obs_dim, act_dim=act_dim, horizon=horizon,
+                           n_diffusion_steps=n_diffusion_steps, dim=dim, dim_mults=tuple(dim_mults),
+                           attention=attention, attention_dim=attention_dim,
+                           condition_dropout=condition_dropout, loss=loss,
+                           clip_denoised=clip_denoised)
+        self.obs_dim, self.act_dim, self.horizon = obs_dim, act_dim, horizon
+        self.channels = obs_dim + act_dim
+        self.n_steps, self.condition_dropout, self.loss_type = n_diffusion_steps, condition_dropout, loss
+        self.clip_denoised = clip_denoised
+        self.unet = TemporalUnet(self.channels, dim, dim_mults, attention, attention_dim)
+        self.condition_mlp = nn.Sequential(nn.Linear(N_CONDITIONS, dim), nn.Mish(),
+                                           nn.Linear(dim, dim))
+        self.null_condition = nn.Parameter(torch.randn(dim) * 0.02)
+        betas = cosine_beta_schedule(n_diffusion_steps)
+        alphas_cumprod = torch.cumprod(1 - betas, 0)
+        prev = torch.cat([torch.ones(1), alphas_cumprod[:-1]])
+        self.register_buffer("betas", betas)
+        self.register_buffer("alphas_cumprod", alphas_cumprod)
+        self.register_buffer("posterior_variance", betas * (1 - prev) / (1 - alphas_cumprod))
+        self.register_buffer("posterior_mean_x0", betas * prev.sqrt() / (1 - alphas_cumprod))
+        self.register_buffer("posterior_mean_xt", (1 - prev) * (1 - betas).sqrt() / (1 - alphas_cumprod))
+        # per-dimension standardisation of (state, action) and of the conditions
+        self.register_buffer("x_mean", torch.zeros(self.channels))
+        self.register_buffer("x_std", torch.ones(self.channels))
+        self.register_buffer("condition_mean", torch.zeros(N_CONDITIONS))
+        self.register_buffer("condition_std", torch.ones(N_CONDITIONS))
+
+    def set_stats(self, x: np.ndarray, conditions: np.ndarray) -> None:
+        x = torch.as_tensor(x, dtype=torch.float32)
+        c = torch.as_tensor(conditions, dtype=torch.float32)
+        self.x_mean.copy_(x.mean(0))
+        self.x_std.copy_(x.std(0).clamp_min(1e-3))
+        self.condition_mean.copy_(c.mean(0))
+        self.condition_std.copy_(c.std(0).clamp_min(1e-3))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.x_mean) / self.x_std
+
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.x_std + self.x_mean
+
+    def embed_condition(self, condition: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        """Condition embedding; rows where ``drop`` is True get the learned null embedding."""
+        c = self.condition_mlp((condition - self.condition_mean) / self.condition_std)
+        return torch.where(drop[:, None], self.null_condition.expand_as(c), c)
+
+    def forward(self, x0: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """Training loss for a batch of data-unit windows (B, H, C) and conditions (B, 2)."""
+        x0 = self.normalize(x0)
+        b = len(x0)
+        t = torch.randint(0, self.n_steps, (b,), device=x0.device)
+        noise = torch.randn_like(x0)
+        ab = self.alphas_cumprod[t][:, None, None]
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        drop = torch.rand(b, device=x0.device) < self.condition_dropout
+        predicted = self.unet(x_t, t, self.embed_condition(condition, drop))
+        if self.loss_type == "l1":
+            return F.l1_loss(predicted, noise)
+        return F.mse_loss(predicted, noise)
+
+    @torch.no_grad()
+    def sample(self, condition: torch.Tensor, guidance_weight: float = 2.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Windows (B, H, C) in data units for conditions (B, 2), by DDPM with CFG."""
+        b, device = len(condition), condition.device
+        shape = (b, self.horizon, self.channels)
+        x = torch.randn(shape, generator=generator).to(device)
+        embedding = torch.cat([
+            self.embed_condition(condition, torch.zeros(b, dtype=torch.bool, device=device)),
+            self.embed_condition(condition, torch.ones(b, dtype=torch.bool, device=device))])
+        for step in reversed(range(self.n_steps)):
+            t = torch.full((2 * b,), step, device=device, dtype=torch.long)
+            eps_cond, eps_null = self.unet(torch.cat([x, x]), t, embedding).chunk(2)
+            eps = eps_null + guidance_weight * (eps_cond - eps_null)
+            ab = self.alphas_cumprod[step]
+            x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+            if self.clip_denoised:
+                x0 = x0.clamp(-self.clip_denoised, self.clip_denoised)
+            mean = self.posterior_mean_x0[step] * x0 + self.posterior_mean_xt[step] * x
+            if step > 0:
+                noise = torch.randn(shape, generator=generator).to(device)
+                x = mean + self.posterior_variance[step].sqrt() * noise
+            else:
+                x = mean
+        return self.unnormalize(x)
+
+
+def make_diffusion(config: DiffusionConfig, obs_dim: int, act_dim: int) -> ConditionalTrajectoryDiffusion:
+    return ConditionalTrajectoryDiffusion(
+        obs_dim, act_dim, config.horizon, config.n_diffusion_steps, config.dim, config.dim_mults,
+        config.attention, config.attention_dim, config.condition_dropout, config.loss)
+
+
+def load_diffusion(artefact: dict, ema: bool = True) -> ConditionalTrajectoryDiffusion:
+    model = ConditionalTrajectoryDiffusion(**artefact["model_config"])
+    model.load_state_dict(artefact["ema_state_dict" if ema else "state_dict"])
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- training
+
+class WindowSampler:
+    """Random full windows of ``horizon`` steps and their trajectory's (return, signal)."""
+
+    def __init__(self, trajectories: RaggedTrajectories, signals: np.ndarray, horizon: int):
+        self.x = np.concatenate([trajectories.observations, trajectories.actions], 1)
+        usable = np.flatnonzero(trajectories.lengths >= horizon)
+        if len(usable) == 0:
+            raise ValueError(f"no trajectory has the {horizon} steps of a diffusion window; "
+                             "lower diffusion.horizon")
+        starts = trajectories.starts
+        # every (trajectory, offset) with a full window, as the row of the window's first step
+        self.first_rows = np.concatenate([starts[i] + np.arange(trajectories.lengths[i] - horizon + 1)
+                                          for i in usable])
+        self.owner = np.concatenate([np.full(trajectories.lengths[i] - horizon + 1, i) for i in usable])
+        self.conditions = np.stack([trajectories.returns, signals], 1).astype(np.float32)
+        self.horizon = horizon
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        pick = rng.integers(0, len(self.first_rows), batch_size)
+        rows = self.first_rows[pick][:, None] + np.arange(self.horizon)
+        return self.x[rows], self.conditions[self.owner[pick]]
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+def train_diffusion(ctx: TrainContext, trajectories: RaggedTrajectories, signals: np.ndarray,
+                    config: DiffusionConfig, seed: int = 0) -> dict | None:
+    """Stage trainer: the diffusion model on all trajectories' windows, each conditioned on its
+    trajectory's return and safety signal. Returns on rank 0
+    ``{model_config, state_dict, ema_state_dict, steps, config}``."""
+    obs_dim, act_dim = trajectories.observations.shape[1], trajectories.actions.shape[1]
+    sampler = WindowSampler(trajectories, np.asarray(signals, np.float32), config.horizon)
+    torch.manual_seed(seed)
+    model = make_diffusion(config, obs_dim, act_dim)
+    model.set_stats(sampler.x, sampler.conditions)
+    ema = copy.deepcopy(model).requires_grad_(False).to(ctx.device)
+    model = ctx.wrap_model(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+    worker_seed = seed * 1000 + ctx.rank
+    rng = np.random.default_rng(worker_seed)
+    torch.manual_seed(worker_seed)
+    start = 0
+    checkpoint = ctx.load_checkpoint()
+    if checkpoint is not None:
+        unwrap(model).load_state_dict(checkpoint["model"])
+        ema.load_state_dict(checkpoint["ema"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start = checkpoint["step"]
+        rng.bit_generator.state = checkpoint["rng"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+
+    model.train()
+    losses: list[float] = []
+    for step in tqdm(range(start, config.steps), desc="diffusion", disable=None, initial=start,
+                     total=config.steps):
+        x, condition = sampler.sample(config.batch_size, rng)
+        loss = model(torch.as_tensor(x, device=ctx.device),
+                     torch.as_tensor(condition, device=ctx.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        losses.append(loss.item())
+        done = step + 1
+        if done % config.ema_every == 0:
+            if done < config.ema_start:  # Table 4: EMA starts at iteration 1000; a copy before
+                ema.load_state_dict(unwrap(model).state_dict())
+            else:
+                ema_update(ema, unwrap(model), config.ema_decay)
+        if done % config.log_every == 0 or done == config.steps:
+            metrics = {"losses/diffusion": float(np.mean(losses)), "train/step": done}
+            losses = []
+            ckpt = None
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                ckpt = {"model": unwrap(model).state_dict(), "ema": ema.state_dict(),
+                        "optimizer": optimizer.state_dict(), "step": done,
+                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+            ctx.report(metrics, checkpoint=ckpt)
+    if ctx.rank != 0:
+        return None
+    cpu = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731
+    return {"model_config": dict(unwrap(model).config), "state_dict": cpu(unwrap(model)),
+            "ema_state_dict": cpu(ema), "steps": config.steps, "config": asdict(config)}

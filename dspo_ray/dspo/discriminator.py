@@ -1,0 +1,257 @@
+"""Stage 1: train the trajectory-wise safety discriminator, label every trajectory, score the labels.
+
+Loss (paper eq. 1 + eq. 4): binary cross-entropy with the safe demonstrations as positives and the
+unlabelled trajectories as negatives, in balanced batches (15 demonstrations against hundreds of
+unlabelled trajectories), plus ``vclub_coef`` x the vCLUB bound between the signal z_tau and the
+trajectory return discretised into K bins. The K-class predictor q(r | z) is trained by maximum
+likelihood on matched pairs, ``estimator_steps`` times per discriminator step on that step's
+(detached) signals, and is frozen in the discriminator's step (public CLUB example).
+
+Ablations (config): ``variant="mlp"`` (Figure 4), ``return_agnostic=False`` (Table 2 "w/o
+return-agnostic"), plus ``gradient_penalty > 0`` (Table 2 "w/ gp").
+
+Training reads only the learner's data (states, actions, rewards; which trajectories are the
+demonstrations). :func:`discriminator_metrics` is the one place that reads the hidden truth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from dspo_ray.data import HiddenTruth
+from dspo_ray.dspo.config import DiscriminatorConfig
+from dspo_ray.dspo.safety_transformer import (ReturnClassifier, build_discriminator,
+                                              vclub_bound)
+from dspo_ray.dspo.windows import (RaggedTrajectories, WindowBatch, cut_windows, random_windows,
+                                   tiling_windows)
+from dspo_ray.training import TrainContext, unwrap
+
+
+def return_bins(returns: np.ndarray, n_bins: int, binning: str = "uniform") -> np.ndarray:
+    """The bin (0..K-1) of each return: equal-width over the returns' range, or equal-count."""
+    returns = np.asarray(returns, dtype=np.float64)
+    if binning == "uniform":
+        edges = np.linspace(returns.min(), returns.max(), n_bins + 1)
+    elif binning == "quantile":
+        edges = np.quantile(returns, np.linspace(0, 1, n_bins + 1))
+    else:
+        raise ValueError(f"return_binning must be 'uniform' or 'quantile', got {binning!r}")
+    return np.clip(np.searchsorted(edges[1:-1], returns, side="right"), 0, n_bins - 1)
+
+
+def make_discriminator(config: DiscriminatorConfig, obs_dim: int, act_dim: int,
+                       max_timestep: int) -> nn.Module:
+    if config.variant == "safety_transformer":
+        kwargs = dict(embed_dim=config.embed_dim, n_layers=config.n_layers, n_heads=config.n_heads,
+                      dropout=config.dropout, attention_dim=config.attention_dim)
+    else:
+        kwargs = dict(hidden=config.mlp_hidden, dropout=config.dropout)
+    return build_discriminator(config.variant, obs_dim, act_dim, max_timestep, **kwargs)
+
+
+def load_discriminator(artefact: dict) -> nn.Module:
+    """The trained discriminator from train_discriminator's return value (or its saved file)."""
+    model = build_discriminator(artefact["variant"], **artefact["model_config"])
+    model.load_state_dict(artefact["state_dict"])
+    return model.eval()
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _to_device(batch: WindowBatch, device) -> tuple[torch.Tensor, ...]:
+    return (torch.as_tensor(batch.observations, device=device),
+            torch.as_tensor(batch.actions, device=device),
+            torch.as_tensor(batch.timesteps, device=device),
+            torch.as_tensor(batch.mask, device=device))
+
+
+def gradient_penalty(model: nn.Module, demo: tuple[torch.Tensor, ...],
+                     other: tuple[torch.Tensor, ...], generator: torch.Generator) -> torch.Tensor:
+    """(|grad_input logit| - 1)^2 at random interpolations of demonstration and unlabelled windows
+    (DWBC's penalty), over the steps real in both."""
+    n = min(len(demo[0]), len(other[0]))
+    alpha = torch.rand(n, 1, 1, generator=generator).to(demo[0].device)
+    obs = (alpha * demo[0][:n] + (1 - alpha) * other[0][:n]).requires_grad_(True)
+    act = (alpha * demo[1][:n] + (1 - alpha) * other[1][:n]).requires_grad_(True)
+    mask = demo[3][:n] & other[3][:n]
+    logits = model(obs, act, demo[2][:n], mask)
+    grads = torch.autograd.grad(logits.sum(), [obs, act], create_graph=True)
+    norm = torch.cat([g.flatten(1) for g in grads], 1).norm(dim=1)
+    return ((norm - 1) ** 2).mean()
+
+
+def update_step(model, estimator, optimizer, estimator_optimizer, batch, labels, bins,
+                config: DiscriminatorConfig, generator: torch.Generator) -> dict[str, float]:
+    """One discriminator step (after ``estimator_steps`` steps of q). Returns logged numbers."""
+    obs, act, steps, mask = batch
+    logits = model(obs, act, steps, mask)
+    bce = F.binary_cross_entropy_with_logits(logits, labels)
+    loss = bce
+    out = {"losses/discriminator": bce.item()}
+    signal = torch.sigmoid(logits)
+    if config.return_agnostic and config.vclub_coef > 0:
+        for _ in range(config.estimator_steps):  # q(r | z) by maximum likelihood, z fixed
+            estimator_optimizer.zero_grad(set_to_none=True)
+            nll = F.nll_loss(estimator(signal.detach()), bins)
+            nll.backward()
+            estimator_optimizer.step()
+        # q is frozen in the discriminator's step: detached weights, so no gradient reaches it
+        plain_q = unwrap(estimator)
+        frozen = {k: v.detach() for k, v in plain_q.named_parameters()}
+        bound = vclub_bound(functional_call(plain_q, frozen, (signal,)), bins)
+        loss = loss + config.vclub_coef * bound
+        out.update({"losses/vclub": bound.item(), "losses/estimator_nll": nll.item()})
+    if config.gradient_penalty > 0:
+        is_demo = labels > 0.5
+        demo = tuple(t[is_demo] for t in batch)
+        other = tuple(t[~is_demo] for t in batch)
+        gp = gradient_penalty(unwrap(model), demo, other, generator)
+        loss = loss + config.gradient_penalty * gp
+        out["losses/gradient_penalty"] = gp.item()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    with torch.no_grad():
+        pos = labels > 0.5
+        out.update({
+            "losses/total": loss.item(),
+            "train/batch_accuracy": ((signal > 0.5) == pos).float().mean().item(),
+            "train/signal_demos": signal[pos].mean().item(),
+            "train/signal_unlabelled": signal[~pos].mean().item(),
+        })
+    return out
+
+
+def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
+                        config: DiscriminatorConfig, max_timestep: int, seed: int = 0) -> dict | None:
+    """Stage trainer (``train_fn(ctx, **kwargs)``): returns, on rank 0, the discriminator artefact
+    ``{variant, model_config, state_dict, estimator_state_dict, steps, config}``."""
+    obs_dim, act_dim = trajectories.observations.shape[1], trajectories.actions.shape[1]
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    model = make_discriminator(config, obs_dim, act_dim, max_timestep)
+    model.normalizer.set_stats(trajectories.observations, trajectories.actions)
+    estimator = ReturnClassifier(config.return_bins, config.estimator_hidden)
+    model, estimator = ctx.wrap_model(model), ctx.wrap_model(estimator)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, config.warmup_steps, config.steps))
+    estimator_optimizer = torch.optim.Adam(estimator.parameters(), lr=config.estimator_learning_rate)
+
+    worker_seed = seed * 1000 + ctx.rank  # each rank draws its own batches
+    rng = np.random.default_rng(worker_seed)
+    torch.manual_seed(worker_seed)
+    generator = torch.Generator().manual_seed(worker_seed)
+    bins_all = return_bins(trajectories.returns, config.return_bins, config.return_binning)
+    demo_idx = np.flatnonzero(trajectories.is_demo)
+    unlabelled_idx = np.flatnonzero(~trajectories.is_demo)
+    if len(demo_idx) == 0 or len(unlabelled_idx) == 0:
+        raise ValueError("the discriminator needs safe demonstrations and unlabelled trajectories")
+
+    start = 0
+    checkpoint = ctx.load_checkpoint()
+    if checkpoint is not None:
+        unwrap(model).load_state_dict(checkpoint["model"])
+        unwrap(estimator).load_state_dict(checkpoint["estimator"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        estimator_optimizer.load_state_dict(checkpoint["estimator_optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        start = checkpoint["step"]
+        rng.bit_generator.state = checkpoint["rng"][ctx.rank % len(checkpoint["rng"])]
+        torch.set_rng_state(checkpoint["torch_rng"])
+
+    half = config.batch_size // 2
+    labels = torch.cat([torch.ones(half), torch.zeros(config.batch_size - half)]).to(ctx.device)
+    model.train()
+    logged: dict[str, list[float]] = {}
+    for step in tqdm(range(start, config.steps), desc="discriminator", disable=None,
+                     initial=start, total=config.steps):
+        idx = np.concatenate([rng.choice(demo_idx, half),
+                              rng.choice(unlabelled_idx, config.batch_size - half)])
+        batch = _to_device(random_windows(trajectories, idx, config.window, rng), ctx.device)
+        bins = torch.as_tensor(bins_all[idx], device=ctx.device)
+        numbers = update_step(model, estimator, optimizer, estimator_optimizer, batch, labels, bins,
+                              config, generator)
+        scheduler.step()
+        for k, v in numbers.items():
+            logged.setdefault(k, []).append(v)
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            metrics = {k: float(np.mean(v)) for k, v in logged.items()}
+            metrics.update({"train/step": done, "train/learning_rate": scheduler.get_last_lr()[0]})
+            logged = {}
+            ckpt = None
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                ckpt = {"model": unwrap(model).state_dict(),
+                        "estimator": unwrap(estimator).state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "estimator_optimizer": estimator_optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "step": done,
+                        "rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state()}
+            ctx.report(metrics, checkpoint=ckpt)
+    if ctx.rank != 0:
+        return None
+    plain = unwrap(model)
+    return {"variant": config.variant, "model_config": dict(plain.config),
+            "state_dict": {k: v.detach().cpu() for k, v in plain.state_dict().items()},
+            "estimator_state_dict": {k: v.detach().cpu()
+                                     for k, v in unwrap(estimator).state_dict().items()},
+            "steps": config.steps, "config": asdict(config)}
+
+
+@torch.no_grad()
+def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories, window: int,
+                       batch_size: int = 256, device: torch.device | str = "cpu") -> np.ndarray:
+    """The safety signal z_tau of every trajectory: sigmoid of the mean of z_t over all its steps,
+    z_t computed in windows that tile the trajectory (padding masked)."""
+    model = model.to(device).eval()
+    idx, offsets = tiling_windows(trajectories, window)
+    total = np.zeros(len(trajectories))
+    count = np.zeros(len(trajectories))
+    for lo in range(0, len(idx), batch_size):
+        batch = cut_windows(trajectories, idx[lo:lo + batch_size], offsets[lo:lo + batch_size], window)
+        obs, act, steps, mask = _to_device(batch, device)
+        z = model.step_values(obs, act, steps, mask)
+        z = (z * mask).sum(1).cpu().numpy()
+        np.add.at(total, idx[lo:lo + batch_size], z)
+        np.add.at(count, idx[lo:lo + batch_size], batch.mask.sum(1))
+    return 1.0 / (1.0 + np.exp(-total / count))
+
+
+def discriminator_metrics(signals: np.ndarray, is_demo: np.ndarray, truth: HiddenTruth,
+                          threshold: float = 0.5) -> dict[str, float]:
+    """Recall of the safe trajectories among the unlabelled ones, accuracy, precision, F1 and the
+    Pearson correlation between signal and true safety, on the unlabelled trajectories.
+
+    The only code of DSPO that reads the hidden truth: for reporting, never for training.
+    """
+    signals = np.asarray(signals)[~np.asarray(is_demo)]
+    safe = truth.unlabelled_is_safe
+    if len(signals) != len(safe):
+        raise ValueError(f"{len(signals)} unlabelled signals for {len(safe)} unlabelled trajectories")
+    predicted = signals > threshold
+    tp = float(np.sum(predicted & safe))
+    recall = tp / max(1.0, float(safe.sum()))
+    precision = tp / max(1.0, float(predicted.sum()))
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    pearson = 0.0
+    if signals.std() > 0 and safe.std() > 0:
+        pearson = float(np.corrcoef(signals, safe.astype(float))[0, 1])
+    return {"discriminator/recall": recall, "discriminator/precision": precision,
+            "discriminator/accuracy": float(np.mean(predicted == safe)),
+            "discriminator/f1": f1, "discriminator/pearson": pearson,
+            "discriminator/unlabelled_safe_fraction": float(safe.mean())}

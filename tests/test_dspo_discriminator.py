@@ -1,0 +1,178 @@
+"""Stage 1: SafetyTransformer masking, window scoring, the vCLUB bound, the trainer and its ablations."""
+
+import numpy as np
+import pytest
+import torch
+
+from dspo_ray.data import HiddenTruth
+from dspo_ray.dspo.config import DiscriminatorConfig
+from dspo_ray.dspo.discriminator import (discriminator_metrics, load_discriminator, return_bins,
+                                         score_trajectories, train_discriminator)
+from dspo_ray.dspo.safety_transformer import (MLPDiscriminator, ReturnClassifier,
+                                              SafetyTransformer, vclub_bound)
+from dspo_ray.dspo.windows import RaggedTrajectories
+from dspo_ray.training import LocalContext
+
+torch.set_num_threads(1)
+
+
+def small_transformer(n_layers=2):
+    torch.manual_seed(0)
+    return SafetyTransformer(obs_dim=5, act_dim=2, max_timestep=300, embed_dim=32, n_layers=n_layers,
+                             n_heads=2, dropout=0.0, attention_dim=16).eval()
+
+
+def random_window(b, t, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, t, 5, generator=g), torch.randn(b, t, 2, generator=g),
+            torch.arange(t).repeat(b, 1), torch.ones(b, t, dtype=torch.bool))
+
+
+def test_causal_masking_outputs_at_t_ignore_later_inputs():
+    model = small_transformer()
+    obs, act, steps, mask = random_window(3, 20)
+    x = model.encode(obs, act, steps, mask)
+    obs2, act2 = obs.clone(), act.clone()
+    obs2[:, 12:] += 10.0
+    act2[:, 12:] -= 5.0
+    x2 = model.encode(obs2, act2, steps, mask)
+    torch.testing.assert_close(x[:, :12], x2[:, :12], atol=1e-5, rtol=1e-5)
+    assert (x[:, 12:] - x2[:, 12:]).abs().max() > 1e-2, "later outputs must see the change"
+    # the action a_t is visible to x_t (x_t is the output at the action token)
+    act3 = act.clone()
+    act3[:, 7] += 3.0
+    x3 = model.encode(obs, act3, steps, mask)
+    torch.testing.assert_close(x[:, :7], x3[:, :7], atol=1e-5, rtol=1e-5)
+    assert (x[:, 7] - x3[:, 7]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("variant", ["transformer", "mlp"])
+def test_padding_does_not_change_scores(variant):
+    model = small_transformer() if variant == "transformer" else MLPDiscriminator(5, 2, (16, 16), 0.0).eval()
+    obs, act, steps, mask = random_window(1, 13)
+    logit = model(obs, act, steps, mask)
+    pad = 7
+    g = torch.Generator().manual_seed(1)
+    obs_p = torch.cat([obs, 100 * torch.randn(1, pad, 5, generator=g)], 1)
+    act_p = torch.cat([act, 100 * torch.randn(1, pad, 2, generator=g)], 1)
+    steps_p = torch.cat([steps, torch.zeros(1, pad, dtype=torch.long)], 1)
+    mask_p = torch.cat([mask, torch.zeros(1, pad, dtype=torch.bool)], 1)
+    torch.testing.assert_close(model(obs_p, act_p, steps_p, mask_p), logit, atol=1e-5, rtol=1e-5)
+    # batched with a longer window, the short one's score is the same
+    other = random_window(1, 20, seed=3)
+    batch = [torch.cat([a, b]) for a, b in zip((obs_p, act_p, steps_p, mask_p), other)]
+    torch.testing.assert_close(model(*batch)[0], logit[0], atol=1e-5, rtol=1e-5)
+
+
+def ragged(lengths, obs_dim=5, act_dim=2, seed=0, n_demo=2):
+    rng = np.random.default_rng(seed)
+    total = int(sum(lengths))
+    return RaggedTrajectories(
+        observations=rng.normal(size=(total, obs_dim)).astype(np.float32),
+        actions=rng.normal(size=(total, act_dim)).astype(np.float32),
+        lengths=np.array(lengths), returns=rng.normal(size=len(lengths)),
+        is_demo=np.arange(len(lengths)) < n_demo)
+
+
+def test_window_scoring_tiles_trajectories_and_matches_whole_pass():
+    model = small_transformer(n_layers=1)
+    traj = ragged([30, 7, 45])
+    # one window covering each whole trajectory = the paper's formula on the trajectory
+    whole = score_trajectories(model, traj, window=64)
+    for i, (s, n) in enumerate(zip(traj.starts, traj.lengths)):
+        obs = torch.as_tensor(traj.observations[s:s + n])[None]
+        act = torch.as_tensor(traj.actions[s:s + n])[None]
+        logit = model(obs, act, torch.arange(n)[None], torch.ones(1, n, dtype=torch.bool))
+        assert whole[i] == pytest.approx(torch.sigmoid(logit).item(), abs=1e-5)
+    # with the MLP (per-step z_t) tiled windows give exactly the whole-trajectory mean
+    mlp = MLPDiscriminator(5, 2, (16,), 0.0).eval()
+    np.testing.assert_allclose(score_trajectories(mlp, traj, window=8),
+                               score_trajectories(mlp, traj, window=64), atol=1e-5)
+    tiled = score_trajectories(model, traj, window=10)
+    assert tiled.shape == (3,) and np.all((tiled > 0) & (tiled < 1))
+
+
+def fit_estimator(z, bins, k, steps=300):
+    torch.manual_seed(0)
+    q = ReturnClassifier(k, 32)
+    opt = torch.optim.Adam(q.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.nll_loss(q(z), bins)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return vclub_bound(q(z), bins).item()
+
+
+def test_vclub_bound_zero_for_independent_positive_for_dependent():
+    g = torch.Generator().manual_seed(0)
+    n, k = 2000, 10
+    z = torch.rand(n, generator=g)
+    independent = torch.randint(0, k, (n,), generator=g)
+    dependent = (z * k).long().clamp(max=k - 1)  # the bin is a function of the signal
+    b_ind = fit_estimator(z, independent, k)
+    b_dep = fit_estimator(z, dependent, k)
+    assert abs(b_ind) < 0.05, b_ind
+    assert b_dep > 1.0, b_dep  # log(10) = 2.3 for a perfect predictor
+
+
+def test_return_bins():
+    r = np.array([0.0, 1.0, 2.0, 9.99, 10.0])
+    np.testing.assert_array_equal(return_bins(r, 10), [0, 1, 2, 9, 9])
+    q = return_bins(np.arange(100.0), 4, "quantile")
+    assert np.bincount(q).tolist() == [25, 25, 25, 25]
+
+
+def test_metrics_read_truth_only_for_unlabelled():
+    truth = HiddenTruth(cost_limit=10, demo_cost_returns=np.zeros(2),
+                        unlabelled_cost_returns=np.array([0, 5, 20, 30, 8.0]))
+    signals = np.array([0.9, 0.9, 0.8, 0.3, 0.7, 0.1, 0.2])  # 2 demos, then 5 unlabelled
+    m = discriminator_metrics(signals, np.arange(7) < 2, truth)
+    assert m["discriminator/recall"] == pytest.approx(1 / 3)
+    assert m["discriminator/precision"] == pytest.approx(1 / 2)
+    assert m["discriminator/accuracy"] == pytest.approx(2 / 5)
+    assert -1 <= m["discriminator/pearson"] <= 1
+
+
+def separable_data(seed=0):
+    """Demos and safe unlabelled: small actions; unsafe: large actions. Returns uninformative."""
+    rng = np.random.default_rng(seed)
+    lengths, obs, act, returns, safe = [], [], [], [], []
+    for i in range(64):
+        is_demo = i < 8
+        is_safe = is_demo or i % 2 == 0
+        n = int(rng.integers(20, 40))
+        lengths.append(n)
+        obs.append(rng.normal(size=(n, 3)))
+        act.append(rng.normal(scale=0.3 if is_safe else 1.5, size=(n, 2)))
+        returns.append(rng.normal())
+        safe.append(is_safe)
+    traj = RaggedTrajectories(np.concatenate(obs).astype(np.float32),
+                              np.concatenate(act).astype(np.float32), np.array(lengths),
+                              np.array(returns), np.arange(64) < 8)
+    return traj, np.array(safe)
+
+
+@pytest.mark.parametrize("variant,return_agnostic,gp", [
+    ("safety_transformer", True, 0.0), ("mlp", False, 0.0), ("mlp", False, 1.0)])
+def test_trainer_learns_and_resumes(tmp_path, variant, return_agnostic, gp):
+    traj, safe = separable_data()
+    cfg = DiscriminatorConfig(variant=variant, embed_dim=32, n_heads=2, attention_dim=16,
+                              mlp_hidden=(32, 32), window=16, batch_size=16, steps=120,
+                              learning_rate=3e-3, warmup_steps=10, return_agnostic=return_agnostic,
+                              gradient_penalty=gp, log_every=20, checkpoint_every=60)
+    ctx = LocalContext(checkpoint_path=tmp_path / "ckpt.pt", device=torch.device("cpu"))
+    artefact = train_discriminator(ctx, trajectories=traj, config=cfg, max_timestep=64, seed=0)
+    names = set(ctx.history[-1])
+    assert "losses/discriminator" in names and ("losses/vclub" in names) == return_agnostic
+    assert ("losses/gradient_penalty" in names) == (gp > 0)
+    signals = score_trajectories(load_discriminator(artefact), traj, window=16)
+    unl = ~traj.is_demo
+    assert signals[unl][safe[unl]].mean() > signals[unl][~safe[unl]].mean() + 0.1
+    # resume: an interrupted run continues from its checkpoint (step 120 saved): no more steps
+    ctx2 = LocalContext(checkpoint_path=tmp_path / "ckpt.pt", device=torch.device("cpu"))
+    again = train_discriminator(ctx2, trajectories=traj, config=cfg, max_timestep=64, seed=0)
+    assert ctx2.history == []
+    for k, v in artefact["state_dict"].items():
+        torch.testing.assert_close(again["state_dict"][k], v)
