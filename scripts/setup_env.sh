@@ -21,7 +21,12 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+pip() {
+  # Some machines list local package mirrors that lack most packages: pip warns once per package.
+  "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
 
 echo "[setup] installing into $VENV (first run: a few minutes)" >&2
 # torch first and pinned: a CPU wheel of exactly this version is on our machines; anything else
