@@ -1,0 +1,405 @@
+"""The sweep's configuration: one YAML file, validated completely before any trial starts.
+
+A sweep is a grid of *cells* -- (method, task) -- crossed with a seed list. In each cell Optuna
+(TPE) proposes ``num_samples`` hyperparameter configurations from the method's search space; every
+configuration runs once per seed (one Tune trial each), and Optuna is told the seeds' mean
+objective. Everything here is plain Python (no ray import), so ``--help`` and config errors are
+instant.
+
+Search-space entries are dotted keys into the method's own config (``discriminator.vclub_coef``
+for DSPO, ``alpha`` for TD3+BC, ...) with a distribution::
+
+    discriminator.vclub_coef: {type: loguniform, low: 0.01, high: 1.0}
+    discriminator.return_bins: {type: int, low: 5, high: 20}
+    generation.return_condition: {type: uniform, low: 0.5, high: 1.2}
+    discriminator.variant: {type: choice, values: [safety_transformer, mlp]}
+
+Validation builds each method's config with every search-space bound and every choice applied (and
+the fixed ``overrides``), so a misspelt key or an out-of-range bound is reported by name here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from dspo_ray.config import ConfigError, from_dict, load_yaml, unflatten
+
+DSPO = "dspo"
+"""The paper's method; every other name is a baseline from ``dspo_ray.baselines`` or an import
+path ``package.module:function`` of a custom method (see ``dspo_ray.distributed.sweep``)."""
+
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One search-space dimension."""
+
+    type: Literal["uniform", "loguniform", "int", "choice"]
+    """uniform / loguniform: a float in [low, high]; int: an integer in [low, high] (log: true
+    for a log scale); choice: one of ``values``."""
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    """For ``int`` only: sample on a log scale."""
+    values: tuple[Any, ...] | None = None
+    """For ``choice`` only."""
+
+    def __post_init__(self):
+        if self.type == "choice":
+            if not self.values:
+                raise ConfigError("type choice needs a non-empty 'values' list")
+            if self.low is not None or self.high is not None:
+                raise ConfigError("type choice takes 'values', not low/high")
+            return
+        if self.values is not None:
+            raise ConfigError(f"type {self.type} takes low/high, not 'values'")
+        if self.low is None or self.high is None:
+            raise ConfigError(f"type {self.type} needs both 'low' and 'high'")
+        if not self.low < self.high:
+            raise ConfigError(f"low ({self.low}) must be < high ({self.high})")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ConfigError(f"type loguniform needs low > 0, got {self.low}")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ConfigError(f"type int needs integer bounds, got {self.low}, {self.high}")
+        if self.log and self.type != "int":
+            raise ConfigError("'log' applies to type int only (use type loguniform for floats)")
+
+    def extremes(self) -> list[Any]:
+        """Values that together exercise the whole range (used to validate against a config)."""
+        if self.type == "choice":
+            return list(self.values)
+        if self.type == "int":
+            return [int(self.low), int(self.high)]
+        return [float(self.low), float(self.high)]
+
+
+@dataclass(frozen=True)
+class TrainResources:
+    """Ray Train workers for each training stage (discriminator, diffusion, behaviour cloning)."""
+
+    num_workers: int = 1
+    """Data-parallel (DDP) workers per stage; 0 trains in the trial's own process, no Ray Train."""
+    use_gpu: bool = False
+    """One GPU per worker, NCCL backend; false: CPU workers, gloo backend."""
+    cpus_per_worker: float = 1.0
+    max_failures: int = 1
+    """Ray Train restarts of a stage's worker group (from its last checkpoint) after a worker or
+    node dies, before the stage (and so the trial) fails."""
+
+    def __post_init__(self):
+        if self.num_workers < 0:
+            raise ConfigError(f"train.num_workers: must be >= 0, got {self.num_workers}")
+        if self.cpus_per_worker <= 0:
+            raise ConfigError(f"train.cpus_per_worker: must be > 0, got {self.cpus_per_worker}")
+        if self.max_failures < -1:
+            raise ConfigError("train.max_failures: -1 (forever) or >= 0")
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """The trial's own process: it runs data loading, generation and evaluation, and drives the
+    training stages' worker groups."""
+
+    cpus: float = 1.0
+    """CPUs reserved for the trial process. 0 lets a trial's workers use every CPU of a small
+    machine (the process then idles while its workers train)."""
+    gpus: float = 0.0
+    memory_mb: int = 256
+    """Memory reserved for the trial process (Ray needs a non-empty reservation when cpus is 0)."""
+    max_failures: int = 2
+    """Tune retries of a trial that raised (each retry resumes from the finished stages); after
+    that the trial is marked errored and the sweep goes on."""
+
+    def __post_init__(self):
+        if self.cpus < 0 or self.gpus < 0 or self.memory_mb < 0:
+            raise ConfigError("trial.cpus, trial.gpus and trial.memory_mb must be >= 0")
+        if self.cpus == 0 and self.gpus == 0 and self.memory_mb == 0:
+            raise ConfigError("trial: cpus, gpus and memory_mb are all 0; Ray needs a non-empty "
+                              "reservation (set memory_mb, e.g. 256)")
+        if self.max_failures < -1:
+            raise ConfigError("trial.max_failures: -1 (forever) or >= 0")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The search algorithm: Optuna's TPE through Tune's OptunaSearch, one study per cell."""
+
+    seed: int = 0
+    """Seeds every cell's TPE sampler (each cell adds its index, so cells differ yet repeat)."""
+    n_startup_trials: int = 5
+    """Random configurations per cell before TPE models the results (Optuna's default: 10)."""
+    space: dict[str, dict[str, Distribution]] = field(default_factory=dict)
+    """method -> {dotted config key -> distribution}. A method without a space runs its
+    defaults (plus ``overrides``) once per seed."""
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """Early stopping on intermediate reports, per cell (trials of different tasks never compete)."""
+
+    type: Literal["asha", "fifo"] = "asha"
+    """asha: asynchronous successive halving on ``objective``; fifo: every trial runs to the end."""
+    time_attr: str = "progress"
+    """The reported counter ASHA's rungs count in; ``progress`` is the number of DSPO stages
+    done (1 discriminator, 2 labels, 3 diffusion, 4 generation, 5 bc, 6 evaluation) and survives
+    resumes."""
+    max_t: int = 6
+    grace_period: int = 2
+    """The first rung: at progress 2 the discriminator's quality is known."""
+    reduction_factor: float = 3.0
+    intermediate_metric: str | None = "discriminator/f1"
+    """Before evaluation there is no reward or cost: trials report this metric as ``objective``
+    so ASHA can stop configurations whose discriminator separates safe from unsafe trajectories
+    worse than the cell's others (it is scored against the hidden truth, like the evaluation's
+    costs: selection metrics, never training inputs). Optuna only ever sees final objectives.
+    null: no intermediate objective, ASHA then only acts on evaluated results."""
+
+    def __post_init__(self):
+        if self.grace_period < 1 or self.max_t < self.grace_period:
+            raise ConfigError("scheduler: need 1 <= grace_period <= max_t")
+        if self.reduction_factor <= 1:
+            raise ConfigError("scheduler.reduction_factor: must be > 1")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str = "dspo-sweep"
+    """Experiment name: results go to ``<storage>/<name>``; ``--resume`` looks for it there."""
+    tasks: tuple[str, ...] = ("CarCircle",)
+    """Task names (dspo_ray.tasks.TASKS)."""
+    seeds: tuple[int, ...] = (0,)
+    """Every configuration runs once per seed."""
+    methods: tuple[str, ...] = (DSPO,)
+    """``dspo``, a baseline (bc_all, bc_safe, td3bc, iql, cql, dwbc, rgm, cdtv) or
+    ``package.module:function``."""
+    num_samples: int = 4
+    """Hyperparameter configurations Optuna proposes per (method, task) cell."""
+    search: SearchSettings = field(default_factory=SearchSettings)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """method -> {dotted config key -> fixed value} for every trial of that method (e.g.
+    ``dspo: {profile: quick}``; DSPO's ``profile`` picks the defaults the rest goes on top of)."""
+    eval_episodes: int | None = None
+    """Evaluation episodes per trial; None: the method's own default (paper: 20)."""
+    dataset_dir: str | None = None
+    """Folder of DSRL HDF5 files for every task; None: $DSRL_DATASET_DIR, then the shipped ones.
+    Must exist on every node of a cluster."""
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    train: TrainResources = field(default_factory=TrainResources)
+    trial: TrialResources = field(default_factory=TrialResources)
+    max_concurrent_trials: int | None = None
+    """Trials running at once; None: what the cluster's CPUs/GPUs hold when the sweep starts
+    (on an autoscaling cluster set it to what the cluster can grow to)."""
+    storage: str = "results/sweeps"
+    """Where Tune writes results, logs and checkpoints: a local folder, ``file://``, ``s3://``,
+    ``gs://`` or any pyarrow filesystem URI. Multi-node clusters need a shared one."""
+    workdir: str | None = None
+    """Where trials keep their stage artefacts (datasets, models; what a retried trial resumes
+    from): a local path visible to every node (NFS on a cluster). None: ``<storage>/<name>/work``
+    for local storage, ``~/dspo-ray-work/<name>`` otherwise."""
+
+    def __post_init__(self):
+        from dspo_ray.tasks import get_task
+
+        if not self.tasks:
+            raise ConfigError("tasks: at least one task is needed")
+        for i, t in enumerate(self.tasks):
+            try:
+                get_task(t)
+            except KeyError as e:
+                raise ConfigError(f"tasks[{i}]: {e}") from None
+        if not self.seeds:
+            raise ConfigError("seeds: at least one seed is needed")
+        if any(s < 0 for s in self.seeds):
+            raise ConfigError(f"seeds: must be >= 0, got {list(self.seeds)}")
+        if len(set(self.seeds)) != len(self.seeds) or len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError("tasks and seeds must not repeat")
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ConfigError("methods: give at least one method, each once")
+        if self.num_samples < 1:
+            raise ConfigError(f"num_samples: must be >= 1, got {self.num_samples}")
+        if self.eval_episodes is not None and self.eval_episodes < 1:
+            raise ConfigError(f"eval_episodes: must be >= 1, got {self.eval_episodes}")
+        if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
+            raise ConfigError("max_concurrent_trials: must be >= 1 (or null for automatic)")
+        for where, per_method in (("search.space", self.search.space), ("overrides", self.overrides)):
+            for method in per_method:
+                if method not in self.methods:
+                    raise ConfigError(f"{where}.{method}: not one of the sweep's methods "
+                                      f"({', '.join(self.methods)})")
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"name: must be non-empty without '/', got {self.name!r}")
+
+    # --- derived ------------------------------------------------------------------------------
+
+    def space(self, method: str) -> dict[str, Distribution]:
+        return dict(self.search.space.get(method, {}))
+
+    def samples_per_cell(self, method: str) -> int:
+        """A method without a search space has one configuration: its defaults."""
+        return self.num_samples if self.space(method) else 1
+
+    def cells(self) -> list[tuple[str, str]]:
+        """(method, task) pairs in a fixed order (also the order Optuna studies are seeded in)."""
+        return [(m, t) for m in self.methods for t in self.tasks]
+
+    def total_trials(self) -> int:
+        return sum(self.samples_per_cell(m) for m, _ in self.cells()) * len(self.seeds)
+
+    def is_remote_storage(self) -> bool:
+        return "://" in self.storage and not self.storage.startswith("file://")
+
+    def local_storage_path(self) -> Path | None:
+        if self.is_remote_storage():
+            return None
+        path = self.storage[len("file://"):] if self.storage.startswith("file://") else self.storage
+        return Path(path).expanduser().resolve()
+
+    def work_root(self) -> Path:
+        if self.workdir is not None:
+            return Path(self.workdir).expanduser().resolve()
+        local = self.local_storage_path()
+        if local is not None:
+            return local / self.name / "work"
+        return Path("~/dspo-ray-work").expanduser() / self.name
+
+    def storage_uri(self) -> str:
+        """What Tune's ``storage_path`` gets: an absolute local path or the URI as given."""
+        local = self.local_storage_path()
+        return str(local) if local is not None else self.storage
+
+
+def _distribution(method: str, key: str, spec: Any) -> Distribution:
+    where = f"search.space.{method}.{key}"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a mapping like {{type: uniform, low: 0, high: 1}}, "
+                          f"got {spec!r}")
+    if spec.get("type") not in DISTRIBUTIONS:
+        raise ConfigError(f"{where}.type: {spec.get('type')!r} is not one of {list(DISTRIBUTIONS)}")
+    try:
+        return from_dict(Distribution, spec, _prefix=where)
+    except ConfigError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+
+
+def sweep_config_from_dict(data: Mapping[str, Any]) -> SweepConfig:
+    """Build and fully validate a :class:`SweepConfig` (see :func:`check_method_configs`)."""
+    data = dict(data)
+    search = dict(data.get("search") or {})
+    if "search" in data and not isinstance(data["search"], Mapping):
+        raise ConfigError("search: expected a mapping")
+    space = search.get("space") or {}
+    if not isinstance(space, Mapping):
+        raise ConfigError("search.space: expected a mapping of method -> {key: distribution}")
+    parsed: dict[str, dict[str, Distribution]] = {}
+    for method, dims in space.items():
+        if not isinstance(dims, Mapping):
+            raise ConfigError(f"search.space.{method}: expected a mapping of key -> distribution")
+        parsed[method] = {k: _distribution(method, k, v) for k, v in dims.items()}
+    search["space"] = {}
+    data["search"] = search
+    for key in ("overrides",):
+        if key in data and data[key] is not None:
+            if not isinstance(data[key], Mapping) or not all(
+                    isinstance(v, Mapping) for v in data[key].values()):
+                raise ConfigError(f"{key}: expected a mapping of method -> {{key: value}}")
+    config = from_dict(SweepConfig, data)
+    config = dataclasses.replace(
+        config, search=dataclasses.replace(config.search, space=parsed))
+    check_method_configs(config)
+    return config
+
+
+def load_sweep_config(path: str | Path, **overrides: Any) -> SweepConfig:
+    """Read a sweep YAML; ``overrides`` (e.g. ``storage=...``) replace top-level keys."""
+    data = load_yaml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return sweep_config_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+# ------------------------------------------------------------------ method configs, validated
+
+def method_config(method: str, task: str, seed: int, fixed: Mapping[str, Any],
+                  params: Mapping[str, Any], eval_episodes: int | None = None,
+                  dataset_dir: str | None = None) -> Any:
+    """The validated config object a trial of ``method`` runs with (DSPO: a DSPOConfig; a baseline:
+    its config dataclass; a custom method: the merged dict). Raises ConfigError naming the key."""
+    merged = {**fixed, **params}
+    if method == DSPO:
+        from dspo_ray.dspo.config import load_dspo_config
+
+        data = unflatten(merged)
+        data.update(task=task, seed=seed)
+        if eval_episodes is not None:
+            data["eval_episodes"] = eval_episodes
+        if dataset_dir is not None:
+            data["dataset"] = dataset_dir
+        return load_dspo_config(data)
+    if ":" in method:
+        return dict(merged)
+    from dspo_ray.baselines.common import config_from_dict, get_method
+
+    config_cls, _ = get_method(method)
+    return config_from_dict(config_cls, {**unflatten(merged), "seed": seed})
+
+
+def check_method_configs(config: SweepConfig) -> None:
+    """Every method exists and accepts its fixed overrides and every end of its search space."""
+    for method in config.methods:
+        if ":" in method:
+            _import_custom(method)
+            continue
+        if method != DSPO:
+            try:
+                from dspo_ray.baselines.common import get_method
+            except ImportError as e:  # pragma: no cover - the baselines package is part of the repo
+                raise ConfigError(f"methods: {method!r} needs dspo_ray.baselines ({e})") from None
+            try:
+                get_method(method)
+            except KeyError as e:
+                raise ConfigError(f"methods: {e}") from None
+        fixed = config.overrides.get(method, {})
+        space = config.space(method)
+        probes: list[dict[str, Any]] = [{}]
+        for key, dist in space.items():
+            probes += [{key: v} for v in dist.extremes()]
+        for probe in probes:
+            try:
+                method_config(method, config.tasks[0], config.seeds[0], fixed, probe,
+                              config.eval_episodes, config.dataset_dir)
+            except (ConfigError, ValueError, TypeError) as e:
+                where = (f"search.space.{method}.{next(iter(probe))}" if probe
+                         else f"overrides.{method}")
+                raise ConfigError(f"{where}: {e}") from None
+
+
+def _import_custom(path: str):
+    import importlib
+
+    module_name, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"methods: cannot import custom method {path!r}: {e}") from None
+
+
+def auto_concurrency(config: SweepConfig, cluster: Mapping[str, float]) -> int:
+    """How many trials fit at once in ``cluster`` (Ray's resource dict: CPU, GPU, ...)."""
+    t, w = config.trial, config.train
+    per_trial_cpu = t.cpus + w.num_workers * w.cpus_per_worker
+    per_trial_gpu = t.gpus + (w.num_workers if w.use_gpu else 0)
+    limits = []
+    if per_trial_cpu > 0:
+        limits.append(math.floor(cluster.get("CPU", 0) / per_trial_cpu + 1e-9))
+    if per_trial_gpu > 0:
+        limits.append(math.floor(cluster.get("GPU", 0) / per_trial_gpu + 1e-9))
+    return max(1, min(limits) if limits else os.cpu_count() or 1)

@@ -1,0 +1,193 @@
+"""Run a training stage on Ray Train: ``RayTrainRunner`` is a ``dspo_ray.training.StageRunner``.
+
+A stage is ``train_fn(ctx, **kwargs)`` (see dspo_ray/training.py). Here it runs inside a
+``ray.train.torch.TorchTrainer`` on ``num_workers`` data-parallel workers (gloo on CPU, NCCL on
+GPU); ``ctx`` is a :class:`RayTrainContext`:
+
+* ``wrap_model`` -> ``ray.train.torch.prepare_model`` (device + DDP when world_size > 1),
+* ``report(metrics, checkpoint)`` -> ``ray.train.report`` on every rank, rank 0 attaching the
+  checkpoint dict (saved as ``state.pt`` in a Ray Train ``Checkpoint`` on the run's storage),
+* ``load_checkpoint()`` -> ``ray.train.get_checkpoint()``: after a worker or node loss Ray Train
+  restarts the worker group (``max_failures``) and the stage resumes from its last checkpoint; a
+  whole new ``run()`` with the same run name (a retried trial) resumes the same way.
+
+Rank 0's return value comes back through storage, not through the driver's memory: when
+``train_fn`` returns, rank 0 reports one last checkpoint holding ``return.pt``, and ``run`` loads
+it from the ``Result``. That works for a local folder and for ``s3://``/``gs://`` storage alike,
+wherever the workers ran.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+import ray
+import ray.train
+import ray.train.torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from dspo_ray.training import LocalRunner, save_atomic
+
+STATE_FILE = "state.pt"
+"""The stage's own checkpoint dict, as reported by ``ctx.report(..., checkpoint=...)``."""
+RETURN_FILE = "return.pt"
+"""Rank 0's return value, in the stage's final checkpoint."""
+DONE_METRIC = "stage_done"
+
+
+def _load(directory: str | Path, name: str) -> Any:
+    return torch.load(Path(directory) / name, map_location="cpu", weights_only=False)
+
+
+@dataclass
+class RayTrainContext:
+    """A ``dspo_ray.training.TrainContext`` for code running in a Ray Train worker."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @classmethod
+    def current(cls) -> "RayTrainContext":
+        context = ray.train.get_context()
+        return cls(rank=context.get_world_rank(), world_size=context.get_world_size(),
+                   device=ray.train.torch.get_device())
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        # prepare_model moves to the worker's device and wraps in DDP only when world_size > 1
+        return ray.train.torch.prepare_model(model)
+
+    def report(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
+        metrics = {k: _plain(v) for k, v in metrics.items()}
+        if checkpoint is None or self.rank != 0:
+            # a barrier: every rank reports, only rank 0's checkpoint is kept
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="dspo-ckpt-") as tmp:
+            save_atomic(checkpoint, Path(tmp) / STATE_FILE)
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as directory:
+            if (Path(directory) / STATE_FILE).exists():
+                return _load(directory, STATE_FILE)
+        return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return value.item()  # numpy scalars
+    return value
+
+
+def _worker_loop(config: dict[str, Any]) -> None:
+    """What every Ray Train worker runs: the stage, then rank 0 hands its return value back."""
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    ctx = RayTrainContext.current()
+    previous = ray.train.get_checkpoint()
+    if previous is not None:
+        with previous.as_directory() as directory:
+            if (Path(directory) / RETURN_FILE).exists():
+                # the stage had finished before this run started: report its result again
+                _report_return(ctx, _load(directory, RETURN_FILE))
+                return
+    value = config["train_fn"](ctx, **config["kwargs"])
+    _report_return(ctx, value)
+
+
+def _report_return(ctx: RayTrainContext, value: Any) -> None:
+    if ctx.rank != 0:
+        ray.train.report({DONE_METRIC: 1})
+        return
+    with tempfile.TemporaryDirectory(prefix="dspo-return-") as tmp:
+        # the value goes to CPU first so that the driver can load it without a GPU
+        save_atomic(_to_cpu(value), Path(tmp) / RETURN_FILE)
+        ray.train.report({DONE_METRIC: 1}, checkpoint=Checkpoint.from_directory(tmp))
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, nn.Module):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+class StageFailedError(RuntimeError):
+    """A stage's Ray Train run ended with an error (after its own retries)."""
+
+
+class RayTrainRunner:
+    """A ``StageRunner`` that runs each stage on a Ray Train worker group (DDP).
+
+    ``run_name`` + ``storage_path`` name the stage's Ray Train run (``<run_name>-<stage>``): call
+    ``run`` again with the same names and the stage resumes from its last checkpoint. Default
+    storage: ``<workdir>/ray_train`` (fine on one machine or a shared filesystem; give the sweep's
+    storage URI on a cluster without one).
+    """
+
+    def __init__(self, num_workers: int = 2, use_gpu: bool = False, cpus_per_worker: float = 1.0,
+                 storage_path: str | None = None, run_name: str | None = None,
+                 max_failures: int = 1, log: list[Callable[[dict], None]] | None = None):
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.num_workers = num_workers
+        self.use_gpu = use_gpu
+        self.cpus_per_worker = cpus_per_worker
+        self.storage_path = storage_path
+        self.run_name = run_name
+        self.max_failures = max_failures
+        self.log = log or []
+
+    def run(self, stage: str, train_fn: Callable[..., Any], workdir: Path, **kwargs: Any) -> Any:
+        workdir = Path(workdir)
+        if self.num_workers == 0:
+            return LocalRunner(self.log).run(stage, train_fn, workdir, **kwargs)
+        workdir.mkdir(parents=True, exist_ok=True)
+        name = f"{self.run_name}-{stage}" if self.run_name else stage
+        storage = self.storage_path or str((workdir / "ray_train").resolve())
+        resources = {"CPU": self.cpus_per_worker}
+        if self.use_gpu:
+            resources["GPU"] = 1
+        trainer = TorchTrainer(
+            _worker_loop,
+            train_loop_config={"train_fn": train_fn, "kwargs": kwargs},
+            scaling_config=ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu,
+                                         resources_per_worker=resources),
+            torch_config=TorchConfig(backend="nccl" if self.use_gpu else "gloo"),
+            run_config=RunConfig(
+                name=name, storage_path=storage,
+                failure_config=FailureConfig(max_failures=self.max_failures),
+                # the last two: the newest may be half-written when a node dies mid-upload
+                checkpoint_config=CheckpointConfig(num_to_keep=2),
+            ),
+        )
+        try:
+            result = trainer.fit()
+        except Exception as e:  # TrainingFailedError and friends: say which stage
+            raise StageFailedError(f"stage {stage!r} failed on Ray Train "
+                                   f"(run {name!r} under {storage}): {e}") from e
+        if result.error is not None:
+            raise StageFailedError(f"stage {stage!r} failed: {result.error}") from result.error
+        if result.checkpoint is None:
+            raise StageFailedError(f"stage {stage!r} finished without its final checkpoint")
+        with result.checkpoint.as_directory() as directory:
+            value = _load(directory, RETURN_FILE)
+        return value

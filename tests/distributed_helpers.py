@@ -1,0 +1,96 @@
+"""Small real workloads for the Ray tests: a linear regression trained through the TrainContext
+API (DDP on Ray Train workers), and a sweep method built on it.
+
+Not DSPO: these let the runner, sweep, retry and resume machinery be tested in seconds. Imported
+by Ray workers, so they live in a module (not in the test file).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dspo_ray.training import unwrap
+
+TRUE_W = np.array([1.5, -2.0, 0.5], np.float32)
+
+
+def regression_data(n: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    y = x @ TRUE_W + 0.3 + 0.01 * rng.normal(size=n).astype(np.float32)
+    return x, y
+
+
+def train_linear(ctx, x, y, steps=60, lr=0.1, checkpoint_every=10, step_sleep=0.0,
+                 marker_dir=None) -> dict[str, Any]:
+    """Full-batch SGD on this rank's shard of (x, y); returns the weights and the history of ranks.
+
+    ``marker_dir``: each rank writes ``rank<r>.node`` (its node id) and ``start<k>`` files count
+    how often the stage started (to observe placement and restarts from the test).
+    """
+    torch.manual_seed(0)
+    model = ctx.wrap_model(nn.Linear(3, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    start = 0
+    state = ctx.load_checkpoint()
+    if state is not None:
+        unwrap(model).load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = state["step"]
+    if marker_dir is not None:
+        import ray
+
+        marker_dir = Path(marker_dir)
+        marker_dir.mkdir(parents=True, exist_ok=True)
+        (marker_dir / f"rank{ctx.rank}.node").write_text(ray.get_runtime_context().get_node_id())
+        (marker_dir / f"start-rank{ctx.rank}-step{start}-{time.time_ns()}").touch()
+    xs = torch.as_tensor(x[ctx.rank::ctx.world_size], device=ctx.device)
+    ys = torch.as_tensor(y[ctx.rank::ctx.world_size], device=ctx.device)
+    loss = torch.tensor(0.0)
+    for step in range(start, steps):
+        opt.zero_grad()
+        loss = ((model(xs).squeeze(-1) - ys) ** 2).mean()
+        loss.backward()
+        opt.step()
+        if step_sleep:
+            time.sleep(step_sleep)
+        if (step + 1) % checkpoint_every == 0:
+            ctx.report({"losses/mse": loss.item(), "step": step + 1},
+                       checkpoint={"model": unwrap(model).state_dict(), "opt": opt.state_dict(),
+                                   "step": step + 1})
+    weights = unwrap(model).weight.detach().cpu().numpy().ravel()
+    return {"weight": weights, "bias": float(unwrap(model).bias.item()), "mse": float(loss.item()),
+            "world_size": ctx.world_size, "resumed_from": start, "pid": os.getpid()}
+
+
+def linear_method(task: str, seed: int, config: dict, workdir: Path, runner, report,
+                  eval_episodes: int | None = None) -> dict[str, float]:
+    """A sweep method: fit the regression with the sweep's ``lr`` and report a made-up but
+    deterministic (reward, cost) pair: reward rises as the fit improves; cost grows with lr, so
+    lr > 0.3 is 'unsafe'. Optional ``fail_first``: raise once per trial (retry tests);
+    ``sleep_s``: slow it down (resume tests)."""
+    workdir = Path(workdir)
+    x, y = regression_data(seed=seed)
+    lr = float(config.get("lr", 0.1))
+    fail_marker = workdir / "failed-once"
+    if config.get("fail_first") and not fail_marker.exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        fail_marker.touch()
+        raise RuntimeError("deliberate first-attempt failure")
+    if config.get("sleep_s"):
+        time.sleep(float(config["sleep_s"]))
+    out = runner.run("fit", train_linear, workdir, x=x, y=y, steps=int(config.get("steps", 30)),
+                     lr=lr, checkpoint_every=10)
+    reward = float(1.0 / (1.0 + out["mse"]))
+    cost = lr / 0.3
+    metrics = {"eval/normalized_reward": reward, "eval/normalized_cost": cost,
+               "eval/safe": cost <= 1.0, "fit/world_size": out["world_size"], "stage": 1}
+    report(metrics)
+    return metrics

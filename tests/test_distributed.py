@@ -1,0 +1,209 @@
+"""The Ray layer on a real local Ray: config validation (no Ray), a TorchTrainer stage on 2 DDP
+workers, a tiny sweep end to end (DSPO when a dataset is available, always the regression method),
+a trial that fails once and is retried.
+
+Ray runs with RAY_TMPDIR and HOME inside the test's temp dir, bound to 127.0.0.1; it is shut down
+by the fixture that started it (never `ray stop`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+from dspo_ray.config import ConfigError  # noqa: E402
+from dspo_ray.distributed.config import (SweepConfig, auto_concurrency,  # noqa: E402
+                                         load_sweep_config, sweep_config_from_dict)
+
+LINEAR = "distributed_helpers:linear_method"
+
+
+def tiny_linear_config(tmp: Path, **extra) -> dict:
+    cfg = {
+        "name": "tiny", "tasks": ["CarCircle"], "seeds": [0], "methods": [LINEAR],
+        "num_samples": 2,
+        "search": {"seed": 0, "n_startup_trials": 1,
+                   "space": {LINEAR: {"lr": {"type": "loguniform", "low": 0.02, "high": 0.5}}}},
+        "overrides": {LINEAR: {"steps": 20}},
+        "train": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 0},
+        "trial": {"cpus": 0, "memory_mb": 64, "max_failures": 1},
+        "scheduler": {"type": "fifo"},
+        "storage": str(tmp / "results"),
+    }
+    cfg.update(extra)
+    return cfg
+
+
+# ----------------------------------------------------------------------- config, no Ray needed
+
+def run_cli(*args, env=None, timeout=120):
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = f"{TESTS}:{env.get('PYTHONPATH', '')}"
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "sweep.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c.update(num_sample=3), "num_sample"),
+    (lambda c: c["train"].update(num_worker=2), "train.num_worker"),
+    (lambda c: c.update(tasks=["CarCircle", "CarCirlce"]), "tasks[1]"),
+    (lambda c: c["search"]["space"][LINEAR].update(lr={"type": "gaussian", "low": 0, "high": 1}),
+     "search.space.distributed_helpers:linear_method.lr.type"),
+    (lambda c: c["search"]["space"][LINEAR].update(lr={"type": "uniform", "low": 1, "high": 0}),
+     "search.space.distributed_helpers:linear_method.lr"),
+    (lambda c: c["overrides"].update(dspo={"profile": "quick"}), "overrides.dspo"),
+])
+def test_bad_config_names_the_key(tmp_path, mutate, key):
+    cfg = tiny_linear_config(tmp_path)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as e:
+        sweep_config_from_dict(cfg)
+    assert str(e.value).startswith(key), str(e.value)
+
+
+def test_bad_dspo_key_or_bound_is_caught_against_dspo_config(tmp_path):
+    cfg = yaml.safe_load((REPO / "experiments/configs/quick.yaml").read_text())
+    cfg["search"]["space"]["dspo"]["discriminator.vclub_cof"] = {
+        "type": "uniform", "low": 0.1, "high": 0.2}
+    with pytest.raises(ConfigError, match=r"^search\.space\.dspo\.discriminator\.vclub_cof"):
+        sweep_config_from_dict(cfg)
+    cfg = yaml.safe_load((REPO / "experiments/configs/quick.yaml").read_text())
+    # safety_condition is a signal in [0, 1]: the upper bound 1.5 is out of DSPOConfig's range
+    cfg["search"]["space"]["dspo"]["generation.safety_condition"]["high"] = 1.5
+    with pytest.raises(ConfigError, match=r"^search\.space\.dspo\.generation\.safety_condition"):
+        sweep_config_from_dict(cfg)
+
+
+def test_cli_bad_yaml_fails_before_any_trial(tmp_path):
+    bad = tiny_linear_config(tmp_path)
+    bad["scheduler"] = {"type": "asha", "grace_priod": 1}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    start = time.perf_counter()
+    out = run_cli("--config", str(path))  # not --check: a real run must refuse before Ray starts
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "scheduler.grace_priod" in out.stderr
+    assert time.perf_counter() - start < 30
+    assert not (tmp_path / "results").exists()
+
+
+def test_shipped_configs_are_valid_and_help_documents_every_option():
+    for name in ("quick", "paper"):
+        config = load_sweep_config(REPO / f"experiments/configs/{name}.yaml")
+        assert config.total_trials() >= 1
+    paper = load_sweep_config(REPO / "experiments/configs/paper.yaml")
+    assert len(paper.tasks) == 23 and len(paper.seeds) == 5
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for option in ("--config", "--address", "--resume", "--storage", "--name", "--workdir",
+                   "--tasks", "--seeds", "--methods", "--num-samples", "--max-concurrent",
+                   "--num-cpus", "--check"):
+        assert option in out.stdout
+
+
+def test_objective_ranks_every_safe_result_above_every_unsafe_one():
+    from dspo_ray.distributed.sweep import objective
+
+    assert objective(0.7, 0.5) == pytest.approx(0.7)
+    assert objective(0.1, 1.0) > objective(5.0, 1.01)          # safe beats unsafe
+    assert objective(-0.5, 0.9) > objective(0.9, 1.5)
+    assert objective(0.3, 2.0) > objective(0.9, 3.0)           # less costly unsafe ranks higher
+    assert objective(0.5, float("nan")) == -np.inf
+
+
+def test_auto_concurrency_from_cluster_resources(tmp_path):
+    c = sweep_config_from_dict(tiny_linear_config(tmp_path))
+    assert auto_concurrency(c, {"CPU": 2.0}) == 1            # 0 + 2 x 1 CPU per trial
+    assert auto_concurrency(c, {"CPU": 9.0}) == 4
+    gpu = sweep_config_from_dict(tiny_linear_config(
+        tmp_path, train={"num_workers": 1, "use_gpu": True}, trial={"cpus": 1}))
+    assert auto_concurrency(gpu, {"CPU": 64.0, "GPU": 4.0}) == 4
+
+
+# ----------------------------------------------------------------------------- a real local Ray
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray")
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "HOME", "PYTHONPATH")}
+    os.environ["RAY_TMPDIR"] = str(root)
+    os.environ["HOME"] = str(root)
+    # the workers import the test helpers (Ray workers inherit the raylet's environment)
+    os.environ["PYTHONPATH"] = f"{TESTS}:{REPO}:{saved['PYTHONPATH'] or ''}"
+    from dspo_ray.distributed.sweep import start_ray
+
+    import ray
+
+    assert start_ray(None, num_cpus=2)
+    yield root
+    ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_torch_trainer_stage_trains_on_two_workers(local_ray, tmp_path):
+    from distributed_helpers import TRUE_W, regression_data, train_linear
+    from dspo_ray.distributed.train_runner import RayTrainRunner
+
+    x, y = regression_data()
+    out = RayTrainRunner(num_workers=2).run("fit", train_linear, tmp_path, x=x, y=y, steps=60,
+                                            lr=0.1, marker_dir=tmp_path / "markers")
+    assert out["world_size"] == 2
+    np.testing.assert_allclose(out["weight"], TRUE_W, atol=0.02)
+    assert abs(out["bias"] - 0.3) < 0.02
+    # both ranks ran, in processes other than this one (DDP kept them in step: same weights)
+    assert {p.name for p in (tmp_path / "markers").glob("rank*.node")} == {"rank0.node",
+                                                                           "rank1.node"}
+    assert out["pid"] != os.getpid()
+
+
+def test_tiny_sweep_end_to_end(local_ray, tmp_path):
+    from dspo_ray.distributed.sweep import format_summary, run_sweep
+
+    config = sweep_config_from_dict(tiny_linear_config(tmp_path))
+    result = run_sweep(config)
+    t = result.trials
+    assert len(t) == 2 and t["finished"].all() and (t["status"] == "TERMINATED").all()
+    assert t["params/lr"].nunique() == 2                    # Optuna proposed two configurations
+    exp = Path(result.experiment_path)
+    assert (exp / "trials.csv").exists() and (exp / "summary.csv").exists()
+    summary = pd.read_csv(exp / "summary.csv")
+    assert list(summary["task"]) == ["CarCircle"]
+    best = t.loc[t["objective"].idxmax()]
+    assert summary.loc[0, "objective"] == pytest.approx(best["objective"])
+    for trial_dir in exp.glob("run_trial_*"):
+        assert (trial_dir / "result.json").exists() and (trial_dir / "params.json").exists()
+    # the stage ran on 2 Ray Train workers inside each trial
+    rows = [json.loads(line) for d in exp.glob("run_trial_*")
+            for line in (d / "result.json").read_text().splitlines()]
+    assert {r["fit/world_size"] for r in rows} == {2}
+    text = format_summary(result)
+    assert "CarCircle" in text and str(exp) in text
+
+
+def test_a_trial_that_raises_is_retried_and_completes(local_ray, tmp_path):
+    from dspo_ray.distributed.sweep import run_sweep
+
+    cfg = tiny_linear_config(tmp_path, name="retry", num_samples=1,
+                             overrides={LINEAR: {"steps": 10, "fail_first": True}},
+                             train={"num_workers": 0})
+    result = run_sweep(sweep_config_from_dict(cfg))
+    t = result.trials
+    assert len(t) == 1 and t.loc[0, "finished"] and t.loc[0, "retries"] == 1
+    assert t.loc[0, "status"] == "TERMINATED"
