@@ -1,0 +1,11 @@
+"""From sweep results to the paper's tables and plots (pandas, matplotlib, optuna; no Ray)."""
+
+from dspo_ray.analysis.plots import (hyperparameter_plots, learning_curves, parameter_importances,
+                                     reward_cost_plots)
+from dspo_ray.analysis.results import ResultsError, load_results
+from dspo_ray.analysis.tables import (FORMATS, average_ranks, choose_configurations, rank_methods,
+                                      table1, table2)
+
+__all__ = ["FORMATS", "ResultsError", "average_ranks", "choose_configurations",
+           "hyperparameter_plots", "learning_curves", "load_results", "parameter_importances",
+           "rank_methods", "reward_cost_plots", "table1", "table2"]

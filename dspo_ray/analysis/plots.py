@@ -1,0 +1,142 @@
+"""Figures from sweep results: reward vs cost per task, learning curves, hyperparameter views."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dspo_ray.analysis.results import COST, OBJECTIVE, REWARD
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works on machines with no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def reward_cost_plots(trials: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Per task: normalised reward vs normalised cost of every finished trial, by method."""
+    plt = _pyplot()
+    done = trials[(trials["status"] == "finished") & trials[REWARD].notna()]
+    paths = []
+    for task, t in done.groupby("task"):
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for method, m in t.groupby("method"):
+            ax.scatter(m[COST], m[REWARD], label=method, alpha=0.8, s=28)
+        ax.axvline(1.0, color="red", linestyle="--", linewidth=1, label="cost limit")
+        ax.set_xlabel("normalised cost")
+        ax.set_ylabel("normalised reward")
+        ax.set_title(f"{task}: every method and seed")
+        ax.legend(fontsize=7, loc="best")
+        paths.append(_save(fig, Path(out_dir) / f"reward_vs_cost_{task}.png"))
+        plt.close(fig)
+    return paths
+
+
+def learning_curves(reports: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Per task: every logged loss and the objective against the trial's report index."""
+    plt = _pyplot()
+    if reports.empty:
+        return []
+    metrics = [c for c in reports.columns if c.startswith("losses/") or c == OBJECTIVE]
+    paths = []
+    for task, t in reports.groupby("task"):
+        present = [m for m in metrics if t[m].notna().sum() > 1]
+        if not present:
+            continue
+        fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.5), squeeze=False)
+        for ax, metric in zip(axes[0], present):
+            for trial, tr in t.groupby("trial"):
+                tr = tr[tr[metric].notna()]
+                ax.plot(tr["report"], tr[metric], marker=".", alpha=0.7,
+                        label=f"{tr['method'].iloc[0]} s{tr['seed'].iloc[0]}" if len(tr) else None)
+            ax.set_xlabel("report")
+            ax.set_title(metric)
+        axes[0][0].legend(fontsize=6)
+        fig.suptitle(f"{task}: learning curves")
+        paths.append(_save(fig, Path(out_dir) / f"learning_curves_{task}.png"))
+        plt.close(fig)
+    return paths
+
+
+def swept_parameters(trials: pd.DataFrame) -> list[str]:
+    return [c for c in trials.columns
+            if c.startswith("params/") and trials[c].dropna().astype(str).nunique() > 1]
+
+
+def parameter_importances(trials: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
+    """Optuna's fANOVA-style importances of the swept parameters for the objective.
+
+    The finished trials are replayed into an in-memory Optuna study (so this works from the
+    results alone, whatever storage the sweep used). Needs at least 2 parameters that vary.
+    """
+    import optuna
+
+    done = trials[(trials["status"] == "finished") & trials[OBJECTIVE].notna()]
+    if method is not None:
+        done = done[done["method"] == method]
+    done = done[np.isfinite(done[OBJECTIVE].astype(float))]
+    params = swept_parameters(done)
+    if len(done) < 2 or not params:
+        return pd.DataFrame(columns=["parameter", "importance"])
+    distributions = {}
+    for p in params:
+        values = done[p].dropna()
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            distributions[p] = optuna.distributions.FloatDistribution(float(values.min()), float(values.max()))
+        else:
+            distributions[p] = optuna.distributions.CategoricalDistribution(
+                sorted(values.astype(str).unique()))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for _, row in done.iterrows():
+        values = {}
+        for p, d in distributions.items():
+            if pd.isna(row[p]):
+                break
+            values[p] = str(row[p]) if isinstance(d, optuna.distributions.CategoricalDistribution) else float(row[p])
+        else:
+            study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions,
+                                                      value=float(row[OBJECTIVE])))
+    if len(study.trials) < 2:
+        return pd.DataFrame(columns=["parameter", "importance"])
+    importances = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    return pd.DataFrame({"parameter": list(importances), "importance": list(importances.values())})
+
+
+def hyperparameter_plots(trials: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """For each swept parameter: the objective of every finished trial against its value."""
+    plt = _pyplot()
+    done = trials[(trials["status"] == "finished") & trials[OBJECTIVE].notna()]
+    paths = []
+    for p in swept_parameters(done):
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        for method, m in done.groupby("method"):
+            m = m[m[p].notna()]
+            x = m[p]
+            if not pd.api.types.is_numeric_dtype(x) or pd.api.types.is_bool_dtype(x):
+                x = x.astype(str)
+            ax.scatter(x, m[OBJECTIVE], label=method, alpha=0.8, s=24)
+        ax.set_xlabel(p[len("params/"):])
+        ax.set_ylabel("objective (safe: reward; unsafe: -cost)")
+        ax.legend(fontsize=7)
+        name = p[len("params/"):].replace("/", "_").replace(".", "_")
+        paths.append(_save(fig, Path(out_dir) / f"hparam_{name}.png"))
+        plt.close(fig)
+    return paths

@@ -1,0 +1,132 @@
+"""Gather sweep results into one tidy pandas DataFrame, without Ray.
+
+A sweep (``dspo_ray.distributed.sweep``) is a Tune experiment folder, local or on any pyarrow
+filesystem (``s3://...``): one folder per trial holding ``params.json`` (the trial's config:
+method, task, seed, group and the sampled ``params``), ``result.json`` (one JSON object per
+report; the last is the trial's final state) and ``error.txt`` when the trial failed. We read those
+files directly, so partial and interrupted sweeps load too, and several sweeps combine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+
+import pandas as pd
+
+from dspo_ray.tasks import TASKS
+
+REWARD = "eval/normalized_reward"
+COST = "eval/normalized_cost"
+OBJECTIVE = "objective"
+KEY_COLUMNS = ["sweep", "trial", "method", "task", "suite", "seed", "group", "status"]
+
+
+class ResultsError(ValueError):
+    """No results where the user pointed, or unreadable ones."""
+
+
+def _filesystem(uri: str):
+    import pyarrow.fs
+
+    if "://" not in uri:
+        from pathlib import Path
+
+        uri = str(Path(uri).expanduser().resolve())
+        return pyarrow.fs.LocalFileSystem(), uri
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def _read_text(fs, path: str) -> str:
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def find_trial_dirs(uri: str) -> list[tuple[object, str]]:
+    """Every folder under ``uri`` that holds a ``params.json`` (a Tune trial), with its filesystem."""
+    import pyarrow.fs
+
+    fs, root = _filesystem(uri)
+    info = fs.get_file_info(root)
+    if info.type == pyarrow.fs.FileType.NotFound:
+        raise ResultsError(f"{uri}: no such folder; pass the sweep's results folder (the one "
+                           "experiments/sweep.py printed) or its parent")
+    files = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True))
+    return [(fs, str(PurePosixPath(f.path).parent)) for f in files
+            if f.type == pyarrow.fs.FileType.File and PurePosixPath(f.path).name == "params.json"]
+
+
+def _read_trial(fs, trial_dir: str) -> tuple[dict, list[dict]]:
+    params = json.loads(_read_text(fs, f"{trial_dir}/params.json"))
+    try:
+        text = _read_text(fs, f"{trial_dir}/result.json")
+    except (FileNotFoundError, OSError):
+        text = ""
+    reports = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return params, reports
+
+
+def _has_error(fs, trial_dir: str) -> bool:
+    import pyarrow.fs
+
+    return fs.get_file_info(f"{trial_dir}/error.txt").type == pyarrow.fs.FileType.File
+
+
+def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All trials of one or more sweeps: ``(trials, reports)``.
+
+    ``trials``: one row per trial: sweep, trial, method, task, suite, seed, group, status
+    (``finished`` / ``error`` / ``incomplete``: stopped early by the scheduler or interrupted), ``params/<key>``
+    for each sampled hyperparameter, and the last report's numbers (``eval/...``,
+    ``discriminator/...``, ``time/...``, ``objective``).
+    ``reports``: one row per report of every trial (for learning curves), with ``trial`` and
+    ``report`` (its index).
+    """
+    uris = [uris] if isinstance(uris, str) else list(uris)
+    rows, report_rows = [], []
+    for uri in uris:
+        trial_dirs = find_trial_dirs(uri)
+        if not trial_dirs:
+            raise ResultsError(f"{uri}: no trial folders (params.json) found; is this a sweep's "
+                               "results folder?")
+        for fs, trial_dir in trial_dirs:
+            config, reports = _read_trial(fs, trial_dir)
+            if "method" not in config or "task" not in config:
+                continue  # a Ray Train run folder inside the sweep, not a Tune trial
+            last = reports[-1] if reports else {}
+            if _has_error(fs, trial_dir):
+                status = "error"
+            elif last.get("completed"):
+                status = "finished"
+            else:
+                status = "incomplete"  # stopped early by the scheduler, or interrupted
+            trial_name = PurePosixPath(trial_dir).name
+            task = config["task"]
+            row = {"sweep": PurePosixPath(trial_dir).parent.name, "trial": trial_name,
+                   "method": config["method"], "task": task,
+                   "suite": TASKS[task].suite if task in TASKS else "custom",
+                   "seed": config.get("seed"), "group": config.get("group", config["method"]),
+                   "status": status}
+            row.update({f"params/{k}": v for k, v in (config.get("params") or {}).items()})
+            row.update({k: v for k, v in last.items() if _is_metric(k, v)})
+            rows.append(row)
+            for i, rep in enumerate(reports):
+                report_rows.append({"trial": trial_name, "method": config["method"], "task": task,
+                                    "seed": config.get("seed"), "report": i,
+                                    **{k: v for k, v in rep.items() if _is_metric(k, v)}})
+    trials = pd.DataFrame(rows)
+    ordered = KEY_COLUMNS + sorted(c for c in trials.columns if c not in KEY_COLUMNS)
+    trials = trials[ordered].sort_values(["method", "task", "group", "seed"]).reset_index(drop=True)
+    return trials, pd.DataFrame(report_rows)
+
+
+_TUNE_BOOKKEEPING = {"done", "training_iteration", "trial_id", "date", "timestamp", "pid",
+                     "hostname", "node_ip", "time_this_iter_s", "time_total_s",
+                     "time_since_restore", "iterations_since_restore", "checkpoint_dir_name",
+                     "should_checkpoint", "config", "method", "task", "seed", "group"}
+
+
+def _is_metric(key: str, value) -> bool:
+    if key in _TUNE_BOOKKEEPING:
+        return False
+    return isinstance(value, (int, float, bool)) or (key == "stage" and isinstance(value, str))
