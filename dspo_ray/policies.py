@@ -99,6 +99,8 @@ def load_policy(path: str | Path) -> nn.Module:
         raise FileNotFoundError(f"policy file {path} does not exist")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved["kind"] not in POLICY_KINDS:
+            import dspo_ray.baselines  # noqa: F401  (registers the baselines' kinds, e.g. "cdt")
         policy = POLICY_KINDS[saved["kind"]](**saved["config"])
         policy.load_state_dict(saved["state_dict"])
     except Exception as e:  # torch.load raises many types for a file that is not a checkpoint

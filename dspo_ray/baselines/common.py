@@ -1,0 +1,329 @@
+"""Pieces every baseline shares: replay sampling, critics, a Gaussian actor, config overrides,
+the ``METHODS`` registry and ``run_method`` (load data -> train -> save -> evaluate -> metrics).
+
+Every baseline learns from :class:`~dspo_ray.data.CostLabelFreeData` only: safe demonstrations and
+unlabelled trajectories, states/actions/rewards, never a cost. ``run_method`` drops the hidden
+truth that ``load_task_data`` returns beside the data before any method sees anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import time
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from dspo_ray.config import ConfigError, from_dict
+from dspo_ray.data import Trajectory, stack_transitions
+from dspo_ray.policies import MLPPolicy, mlp
+from dspo_ray.tasks import TaskSpec
+
+Log = Callable[[dict], None] | None
+
+
+# ----------------------------------------------------------------------------- seeding, devices
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed numpy and torch; return a CPU generator for minibatch indices (reproducible draws)."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- replay sampling
+
+class TransitionSampler:
+    """All transitions of some trajectories as device tensors; uniform minibatches.
+
+    ``dones`` is the terminal flag only: a time-limit cut (timeout) is not the end of the MDP, so
+    the value of its next state is still bootstrapped.
+    """
+
+    def __init__(self, trajectories: typing.Sequence[Trajectory], device: torch.device,
+                 rewards: np.ndarray | None = None):
+        stacked = stack_transitions(list(trajectories))
+        as_t = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=device)  # noqa: E731
+        self.observations = as_t(stacked["observations"])
+        self.actions = as_t(stacked["actions"])
+        self.rewards = as_t(stacked["rewards"] if rewards is None else rewards)
+        self.next_observations = as_t(stacked["next_observations"])
+        self.dones = as_t(stacked["terminals"])
+        self.size = len(self.rewards)
+        if rewards is not None and len(rewards) != self.size:
+            raise ValueError(f"{len(rewards)} rewards given for {self.size} transitions")
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(self.size, (batch_size,), generator=generator).to(self.rewards.device)
+        return {"observations": self.observations[idx], "actions": self.actions[idx],
+                "rewards": self.rewards[idx], "next_observations": self.next_observations[idx],
+                "dones": self.dones[idx]}
+
+
+def all_observations(trajectories: typing.Sequence[Trajectory]) -> np.ndarray:
+    return np.concatenate([t.observations for t in trajectories])
+
+
+def return_range_scale(trajectories: typing.Sequence[Trajectory], target: float = 1000.0) -> float:
+    """IQL's locomotion reward scaling: ``target / (max return - min return)`` over trajectories."""
+    returns = np.array([t.reward_return for t in trajectories])
+    spread = float(returns.max() - returns.min())
+    return target / spread if spread > 1e-8 else 1.0
+
+
+# ----------------------------------------------------------------------------- networks
+
+class _ObsNormalized(nn.Module):
+    """Inputs normalised with the training data's statistics (kept as buffers)."""
+
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def set_observation_stats(self, observations: np.ndarray) -> None:
+        obs = torch.as_tensor(observations, dtype=torch.float32)
+        self.obs_mean.copy_(obs.mean(0))
+        self.obs_std.copy_(obs.std(0).clamp_min(1e-3))
+
+    def normalize(self, observations: torch.Tensor) -> torch.Tensor:
+        return (observations - self.obs_mean) / self.obs_std
+
+
+class QNetwork(_ObsNormalized):
+    """Q(s, a): an MLP on the normalised state and the action."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256)):
+        super().__init__(obs_dim)
+        self.net = mlp([obs_dim + act_dim, *hidden, 1])
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([self.normalize(observations), actions], -1)).squeeze(-1)
+
+
+class ValueNetwork(_ObsNormalized):
+    """V(s): an MLP on the normalised state."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (256, 256)):
+        super().__init__(obs_dim)
+        self.net = mlp([obs_dim, *hidden, 1])
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(observations)).squeeze(-1)
+
+
+class StateActionClassifier(_ObsNormalized):
+    """A logit for (s, a [, extra features]): the discriminators of DWBC and RGM."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256),
+                 extra_dim: int = 0):
+        super().__init__(obs_dim)
+        self.net = mlp([obs_dim + act_dim + extra_dim, *hidden, 1])
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor,
+                extra: torch.Tensor | None = None) -> torch.Tensor:
+        parts = [self.normalize(observations), actions] + ([extra] if extra is not None else [])
+        return self.net(torch.cat(parts, -1)).squeeze(-1)
+
+
+class TanhGaussianActor(nn.Module):
+    """A tanh-squashed Gaussian over the action box, whose mean action IS an :class:`MLPPolicy`.
+
+    ``deterministic`` (the MLPPolicy) is what gets saved and evaluated: the squashed mean.
+    """
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    def __init__(self, task: TaskSpec, hidden: tuple[int, ...], action_low: np.ndarray,
+                 action_high: np.ndarray):
+        super().__init__()
+        self.deterministic = MLPPolicy(task.obs_dim, task.act_dim, hidden, action_low, action_high)
+        self.log_std_net = mlp([task.obs_dim, *hidden, task.act_dim])
+
+    def _pre_tanh(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.deterministic
+        x = (observations - p.obs_mean) / p.obs_std
+        log_std = self.log_std_net(x).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+        return p.net(x), log_std.exp()
+
+    def sample(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised actions and their log-density (summed over action dimensions)."""
+        mu, std = self._pre_tanh(observations)
+        u = mu + std * torch.randn_like(mu)
+        y = torch.tanh(u)
+        log_prob = _normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) \
+            - torch.log(self.deterministic.action_scale)
+        return y * self.deterministic.action_scale + self.deterministic.action_offset, log_prob.sum(-1)
+
+    def log_prob(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Per-dimension log-density of given actions (B, act_dim); actions at the bounds clipped."""
+        p = self.deterministic
+        mu, std = self._pre_tanh(observations)
+        y = ((actions - p.action_offset) / p.action_scale).clamp(-1 + 1e-5, 1 - 1e-5)
+        u = torch.atanh(y)
+        return _normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) - torch.log(p.action_scale)
+
+
+def _normal_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return -0.5 * ((x - mean) / std).pow(2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for t, s in zip(target.parameters(), source.parameters()):
+            t.lerp_(s, tau)
+
+
+def action_bounds(task: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Every registry task acts in [-1, 1]^act_dim (checked by tests/test_envs.py)."""
+    return -np.ones(task.act_dim, np.float32), np.ones(task.act_dim, np.float32)
+
+
+def should_log(step: int, every: int, total: int) -> bool:
+    return step == 1 or step % every == 0 or step == total
+
+
+def emit(log: Log, metrics: dict[str, float], step: int) -> None:
+    if log is not None:
+        log({"step": step, **{k: float(v) for k, v in metrics.items()}})
+
+
+# ----------------------------------------------------------------------------- configs
+
+def config_from_dict(cls: type, overrides: dict[str, Any] | None) -> Any:
+    """Build ``cls`` from its defaults and ``overrides`` with the project's validation
+    (``dspo_ray.config.from_dict``): an unknown key, a wrong type or a value out of range raises
+    :class:`ConfigError` naming the key."""
+    return from_dict(cls, dict(overrides or {}))
+
+
+# ----------------------------------------------------------------------------- registry
+
+# method name -> module under dspo_ray.baselines holding ``<Name>Config`` and ``train``
+_MODULES = {
+    "bc_all": ("bc", "BCAllConfig"), "bc_safe": ("bc", "BCSafeConfig"),
+    "td3bc": ("td3bc", "TD3BCConfig"), "iql": ("iql", "IQLConfig"), "cql": ("cql", "CQLConfig"),
+    "dwbc": ("dwbc", "DWBCConfig"), "rgm": ("rgm", "RGMConfig"), "cdtv": ("cdtv", "CDTVConfig"),
+}
+
+
+class _MethodRegistry(dict):
+    """``METHODS[name] -> (ConfigClass, train_fn)``; modules are imported on first use."""
+
+    def __missing__(self, name: str):
+        if name not in _MODULES:
+            raise KeyError(f"unknown method {name!r}; known methods: {', '.join(_MODULES)}")
+        module_name, config_name = _MODULES[name]
+        module = importlib.import_module(f"dspo_ray.baselines.{module_name}")
+        entry = (getattr(module, config_name), getattr(module, "train"))
+        self[name] = entry
+        return entry
+
+    def __contains__(self, name: object) -> bool:
+        return name in _MODULES
+
+    def __iter__(self):
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+    def keys(self):  # type: ignore[override]
+        return list(_MODULES)
+
+    def items(self):  # type: ignore[override]
+        return [(k, self[k]) for k in _MODULES]
+
+
+METHODS: dict[str, tuple[type, Callable]] = _MethodRegistry()
+
+
+class UnknownMethodError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def get_method(name: str) -> tuple[type, Callable]:
+    if name not in METHODS:
+        raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def policy_kind(policy: nn.Module) -> str:
+    """The POLICY_KINDS name a trained policy is saved under."""
+    return getattr(policy, "policy_kind", "mlp")
+
+
+def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] | None = None,
+               dataset: str | Path | None = None, workdir: str | Path = "runs/baseline",
+               eval_episodes: int = 20, eval_workers: int | None = None,
+               log: Log = None, split: Any = None) -> dict[str, Any]:
+    """Load ``task``'s cost-label-free data, train ``method``, save and evaluate its policy.
+
+    Returns a flat metrics dict (``eval/normalized_reward``, ``eval/normalized_cost``,
+    ``eval/safe``, ``time/train_s``, the last logged ``losses/*``...). The policy is saved to
+    ``workdir/policy.pt``. Evaluation episodes use seeds ``10_000 * (seed + 1) + i``, disjoint from
+    the training seed and from each other across seeds. ``split``: a
+    :class:`~dspo_ray.data.SplitConfig` (default: the paper's Table 3 split).
+    """
+    from dspo_ray.data import load_task_data
+    from dspo_ray.evaluation import evaluate
+    from dspo_ray.policies import save_policy
+
+    config_cls, train_fn = get_method(method)
+    config = config_from_dict(config_cls, {**(overrides or {}), "seed": seed})
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    data, _hidden_truth_not_for_learners = load_task_data(task, dataset, split)
+    del _hidden_truth_not_for_learners
+    last: dict[str, float] = {}
+
+    def record(metrics: dict) -> None:
+        last.update(metrics)
+        if log is not None:
+            log(metrics)
+
+    start = time.perf_counter()
+    policy = train_fn(config, data, workdir, record)
+    train_s = time.perf_counter() - start
+    save_policy(workdir / "policy.pt", policy, kind=policy_kind(policy))
+    start = time.perf_counter()
+    result = evaluate(policy, data.task, episodes=eval_episodes, seed=10_000 * (seed + 1),
+                      workers=eval_workers)
+    eval_s = time.perf_counter() - start
+    metrics: dict[str, Any] = {"method": method, "task": data.task.name, "seed": seed}
+    metrics.update({f"eval/{k}": v for k, v in result.to_dict().items() if k != "task"})
+    metrics.update({k: v for k, v in last.items() if k.startswith("losses/")})
+    metrics.update({"time/train_s": train_s, "time/eval_s": eval_s, "train/steps": config.steps,
+                    "data/n_safe_demos": len(data.safe_demos),
+                    "data/n_unlabelled": len(data.unlabelled)})
+    metrics.update({f"config/{k}": (list(v) if isinstance(v, tuple) else v)
+                    for k, v in dataclasses.asdict(config).items()})
+    return metrics
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

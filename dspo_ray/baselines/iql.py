@@ -1,0 +1,153 @@
+"""IQL (Kostrikov et al., 2021): expectile value learning + advantage-weighted regression.
+
+Offline RL on the task reward only, over every trajectory. Never evaluates Q at unseen actions:
+V is the tau-expectile of Q over the data's actions, Q regresses on r + gamma V(s'), and the policy
+clones the data's actions weighted by exp(beta * (Q - V)). Defaults are the authors' locomotion
+settings (also CORL's): expectile 0.7, beta 3.0, discount 0.99, tau 0.005, lr 3e-4, batch 256,
+[256, 256], advantage weights capped at 100, actor lr cosine-decayed, rewards scaled by
+1000 / (max return - min return). The policy is a Gaussian with a tanh-bounded mean and a
+state-independent std; its mean (an MLPPolicy) is what gets evaluated.
+
+RGM (rgm.py) reuses :class:`IQLLearner` on its corrected reward.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dspo_ray.baselines.common import (Log, QNetwork, TransitionSampler, ValueNetwork,
+                                       _normal_log_prob, action_bounds, all_observations, emit,
+                                       resolve_device, return_range_scale, seed_everything,
+                                       should_log, soft_update)
+from dspo_ray.data import CostLabelFreeData, Trajectory
+from dspo_ray.policies import MLPPolicy
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    steps: int = 1_000_000
+    """Gradient steps (authors: 1M)."""
+    batch_size: int = 256
+    actor_lr: float = 3e-4
+    q_lr: float = 3e-4
+    value_lr: float = 3e-4
+    hidden: tuple[int, ...] = (256, 256)
+    discount: float = 0.99
+    tau: float = 0.005
+    """Target Q soft-update rate."""
+    expectile: float = 0.7
+    """V fits this expectile of Q(s, a) over the data's actions (0.5 = SARSA mean)."""
+    beta: float = 3.0
+    """Inverse temperature of the advantage weights exp(beta * A)."""
+    max_weight: float = 100.0
+    """Cap on the advantage weights."""
+    normalize_reward: bool = True
+    """Scale rewards by 1000 / (max return - min return) (IQL's locomotion setting)."""
+    seed: int = 0
+    log_every: int = 1000
+    device: str = "auto"
+
+
+class GaussianActor(nn.Module):
+    """N(mean(s), diag(exp(log_std))): the mean is a tanh-bounded MLPPolicy (what is evaluated)."""
+
+    def __init__(self, mean: MLPPolicy):
+        super().__init__()
+        self.mean = mean
+        self.log_std = nn.Parameter(torch.zeros(mean.config["act_dim"]))
+
+    def log_prob(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        std = self.log_std.clamp(-20.0, 2.0).exp()
+        return _normal_log_prob(actions, self.mean(observations), std).sum(-1)
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    weight = torch.where(diff > 0, expectile, 1 - expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+class IQLLearner:
+    """Twin Q, target Q, V and the Gaussian actor; ``update`` is one IQL step."""
+
+    def __init__(self, config: IQLConfig, task, trajectories: tuple[Trajectory, ...],
+                 device: torch.device):
+        self.config = config
+        low, high = action_bounds(task)
+        obs = all_observations(trajectories)
+        self.actor = GaussianActor(MLPPolicy(task.obs_dim, task.act_dim, config.hidden, low, high))
+        self.actor.mean.set_observation_stats(obs)
+        self.critics = nn.ModuleList(QNetwork(task.obs_dim, task.act_dim, config.hidden)
+                                     for _ in range(2))
+        self.value = ValueNetwork(task.obs_dim, config.hidden)
+        for net in (*self.critics, self.value):
+            net.set_observation_stats(obs)
+        for net in (self.actor, self.critics, self.value):
+            net.to(device)
+        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.actor_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.actor_opt, max(config.steps, 1))
+        self.q_opt = torch.optim.Adam(self.critics.parameters(), lr=config.q_lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=config.value_lr)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c = self.config
+        obs, act = batch["observations"], batch["actions"]
+        with torch.no_grad():
+            target_q = torch.min(*(q(obs, act) for q in self.critics_target))
+        # V: expectile of the (target) Q over the data's actions
+        value = self.value(obs)
+        value_loss = expectile_loss(target_q - value, c.expectile)
+        self.value_opt.zero_grad()
+        value_loss.backward()
+        self.value_opt.step()
+
+        # Q: one-step TD towards r + gamma V(s')
+        with torch.no_grad():
+            target = batch["rewards"] + c.discount * (1 - batch["dones"]) * self.value(
+                batch["next_observations"])
+        q_loss = sum((q(obs, act) - target).pow(2).mean() for q in self.critics) / 2
+        self.q_opt.zero_grad()
+        q_loss.backward()
+        self.q_opt.step()
+        soft_update(self.critics_target, self.critics, c.tau)
+
+        # policy: advantage-weighted regression on the data's actions
+        advantage = (target_q - value.detach())
+        weights = torch.exp(c.beta * advantage).clamp(max=c.max_weight)
+        actor_loss = -(weights * self.actor.log_prob(obs, act)).mean()
+        self.actor_opt.zero_grad()
+        actor_loss.backward()
+        self.actor_opt.step()
+        self.actor_schedule.step()
+        return {"losses/value": value_loss.item(), "losses/q": q_loss.item(),
+                "losses/actor": actor_loss.item(), "values/advantage_mean": advantage.mean().item()}
+
+
+def train_iql(config: IQLConfig, data: CostLabelFreeData, rewards, log: Log) -> MLPPolicy:
+    """IQL on given per-transition rewards (in ``stack_transitions(data.all_trajectories)`` order)."""
+    generator = seed_everything(config.seed)
+    device = resolve_device(config.device)
+    trajectories = data.all_trajectories
+    sampler = TransitionSampler(trajectories, device, rewards=rewards)
+    learner = IQLLearner(config, data.task, trajectories, device)
+    for step in range(1, config.steps + 1):
+        metrics = learner.update(sampler.sample(config.batch_size, generator))
+        if should_log(step, config.log_every, config.steps):
+            emit(log, metrics, step)
+    return learner.actor.mean.cpu().eval()
+
+
+def train(config: IQLConfig, data: CostLabelFreeData, workdir: Path, log: Log = None) -> MLPPolicy:
+    import numpy as np
+
+    trajectories = data.all_trajectories
+    rewards = np.concatenate([t.rewards for t in trajectories]).astype(np.float32)
+    if config.normalize_reward:
+        rewards = rewards * return_range_scale(trajectories)
+    return train_iql(config, data, rewards, log)

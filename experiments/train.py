@@ -1,0 +1,93 @@
+"""Train one baseline on one task, save its policy, evaluate it and print the metrics as JSON.
+
+    python experiments/train.py --method iql --task CarCircle
+    python experiments/train.py --method cdtv --task CarCircle --steps 2000 --set batch_size=256
+    python experiments/train.py --method bc_safe --task CarCircle --dataset path/to/file.hdf5 --out runs/x
+
+Methods: bc_all, bc_safe, td3bc, iql, cql, dwbc, rgm, cdtv. The run folder (--out) receives
+policy.pt and result.json (written atomically). The data is the task's cost-label-free split
+(found as dspo_ray.data.load_task_data finds it); no method ever sees a cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dspo_ray.baselines.common import (METHODS, ConfigError, UnknownMethodError, get_method,
+                                       run_method, write_json_atomic)
+from dspo_ray.data import DatasetError, SplitConfig, SplitError
+from dspo_ray.tasks import TASKS, UnknownTaskError, get_task
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value``; the value is read as YAML (``3e-4``, ``[64, 64]``, ``true``)."""
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
+    parser.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
+    parser.add_argument("--dataset", default=None,
+                        help="a DSRL file or a folder holding one (default: $DSRL_DATASET_DIR, "
+                             "then the shipped datasets/)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the method's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], type=parse_override,
+                        metavar="KEY=VALUE", help="any other config option; repeatable")
+    parser.add_argument("--n-safe", type=int, default=None,
+                        help="safe demonstrations in the split (default: the paper's, 15)")
+    parser.add_argument("--n-unlabelled", type=int, default=None,
+                        help="unlabelled trajectories in the split (default: the paper's Table 3)")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="final evaluation episodes (DSRL: 20)")
+    parser.add_argument("--eval-workers", type=int, default=None,
+                        help="processes for evaluation episodes (default: all CPUs)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: several threads on a shared or busy "
+                             "machine are much slower than one; raise it on a dedicated one)")
+    parser.add_argument("--out", default=None,
+                        help="run folder (default: runs/baselines/<method>/<task>/seed<seed>)")
+    args = parser.parse_args(argv)
+
+    overrides = dict(args.overrides)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    try:
+        get_method(args.method)
+        spec = get_task(args.task)
+        if args.eval_episodes < 1:
+            raise ValueError(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
+        if "seed" in overrides:
+            raise ConfigError("seed: use --seed, not --set seed=...")
+    except (UnknownMethodError, UnknownTaskError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    out = Path(args.out) if args.out else Path("runs/baselines") / args.method / spec.name / f"seed{args.seed}"
+    try:
+        metrics = run_method(args.method, spec.name, args.seed, overrides, dataset=args.dataset,
+                             workdir=out, eval_episodes=args.eval_episodes,
+                             eval_workers=args.eval_workers,
+                             split=SplitConfig(n_safe=args.n_safe, n_unlabelled=args.n_unlabelled))
+    except (ConfigError, DatasetError, SplitError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    metrics["run_dir"] = str(out)
+    write_json_atomic(metrics, out / "result.json")
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
