@@ -1,0 +1,85 @@
+"""Generation of D^G (appendix D): windows from the diffusion model at safe, high-return conditions.
+
+Return condition: drawn uniformly from the range of the safe demonstrations' returns ("within a
+reasonable distribution"), or a fixed point of that range. Safety condition: the smallest signal
+the discriminator gave a safe demonstration ("recall as diverse trajectories as possible under the
+condition of being safe"), or a fixed signal. The generated set is written to a file together with
+the conditions it was drawn at, so that behaviour cloning can be re-run and the data inspected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dspo_ray.dspo.config import GenerationConfig
+from dspo_ray.dspo.diffusion import load_diffusion
+
+
+def generation_conditions(config: GenerationConfig, demo_returns: np.ndarray,
+                          demo_signals: np.ndarray, rng: np.random.Generator
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """(return, safety signal) for each of ``config.n_windows`` windows."""
+    lo, hi = float(np.min(demo_returns)), float(np.max(demo_returns))
+    n = config.n_windows
+    if config.return_condition is None:
+        returns = rng.uniform(lo, hi, n)
+    else:
+        returns = np.full(n, lo + config.return_condition * (hi - lo))
+    signal = float(np.min(demo_signals)) if config.safety_condition is None else config.safety_condition
+    return returns.astype(np.float32), np.full(n, signal, np.float32)
+
+
+def generate(diffusion_artefact: dict, config: GenerationConfig, guidance_weight: float,
+             demo_returns: np.ndarray, demo_signals: np.ndarray, action_low: np.ndarray,
+             action_high: np.ndarray, seed: int = 0,
+             device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """Generated windows in data units, actions clipped to the bounds, with their conditions."""
+    model = load_diffusion(diffusion_artefact).to(device)
+    rng = np.random.default_rng(seed)
+    returns, signals = generation_conditions(config, demo_returns, demo_signals, rng)
+    generator = torch.Generator().manual_seed(seed)
+    windows = []
+    for lo in range(0, config.n_windows, config.batch_size):
+        cond = torch.as_tensor(np.stack([returns, signals], 1)[lo:lo + config.batch_size], device=device)
+        windows.append(model.sample(cond, guidance_weight, generator).cpu().numpy())
+    x = np.concatenate(windows)
+    obs_dim = model.obs_dim
+    actions = np.clip(x[..., obs_dim:], action_low, action_high)
+    return {"observations": x[..., :obs_dim].astype(np.float32), "actions": actions.astype(np.float32),
+            "return_condition": returns, "safety_condition": signals,
+            "guidance_weight": np.float32(guidance_weight)}
+
+
+def save_generated(path: str | Path, generated: dict[str, np.ndarray]) -> Path:
+    """An .npz of the generated windows and their conditions, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+    try:
+        np.savez_compressed(tmp, **generated)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_generated(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def write_json_atomic(path: str | Path, obj) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

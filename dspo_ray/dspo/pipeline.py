@@ -1,0 +1,205 @@
+"""``run_dspo``: the whole method for one (task, seed, hyperparameters), resumable stage by stage.
+
+Stages and their artefacts under ``workdir`` (each written atomically, with a ``<name>.metrics.json``
+sidecar written just before it; a rerun skips every stage whose artefact exists):
+
+1. ``discriminator.pt``  stage 1 training (runner.run("discriminator", ...))
+2. ``labels.npz``        the safety signal of every trajectory + discriminator metrics vs the truth
+3. ``diffusion.pt``      stage 2 training (runner.run("diffusion", ...))
+4. ``generated.npz``     the generated windows and their conditions
+5. ``policy.pt``         behaviour cloning (runner.run("bc", ...)), saved with save_policy
+6. ``result.json``       evaluation in the simulator and every metric above
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dspo_ray.config import to_dict
+from dspo_ray.data import load_task_data
+from dspo_ray.dspo.bc import policy_from_artefact, train_bc
+from dspo_ray.dspo.config import DSPOConfig
+from dspo_ray.dspo.diffusion import train_diffusion
+from dspo_ray.dspo.discriminator import (discriminator_metrics, load_discriminator,
+                                         score_trajectories, train_discriminator)
+from dspo_ray.dspo.generate import generate, load_generated, save_generated, write_json_atomic
+from dspo_ray.dspo.windows import ragged_from_data
+from dspo_ray.evaluation import evaluate
+from dspo_ray.policies import load_policy, save_policy
+from dspo_ray.training import LocalRunner, StageRunner, pick_device, save_atomic
+
+STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
+ARTEFACTS = {"discriminator": "discriminator.pt", "labels": "labels.npz",
+             "diffusion": "diffusion.pt", "generation": "generated.npz", "bc": "policy.pt",
+             "evaluation": "result.json"}
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".metrics.json")
+
+
+def _load_metrics(path: Path) -> dict[str, Any]:
+    side = _sidecar(path)
+    return json.loads(side.read_text()) if side.exists() else {}
+
+
+def _save_npz_atomic(path: Path, **arrays) -> None:
+    save_generated(path, arrays)  # same atomic npz writer
+
+
+def bc_dataset_dspo(data, generated: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Safe demonstrations + generated windows as (obs, action) rows (paper: D^S u D^G)."""
+    obs = [t.observations for t in data.safe_demos] + [generated["observations"].reshape(
+        -1, generated["observations"].shape[-1])]
+    act = [t.actions for t in data.safe_demos] + [generated["actions"].reshape(
+        -1, generated["actions"].shape[-1])]
+    return np.concatenate(obs).astype(np.float32), np.concatenate(act).astype(np.float32)
+
+
+def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None = None,
+             report: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) DSPO; returns the flat metrics dict also saved as ``result.json``."""
+    runner = runner or LocalRunner()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    result_path = workdir / ARTEFACTS["evaluation"]
+    if result_path.exists():
+        result = json.loads(result_path.read_text())
+        if report is not None:
+            report({"stage": "evaluation", **result})
+        return result
+    write_json_atomic(workdir / "config.json", to_dict(config))
+
+    data, truth = load_task_data(config.task, config.dataset, config.split)
+    spec = data.task
+    trajectories = ragged_from_data(data)  # learners' data only: no costs anywhere in it
+    action_low, action_high = _action_bounds(spec)
+    device = pick_device()
+    metrics: dict[str, Any] = {"task": spec.name, "seed": config.seed,
+                               "data/n_safe_demos": len(data.safe_demos),
+                               "data/n_unlabelled": len(data.unlabelled)}
+
+    def stage(name: str, produce: Callable[[], dict[str, Any]]) -> None:
+        path = workdir / ARTEFACTS[name]
+        if not path.exists():
+            start = time.perf_counter()
+            stage_metrics = produce()  # writes the artefact, returns its metrics
+            stage_metrics[f"time/{name}_s"] = time.perf_counter() - start
+            write_json_atomic(_sidecar(path), stage_metrics)
+            _commit[name](stage_metrics)
+        metrics.update(_load_metrics(path))
+        if report is not None:
+            report({"stage": name, **metrics})
+
+    # Each produce() computes its artefact into `pending`; commit writes it after the sidecar.
+    pending: dict[str, Any] = {}
+    _commit: dict[str, Callable[[dict], None]] = {}
+
+    # 1. discriminator
+    def train_stage_1():
+        artefact = runner.run("discriminator", train_discriminator, workdir,
+                              trajectories=trajectories, config=config.discriminator,
+                              max_timestep=spec.max_episode_steps, seed=config.seed)
+        pending["discriminator"] = artefact
+        return {}
+    _commit["discriminator"] = lambda m: _finish(workdir, "discriminator",
+                                                 lambda p: save_atomic(pending["discriminator"], p))
+    stage("discriminator", train_stage_1)
+
+    # 2. labels (+ the metrics that read the hidden truth)
+    def label():
+        artefact = torch.load(workdir / ARTEFACTS["discriminator"], map_location="cpu",
+                              weights_only=False)
+        signals = score_trajectories(load_discriminator(artefact), trajectories,
+                                     config.discriminator.window, device=device)
+        pending["labels"] = dict(safety_signal=signals, returns=trajectories.returns,
+                                 is_demo=trajectories.is_demo, lengths=trajectories.lengths)
+        out = discriminator_metrics(signals, trajectories.is_demo, truth,
+                                    config.discriminator.label_threshold)
+        out["discriminator/min_demo_signal"] = float(signals[trajectories.is_demo].min())
+        out["discriminator/mean_unlabelled_signal"] = float(signals[~trajectories.is_demo].mean())
+        return out
+    _commit["labels"] = lambda m: _finish(workdir, "labels",
+                                          lambda p: _save_npz_atomic(p, **pending["labels"]))
+    stage("labels", label)
+    with np.load(workdir / ARTEFACTS["labels"]) as f:
+        signals = f["safety_signal"]
+
+    # 3. diffusion
+    def train_stage_2():
+        pending["diffusion"] = runner.run("diffusion", train_diffusion, workdir,
+                                          trajectories=trajectories, signals=signals,
+                                          config=config.diffusion, seed=config.seed)
+        return {}
+    _commit["diffusion"] = lambda m: _finish(workdir, "diffusion",
+                                             lambda p: save_atomic(pending["diffusion"], p))
+    stage("diffusion", train_stage_2)
+
+    # 4. generation
+    def generation():
+        artefact = torch.load(workdir / ARTEFACTS["diffusion"], map_location="cpu", weights_only=False)
+        demo = trajectories.is_demo
+        generated = generate(artefact, config.generation, config.diffusion.guidance_weight,
+                             trajectories.returns[demo], signals[demo], action_low, action_high,
+                             seed=config.seed, device=device)
+        pending["generation"] = generated
+        return {"generation/n_windows": int(len(generated["observations"])),
+                "generation/return_condition_mean": float(generated["return_condition"].mean()),
+                "generation/safety_condition": float(generated["safety_condition"][0]),
+                "generation/action_abs_mean": float(np.abs(generated["actions"]).mean())}
+    _commit["generation"] = lambda m: _finish(workdir, "generation",
+                                              lambda p: save_generated(p, pending["generation"]))
+    stage("generation", generation)
+
+    # 5. behaviour cloning on D^S u D^G
+    def clone():
+        obs, act = bc_dataset_dspo(data, load_generated(workdir / ARTEFACTS["generation"]))
+        artefact = runner.run("bc", train_bc, workdir, observations=obs, actions=act,
+                              config=config.bc, action_low=action_low, action_high=action_high,
+                              seed=config.seed)
+        pending["bc"] = policy_from_artefact(artefact)
+        return {"bc/n_samples": int(len(obs))}
+    _commit["bc"] = lambda m: _finish(workdir, "bc", lambda p: save_policy(p, pending["bc"]))
+    stage("bc", clone)
+
+    # 6. evaluation
+    start = time.perf_counter()
+    policy = load_policy(workdir / ARTEFACTS["bc"])
+    result = evaluate(policy, spec, episodes=config.eval_episodes, seed=_eval_seed(config.seed),
+                      workers=config.eval_workers)
+    metrics.update({f"eval/{k}": v for k, v in result.to_dict().items() if k != "task"})
+    metrics["time/evaluation_s"] = time.perf_counter() - start
+    metrics["time/total_s"] = sum(v for k, v in metrics.items()
+                                  if k.startswith("time/") and k != "time/total_s")
+    write_json_atomic(result_path, metrics)
+    if report is not None:
+        report({"stage": "evaluation", **metrics})
+    return metrics
+
+
+def _finish(workdir: Path, name: str, write: Callable[[Path], Any]) -> None:
+    write(workdir / ARTEFACTS[name])
+    # the stage's in-progress checkpoint (LocalRunner's naming) is no longer needed
+    (workdir / f"{name}.in-progress.pt").unlink(missing_ok=True)
+
+
+def _eval_seed(seed: int) -> int:
+    # evaluation episodes start from seeds the data collection did not use for this run's seed
+    return 10_000 * (seed + 1)
+
+
+def _action_bounds(spec) -> tuple[np.ndarray, np.ndarray]:
+    from dspo_ray.envs import make_env
+
+    env = make_env(spec, seed=0)
+    try:
+        return (np.asarray(env.action_space.low, np.float32),
+                np.asarray(env.action_space.high, np.float32))
+    finally:
+        env.close()

@@ -1,0 +1,100 @@
+"""DSPO end to end on a small real CarCircle dataset (recorded in the simulator), and stage resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dspo_ray.data import SplitConfig, dsrl_filename, find_dataset, write_dsrl
+from dspo_ray.data.rollout import record_episode
+from dspo_ray.dspo.config import profile_config
+from dspo_ray.dspo.pipeline import ARTEFACTS, run_dspo
+from dspo_ray.envs import make_env
+from dspo_ray.policies import load_policy
+from dspo_ray.training import LocalRunner
+
+torch.set_num_threads(1)
+TASK = "CarCircle"
+
+
+@pytest.fixture(scope="module")
+def carcircle_dataset(tmp_path_factory):
+    """50 real CarCircle episodes from constant-plus-noise policies with a random bias each
+    (some stay in the safe region, some leave it): a DSRL file in a folder."""
+    folder = tmp_path_factory.mktemp("carcircle")
+    env = make_env(TASK, seed=0)
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i in range(50):
+        bias, noise = rng.uniform(-1, 1, 2), rng.uniform(0, 0.5)
+        act_rng = np.random.default_rng(1000 + i)
+        act = lambda obs: np.clip(bias + noise * act_rng.normal(size=2), -1, 1)  # noqa: E731
+        episodes.append(record_episode(env, act, seed=i, max_steps=300))
+    env.close()
+    assert sum(e.cost_return <= 10 for e in episodes) >= 5, "the fixture needs 5 safe episodes"
+    write_dsrl(folder / dsrl_filename(TASK, len(episodes)), episodes)
+    return folder
+
+
+def tiny_config(dataset, **overrides):
+    return profile_config("quick", task=TASK, dataset=str(dataset), eval_episodes=2, eval_workers=1,
+                          **{"split.n_safe": 5, "split.n_unlabelled": 40,
+                             "discriminator.steps": 6, "discriminator.log_every": 3,
+                             "diffusion.steps": 10, "diffusion.log_every": 5,
+                             "generation.n_windows": 8, "bc.steps": 50, "bc.log_every": 25,
+                             **overrides})
+
+
+class RecordingRunner(LocalRunner):
+    def __init__(self):
+        super().__init__()
+        self.stages = []
+
+    def run(self, stage, train_fn, workdir, **kwargs):
+        self.stages.append(stage)
+        return super().run(stage, train_fn, workdir, **kwargs)
+
+
+def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_path):
+    assert find_dataset(TASK, carcircle_dataset).exists()
+    config = tiny_config(carcircle_dataset)
+    reports, runner = [], RecordingRunner()
+    result = run_dspo(config, tmp_path / "run", runner=runner, report=reports.append)
+
+    assert runner.stages == ["discriminator", "diffusion", "bc"]
+    assert [r["stage"] for r in reports] == ["discriminator", "labels", "diffusion", "generation",
+                                             "bc", "evaluation"]
+    assert "discriminator/recall" in reports[1] and "eval/normalized_reward" not in reports[1]
+    for key in ("eval/normalized_reward", "eval/normalized_cost", "eval/safe", "discriminator/recall",
+                "discriminator/accuracy", "discriminator/f1", "discriminator/pearson",
+                "time/discriminator_s", "time/diffusion_s", "time/bc_s", "time/evaluation_s"):
+        assert key in result, key
+    assert np.isfinite(result["eval/normalized_reward"]) and result["eval/episodes"] == 2
+    run = tmp_path / "run"
+    for name in ARTEFACTS.values():
+        assert (run / name).exists(), name
+    assert not list(run.glob("*.in-progress.pt")) and not list(run.glob(".*tmp*"))
+    with np.load(run / "labels.npz") as labels:
+        assert labels["safety_signal"].shape == (45,) and labels["is_demo"].sum() == 5
+        assert np.all((labels["safety_signal"] > 0) & (labels["safety_signal"] < 1))
+        min_demo_signal = labels["safety_signal"][:5].min()
+    with np.load(run / "generated.npz") as gen:
+        assert gen["observations"].shape == (8, 16, 8) and gen["actions"].shape == (8, 16, 2)
+        assert np.allclose(gen["safety_condition"], min_demo_signal)
+    policy = load_policy(run / "policy.pt")
+    assert policy.act(np.zeros(8, np.float32)).shape == (2,)
+    assert json.loads((run / "result.json").read_text()) == pytest.approx(result)
+
+    # resume: with generation and later artefacts gone, only those stages run again
+    disc_mtime = (run / "discriminator.pt").stat().st_mtime_ns
+    for name in ("generated.npz", "policy.pt", "result.json"):
+        (run / name).unlink()
+    runner2 = RecordingRunner()
+    result2 = run_dspo(config, run, runner=runner2)
+    assert runner2.stages == ["bc"]
+    assert (run / "discriminator.pt").stat().st_mtime_ns == disc_mtime
+    assert result2["time/discriminator_s"] == result["time/discriminator_s"]  # kept, not re-measured
+    # a finished run returns its result without running anything
+    runner3 = RecordingRunner()
+    assert run_dspo(config, run, runner=runner3) == pytest.approx(result2) and runner3.stages == []
