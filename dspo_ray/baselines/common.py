@@ -287,10 +287,10 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
 
     config_cls, train_fn = get_method(method)
     config = config_from_dict(config_cls, {**(overrides or {}), "seed": seed})
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     data, _hidden_truth_not_for_learners = load_task_data(task, dataset, split)
     del _hidden_truth_not_for_learners
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     last: dict[str, float] = {}
 
     def record(metrics: dict) -> None:
