@@ -75,7 +75,8 @@ def linear_method(task: str, seed: int, config: dict, workdir: Path, runner, rep
     """A sweep method: fit the regression with the sweep's ``lr`` and report a made-up but
     deterministic (reward, cost) pair: reward rises as the fit improves; cost grows with lr, so
     lr > 0.3 is 'unsafe'. Optional ``fail_first``: raise once per trial (retry tests);
-    ``sleep_s``: slow it down (resume tests)."""
+    ``sleep_s``, ``step_sleep``: slow it down (resume, node-loss tests); ``marker_dir``: see
+    ``train_linear``."""
     workdir = Path(workdir)
     x, y = regression_data(seed=seed)
     lr = float(config.get("lr", 0.1))
@@ -87,10 +88,12 @@ def linear_method(task: str, seed: int, config: dict, workdir: Path, runner, rep
     if config.get("sleep_s"):
         time.sleep(float(config["sleep_s"]))
     out = runner.run("fit", train_linear, workdir, x=x, y=y, steps=int(config.get("steps", 30)),
-                     lr=lr, checkpoint_every=10)
+                     lr=lr, checkpoint_every=10, step_sleep=float(config.get("step_sleep", 0.0)),
+                     marker_dir=config.get("marker_dir"))
     reward = float(1.0 / (1.0 + out["mse"]))
     cost = lr / 0.3
     metrics = {"eval/normalized_reward": reward, "eval/normalized_cost": cost,
-               "eval/safe": cost <= 1.0, "fit/world_size": out["world_size"], "stage": 1}
+               "eval/safe": cost <= 1.0, "fit/world_size": out["world_size"],
+               "fit/resumed_from": out["resumed_from"], "fit/mse": out["mse"], "stage": 1}
     report(metrics)
     return metrics

@@ -112,6 +112,9 @@ class TrialResources:
     gpus: float = 0.0
     memory_mb: int = 256
     """Memory reserved for the trial process (Ray needs a non-empty reservation when cpus is 0)."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources for the trial process, e.g. ``{trial_slot: 1}`` to place trials only
+    on nodes started with ``--resources '{"trial_slot": 4}'`` (a stable on-demand node, say)."""
     max_failures: int = 2
     """Tune retries of a trial that raised (each retry resumes from the finished stages); after
     that the trial is marked errored and the sweep goes on."""

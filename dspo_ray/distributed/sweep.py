@@ -381,18 +381,19 @@ class ExperimentExistsError(RuntimeError):
 def build_tuner(config: SweepConfig, resume: bool = False,
                 max_concurrent: int | None = None) -> tune.Tuner:
     path = experiment_path(config)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, sweep=to_dict(config)),
-        {"cpu": config.trial.cpus, "gpu": config.trial.gpus,
-         "memory": config.trial.memory_mb * 2 ** 20})
     exists = tune.Tuner.can_restore(path)
-    if resume and exists:
-        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
-                                  resume_errored=True, restart_errored=False)
-    if exists:
+    if exists and not resume:
         raise ExperimentExistsError(
             f"experiment {config.name!r} already exists at {path}; pass --resume to continue it, "
             f"or --name to start a new one")
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, sweep=to_dict(config)),
+        {"cpu": config.trial.cpus, "gpu": config.trial.gpus,
+         "memory": config.trial.memory_mb * 2 ** 20,
+         "custom_resources": dict(config.trial.resources)})
+    if exists:
+        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
+                                  resume_errored=True, restart_errored=False)
     if max_concurrent is None:
         max_concurrent = config.max_concurrent_trials or auto_concurrency(
             config, ray.cluster_resources())
@@ -420,6 +421,8 @@ def run_sweep(config: SweepConfig, address: str | None = None, resume: bool = Fa
 
     Joins the Ray cluster at ``address`` or starts an embedded one for the duration of the call.
     """
+    if not resume and tune.Tuner.can_restore(experiment_path(config)):
+        build_tuner(config)  # raises ExperimentExistsError, before Ray is started
     started = start_ray(address, num_cpus=num_cpus)
     try:
         tuner = build_tuner(config, resume=resume, max_concurrent=max_concurrent)
