@@ -33,9 +33,9 @@ class InputNormalizer(nn.Module):
         obs = torch.as_tensor(observations, dtype=torch.float32)
         act = torch.as_tensor(actions, dtype=torch.float32)
         self.obs_mean.copy_(obs.mean(0))
-        self.obs_std.copy_(obs.std(0).clamp_min(1e-3))
+        self.obs_std.copy_(obs.std(0, correction=0).clamp_min(1e-3))
         self.act_mean.copy_(act.mean(0))
-        self.act_std.copy_(act.std(0).clamp_min(1e-3))
+        self.act_std.copy_(act.std(0, correction=0).clamp_min(1e-3))
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (obs - self.obs_mean) / self.obs_std, (act - self.act_mean) / self.act_std
