@@ -1,7 +1,7 @@
 # The two commands of the README. Each one sets up .venv (idempotently) and then runs.
 PY := .venv/bin/python
 
-.PHONY: setup sweep test evaluate
+.PHONY: setup sweep test evaluate collect
 
 setup:
 	@bash scripts/setup_env.sh
@@ -16,3 +16,7 @@ test: setup
 # Evaluate a policy (random by default) in a real simulator: make evaluate ARGS="--task CarCircle"
 evaluate: setup
 	$(PY) experiments/evaluate.py $(ARGS)
+
+# Collect a task's dataset with our own agent: make collect ARGS="--task CarCircle [--ship]"
+collect: setup
+	$(PY) experiments/collect.py $(ARGS)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dspo_ray.data import SplitConfig, find_dataset, load_task_data, load_trajectories
-from dspo_ray.data.collect import CollectConfig, collect, grid_filter
+from dspo_ray.data.collect import CollectConfig, collect, grid_filter, summarize_returns
 from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
 from dspo_ray.tasks import TASKS, get_task
 
@@ -84,6 +84,9 @@ def test_shipped_dataset_gives_the_papers_split(task, monkeypatch, tmp_path):
     safe = costs <= spec.cost_limit
     assert safe.sum() >= spec.n_safe and (~safe).sum() >= 0.2 * len(trajs), "no spread of safety"
     assert rewards.std() > 0 and costs.std() > 0
+    # the sidecar's figures (quoted in datasets/README.md) are those of the shipped file
+    sidecar = json.loads(next(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.json")).read_text())
+    assert sidecar["stats"]["kept"] == summarize_returns(trajs, spec.cost_limit)
     data, truth = load_task_data(task, path, SplitConfig(seed=0))
     assert len(data.safe_demos) == spec.n_safe and len(data.unlabelled) == spec.n_unlabelled
     assert 0 < truth.unlabelled_is_safe.mean() < 1

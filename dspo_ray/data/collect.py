@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,6 @@ class CollectConfig:
     def resolved(self) -> "CollectConfig":
         """The config with every None replaced by the task's default (what the run used)."""
         spec = get_task(self.task)
-        from dataclasses import replace
         return replace(
             self,
             keep=self.keep if self.keep is not None else int(round(1.25 * (spec.n_safe + spec.n_unlabelled))),
@@ -327,7 +326,7 @@ class CollectResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["path"] = str(self.path)
+        d["path"] = self.path.name  # the sidecar sits next to the file; no machine's folder in it
         return d
 
 
