@@ -173,30 +173,6 @@ def test_torch_trainer_stage_trains_on_two_workers(local_ray, tmp_path):
     assert out["pid"] != os.getpid()
 
 
-def test_tiny_sweep_end_to_end(local_ray, tmp_path):
-    from dspo_ray.distributed.sweep import format_summary, run_sweep
-
-    config = sweep_config_from_dict(tiny_linear_config(tmp_path))
-    result = run_sweep(config)
-    t = result.trials
-    assert len(t) == 2 and t["finished"].all() and (t["status"] == "TERMINATED").all()
-    assert t["params/lr"].nunique() == 2                    # Optuna proposed two configurations
-    exp = Path(result.experiment_path)
-    assert (exp / "trials.csv").exists() and (exp / "summary.csv").exists()
-    summary = pd.read_csv(exp / "summary.csv")
-    assert list(summary["task"]) == ["CarCircle"]
-    best = t.loc[t["objective"].idxmax()]
-    assert summary.loc[0, "objective"] == pytest.approx(best["objective"])
-    for trial_dir in exp.glob("run_trial_*"):
-        assert (trial_dir / "result.json").exists() and (trial_dir / "params.json").exists()
-    # the stage ran on 2 Ray Train workers inside each trial
-    rows = [json.loads(line) for d in exp.glob("run_trial_*")
-            for line in (d / "result.json").read_text().splitlines()]
-    assert {r["fit/world_size"] for r in rows} == {2}
-    text = format_summary(result)
-    assert "CarCircle" in text and str(exp) in text
-
-
 def test_a_trial_that_raises_is_retried_and_completes(local_ray, tmp_path):
     from dspo_ray.distributed.sweep import run_sweep
 
@@ -207,3 +183,63 @@ def test_a_trial_that_raises_is_retried_and_completes(local_ray, tmp_path):
     t = result.trials
     assert len(t) == 1 and t.loc[0, "finished"] and t.loc[0, "retries"] == 1
     assert t.loc[0, "status"] == "TERMINATED"
+
+
+# ------------------------------------------------------------------------- DSPO through the sweep
+
+@pytest.fixture(scope="module")
+def carcircle_dataset(tmp_path_factory):
+    """40 real CarCircle episodes (constant-plus-noise policies, some safe, some not)."""
+    from dspo_ray.data import dsrl_filename, write_dsrl
+    from dspo_ray.data.rollout import record_episode
+    from dspo_ray.envs import make_env
+
+    folder = tmp_path_factory.mktemp("carcircle")
+    env = make_env("CarCircle", seed=0)
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i in range(40):
+        bias, noise = rng.uniform(-1, 1, 2), rng.uniform(0, 0.5)
+        act_rng = np.random.default_rng(1000 + i)
+        act = lambda obs: np.clip(bias + noise * act_rng.normal(size=2), -1, 1)  # noqa: E731
+        episodes.append(record_episode(env, act, seed=i, max_steps=300))
+    env.close()
+    assert sum(e.cost_return <= 10 for e in episodes) >= 5
+    write_dsrl(folder / dsrl_filename("CarCircle", len(episodes)), episodes)
+    return folder
+
+
+def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset, tmp_path):
+    from dspo_ray.distributed.sweep import format_summary, run_sweep
+
+    cfg = yaml.safe_load((REPO / "experiments/configs/quick.yaml").read_text())
+    cfg.update(name="tiny-dspo", num_samples=2, eval_episodes=2, dataset_dir=str(carcircle_dataset),
+               storage=str(tmp_path / "results"))
+    cfg["search"]["n_startup_trials"] = 2
+    cfg["overrides"]["dspo"].update({
+        "split.n_safe": 5, "split.n_unlabelled": 30, "eval_workers": 1,
+        "discriminator.steps": 6, "discriminator.log_every": 3, "discriminator.checkpoint_every": 3,
+        "diffusion.steps": 10, "diffusion.log_every": 5, "diffusion.checkpoint_every": 5,
+        "generation.n_windows": 8, "bc.steps": 40, "bc.log_every": 20, "bc.checkpoint_every": 20})
+    config = sweep_config_from_dict(cfg)
+    result = run_sweep(config)
+    t = result.trials
+    assert len(t) == 2 and (t["status"] == "TERMINATED").all()
+    assert t["finished"].sum() >= 1  # ASHA may stop the second at the discriminator rung
+    assert t["params/discriminator.vclub_coef"].nunique() == 2  # two Optuna proposals
+    done = t[t["finished"]]
+    assert done["eval/normalized_cost"].notna().all() and done["progress"].eq(6).all()
+    exp = Path(result.experiment_path)
+    summary = pd.read_csv(exp / "summary.csv")
+    assert list(summary["task"]) == ["CarCircle"] and summary.loc[0, "seeds"] == 1
+    assert summary.loc[0, "objective"] == pytest.approx(done["objective"].max())
+    assert bool(summary.loc[0, "safe"]) == (summary.loc[0, "eval/normalized_cost"] <= 1)
+    for trial_dir in exp.glob("run_trial_*"):
+        assert (trial_dir / "result.json").exists() and (trial_dir / "params.json").exists()
+    # the three training stages ran as Ray Train runs (checkpoints under the experiment)
+    for trial_id in done["trial_id"]:
+        for stage in ("discriminator", "diffusion", "bc"):
+            assert (exp / "train" / f"{trial_id}-{stage}").is_dir()
+        work = next(result.work_root.glob(f"*-{trial_id}"))
+        assert (work / "policy.pt").exists() and (work / "result.json").exists()
+    assert "CarCircle" in format_summary(result)

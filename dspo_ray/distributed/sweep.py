@@ -295,15 +295,16 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
         cpus_per_worker=config.train.cpus_per_worker, storage_path=config.storage_uri(),
         run_name=f"{config.name}/train/{trial_id}", max_failures=config.train.max_failures)
     progress = {"n": 0}
+    start = time.perf_counter()
     cell = {"method": method, "task": task, "seed": seed, "group": trial_config["group"]}
 
     def report(metrics: Mapping[str, Any]) -> None:
         out = _with_objective(_reportable(metrics), config.scheduler.intermediate_metric)
         progress["n"] = _progress(out.get("stage"), progress["n"] + 1)
         out["progress"] = progress["n"]
+        out["time/trial_s"] = time.perf_counter() - start
         tune.report({**out, **cell})
 
-    start = time.perf_counter()
     fixed = config.overrides.get(method, {})
     if method == DSPO:
         from dspo_ray.dspo.pipeline import run_dspo
@@ -394,6 +395,10 @@ def build_tuner(config: SweepConfig, resume: bool = False,
     if exists:
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, restart_errored=False)
+    # A DSPO trial reports after every stage; ``objective`` exists only once there is something
+    # to score (the discriminator's quality, then the evaluation). Tune's strict check would call
+    # the earlier reports an error.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     if max_concurrent is None:
         max_concurrent = config.max_concurrent_trials or auto_concurrency(
             config, ray.cluster_resources())
@@ -454,7 +459,9 @@ def collect_results(config: SweepConfig, ray_logs: str | None = None) -> SweepRe
                "method": trial.config.get("method"), "task": trial.config.get("task"),
                "seed": trial.config.get("seed"), "group": trial.config.get("group"),
                "retries": trial.num_failures,
-               "finished": bool(last.get("completed", False))}
+               # evaluated: the trial's own final report, or its evaluation report (with
+               # ASHA's max_t at the last stage the scheduler ends the trial right there)
+               "finished": bool(last.get("completed") or last.get("final_objective") == 1)}
         row.update({f"params/{k}": v for k, v in (trial.config.get("params") or {}).items()})
         row.update({k: last.get(k) for k in (METRIC, REWARD, COST, "eval/safe", "progress",
                                               "time/trial_s")})
