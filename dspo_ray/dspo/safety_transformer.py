@@ -49,12 +49,13 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """``allowed``: (B, 1, L, L) bool, True where query i may attend to key j."""
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+        """``allowed``: (B, 1, L, L) bool, True where query i may attend to key j; None: plain
+        causal attention (no padding), which takes torch's fused kernel."""
         b, length, dim = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, dim // self.n_heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, is_causal=allowed is None,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(b, length, dim)))
 
@@ -69,7 +70,7 @@ class GPTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim),
                                  nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), allowed)
         return x + self.mlp(self.ln2(x))
 
@@ -109,10 +110,12 @@ class SafetyTransformer(nn.Module):
         time = self.embed_timestep(timesteps.clamp(0, self.max_timestep - 1))
         tokens = torch.stack([self.embed_state(obs) + time, self.embed_action(act) + time], dim=2)
         x = self.embed_dropout(self.embed_ln(tokens.reshape(b, 2 * t, -1)))
-        token_mask = mask.repeat_interleave(2, dim=1)  # (B, 2T)
-        causal = torch.ones(2 * t, 2 * t, dtype=torch.bool, device=obs.device).tril()
-        # every query (padded ones included) keeps at least its first key, so no row is all -inf
-        allowed = (causal[None] & token_mask[:, None, :])[:, None]
+        allowed = None  # no padding: plain causal attention
+        if not bool(mask.all()):
+            token_mask = mask.repeat_interleave(2, dim=1)  # (B, 2T)
+            causal = torch.ones(2 * t, 2 * t, dtype=torch.bool, device=obs.device).tril()
+            # every query (padded ones included) keeps at least its first key: no row is all -inf
+            allowed = (causal[None] & token_mask[:, None, :])[:, None]
         for block in self.blocks:
             x = block(x, allowed)
         return self.ln_f(x)[:, 1::2]
