@@ -91,13 +91,14 @@ def main(argv=None) -> int:
         print("config OK")
         return 0
 
-    from dspo_ray.distributed.sweep import ExperimentExistsError, format_summary, run_sweep
+    from dspo_ray.distributed.sweep import (ExperimentExistsError, MissingDatasetError,
+                                            format_summary, run_sweep)
 
     start = time.perf_counter()
     try:
         result = run_sweep(config, address=args.address, resume=args.resume,
                            num_cpus=args.num_cpus, max_concurrent=args.max_concurrent)
-    except ExperimentExistsError as e:
+    except (ExperimentExistsError, MissingDatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print()

@@ -428,6 +428,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, resume: bool = Fa
     """
     if not resume and tune.Tuner.can_restore(experiment_path(config)):
         build_tuner(config)  # raises ExperimentExistsError, before Ray is started
+    check_datasets(config)
     started = start_ray(address, num_cpus=num_cpus)
     try:
         tuner = build_tuner(config, resume=resume, max_concurrent=max_concurrent)
@@ -437,6 +438,27 @@ def run_sweep(config: SweepConfig, address: str | None = None, resume: bool = Fa
         if started:
             ray.shutdown()
     return collect_results(config, ray_logs=logs)
+
+
+def check_datasets(config: SweepConfig) -> None:
+    """Every task of a DSPO or baseline cell has its dataset here (the driver's machine; on a
+    cluster every node has the same checkout), or a clear error before anything starts."""
+    if all(":" in m for m in config.methods):
+        return  # custom methods bring their own data
+    from dspo_ray.data import find_dataset
+
+    missing = []
+    for task in config.tasks:
+        try:
+            find_dataset(task, config.dataset_dir)
+        except Exception as e:  # DatasetError: says where it looked and how to make one
+            missing.append(f"  {task}: {e}")
+    if missing:
+        raise MissingDatasetError("datasets missing for some tasks:\n" + "\n".join(missing))
+
+
+class MissingDatasetError(RuntimeError):
+    pass
 
 
 def _ray_log_dir() -> str | None:

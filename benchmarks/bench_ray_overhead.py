@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""What Ray costs: a DSPO trial under Tune vs the same ``run_dspo`` called directly, and the
+diffusion stage's DDP step time on 1 vs 2 Ray Train workers.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_ray_overhead.py [--task DroneRun] [--out FILE]
+
+Writes a text report (command, machine, date, numbers) to benchmarks/ray_overhead.txt.
+
+1. Trial overhead. One DSPO configuration (the quick profile, shortened) run three ways:
+   (a) ``run_dspo`` with the LocalRunner in this process; (b) one Tune trial whose training stages
+   run in the trial process (train.num_workers 0: Tune's own cost); (c) one Tune trial whose three
+   training stages each run on a 1-worker Ray Train TorchTrainer (the sweep's normal path). For
+   (b) and (c): the trial's own wall time (reported from inside it) and the whole sweep call's
+   (ray.init .. shutdown included).
+2. DDP step time. The real diffusion stage (``train_diffusion``) on the task's data, on 1 and 2
+   Ray Train workers (gloo, one CPU and one torch thread each); per-step time from two run lengths
+   (the difference cancels start-up), and throughput in windows/s (each worker draws its own
+   batch, so 2 workers process twice the windows per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+BUDGET = {"profile": "quick", "eval_workers": 1,
+          "discriminator.steps": 100, "discriminator.log_every": 50,
+          "discriminator.checkpoint_every": 50,
+          "diffusion.steps": 300, "diffusion.log_every": 100, "diffusion.checkpoint_every": 150,
+          "generation.n_windows": 200, "bc.steps": 500, "bc.log_every": 250,
+          "bc.checkpoint_every": 250}
+EVAL_EPISODES = 5
+
+
+def timed_stage(ctx, train_fn, kwargs):
+    """Runs in each Ray Train worker: the stage, timed there (no start-up or teardown)."""
+    start = time.perf_counter()
+    value = train_fn(ctx, **kwargs)
+    return {"elapsed": time.perf_counter() - start, "world_size": ctx.world_size,
+            "has_value": value is not None}
+
+
+def direct_run(task: str, workdir: Path) -> float:
+    from dspo_ray.distributed.config import method_config
+    from dspo_ray.dspo.pipeline import run_dspo
+
+    config = method_config("dspo", task, 0, BUDGET, {}, EVAL_EPISODES)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    run_dspo(config, workdir)
+    return time.perf_counter() - start
+
+
+def tune_run(task: str, storage: Path, num_workers: int) -> tuple[float, float]:
+    from dspo_ray.distributed.config import sweep_config_from_dict
+    from dspo_ray.distributed.sweep import run_sweep
+
+    config = sweep_config_from_dict({
+        "name": f"bench-w{num_workers}", "tasks": [task], "seeds": [0], "methods": ["dspo"],
+        "overrides": {"dspo": BUDGET}, "eval_episodes": EVAL_EPISODES,
+        "scheduler": {"type": "fifo"},
+        "train": {"num_workers": num_workers, "cpus_per_worker": 1},
+        # the trial process takes one CPU when it trains itself, none when workers do
+        "trial": {"cpus": 1 if num_workers == 0 else 0, "memory_mb": 256},
+        "storage": str(storage)})
+    start = time.perf_counter()
+    result = run_sweep(config)
+    total = time.perf_counter() - start
+    row = result.trials.iloc[0]
+    assert row["finished"], "the benchmark trial did not finish"
+    return float(row["time/trial_s"]), total
+
+
+def ddp_step_times(task: str, root: Path, steps: tuple[int, int]) -> dict[int, dict[str, float]]:
+    import numpy as np
+    import ray
+
+    from dspo_ray.data import load_task_data
+    from dspo_ray.distributed.config import method_config
+    from dspo_ray.distributed.sweep import start_ray
+    from dspo_ray.distributed.train_runner import RayTrainRunner
+    from dspo_ray.dspo.diffusion import train_diffusion
+    from dspo_ray.dspo.windows import ragged_from_data
+
+    config = method_config("dspo", task, 0, BUDGET, {}, EVAL_EPISODES)
+    data, _ = load_task_data(task, config.dataset, config.split)
+    trajectories = ragged_from_data(data)
+    # a timing benchmark: the conditioning signal's values do not change the step's cost
+    signals = np.random.default_rng(0).uniform(size=len(trajectories.lengths)).astype(np.float32)
+    out = {}
+    started = start_ray(None)
+    try:
+        for workers in (1, 2):
+            elapsed = {}
+            for n in steps:
+                diffusion = config.diffusion.__class__(**{
+                    **config.diffusion.__dict__, "steps": n, "log_every": n,
+                    "checkpoint_every": n})
+                value = RayTrainRunner(num_workers=workers).run(
+                    "diffusion", timed_stage, root / f"ddp-w{workers}-n{n}",
+                    train_fn=train_diffusion,
+                    kwargs=dict(trajectories=trajectories, signals=signals, config=diffusion,
+                                seed=0))
+                elapsed[n] = value["elapsed"]
+            per_step = (elapsed[steps[1]] - elapsed[steps[0]]) / (steps[1] - steps[0])
+            out[workers] = {"step_s": per_step,
+                            "windows_per_s": workers * config.diffusion.batch_size / per_step,
+                            **{f"elapsed_{n}": elapsed[n] for n in steps}}
+    finally:
+        if started:
+            ray.shutdown()
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="DroneRun")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "ray_overhead.txt")
+    p.add_argument("--steps", type=int, nargs=2, default=(100, 400),
+                   help="two run lengths of the diffusion stage for the per-step time")
+    args = p.parse_args()
+    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="dspo-bench-ray-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="dspo-bench-"))
+    lines = []
+
+    def say(text=""):
+        print(text, flush=True)
+        lines.append(text)
+
+    try:
+        direct = direct_run(args.task, root / "direct")
+        w0_trial, w0_total = tune_run(args.task, root / "tune", 0)
+        w1_trial, w1_total = tune_run(args.task, root / "tune", 1)
+        ddp = ddp_step_times(args.task, root, tuple(args.steps))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    say(f"# {Path(__file__).name}: Ray overhead of a DSPO trial, and DDP step time")
+    say(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    say(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    say(f"machine: {socket.gethostname()}, {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+    import ray
+
+    say(f"ray {ray.__version__}; RAY_TRAIN_HEALTH_CHECK_INTERVAL_S=0.2 (set by the sweep)")
+    say(f"task {args.task}; DSPO budget {BUDGET}; {EVAL_EPISODES} evaluation episodes")
+    say()
+    say("1. one DSPO trial (same config, same seed)              trial wall   whole call")
+    say(f"   run_dspo directly (LocalRunner, this process)        {direct:8.1f} s   {direct:8.1f} s")
+    say(f"   Tune trial, stages in the trial process (0 workers)  {w0_trial:8.1f} s   {w0_total:8.1f} s")
+    say(f"   Tune trial, 3 stages on 1-worker TorchTrainers       {w1_trial:8.1f} s   {w1_total:8.1f} s")
+    say(f"   overhead: Tune {w0_trial - direct:+.1f} s per trial; Ray Train "
+        f"{w1_trial - w0_trial:+.1f} s per trial ({(w1_trial - w0_trial) / 3:+.1f} s per stage); "
+        f"ray.init+shutdown+results ~{w0_total - w0_trial:.1f} s per sweep")
+    say()
+    say(f"2. diffusion stage, DDP on Ray Train (gloo, 1 CPU per worker), "
+        f"steps {args.steps[0]} vs {args.steps[1]}")
+    say("   workers   step time    windows/s   (stage wall for each length, inside the workers)")
+    for w, r in ddp.items():
+        walls = ", ".join(f"{n}: {r[f'elapsed_{n}']:.1f} s" for n in args.steps)
+        say(f"   {w:>7}   {r['step_s'] * 1000:7.1f} ms   {r['windows_per_s']:9.0f}   ({walls})")
+    speed = ddp[2]["windows_per_s"] / ddp[1]["windows_per_s"]
+    say(f"   2 workers process {speed:.2f}x the windows per second of 1 "
+        f"(step time x{ddp[2]['step_s'] / ddp[1]['step_s']:.2f})")
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
