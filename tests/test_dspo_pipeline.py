@@ -98,3 +98,6 @@ def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_pat
     # a finished run returns its result without running anything
     runner3 = RecordingRunner()
     assert run_dspo(config, run, runner=runner3) == pytest.approx(result2) and runner3.stages == []
+    # resuming with other settings would mix two configs' artefacts: refused, naming the setting
+    with pytest.raises(ValueError, match="discriminator"):
+        run_dspo(tiny_config(carcircle_dataset, **{"discriminator.vclub_coef": 0.5}), run)

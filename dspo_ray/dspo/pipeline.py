@@ -68,6 +68,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     runner = runner or LocalRunner()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    _check_same_config(workdir / "config.json", to_dict(config))
     result_path = workdir / ARTEFACTS["evaluation"]
     if result_path.exists():
         result = json.loads(result_path.read_text())
@@ -181,6 +182,19 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     if report is not None:
         report({"stage": "evaluation", **metrics})
     return metrics
+
+
+def _check_same_config(path: Path, config: dict[str, Any]) -> None:
+    """Resuming with other settings would mix artefacts of two configs: refuse."""
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    ignore = {"eval_workers"}  # does not change any result
+    changed = sorted(k for k in set(old) | set(config)
+                     if k not in ignore and old.get(k) != config.get(k))
+    if changed:
+        raise ValueError(f"{path.parent} holds a DSPO run with different settings ({', '.join(changed)} "
+                         "differ); use a fresh folder, or delete the folder to start over")
 
 
 def _finish(workdir: Path, name: str, write: Callable[[Path], Any]) -> None:
