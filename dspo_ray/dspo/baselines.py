@@ -38,6 +38,7 @@ def run_bc_baselines(config: DSPOConfig, workdir: str | Path,
                               config=config.bc, action_low=low, action_high=high, seed=config.seed)
         policy = policy_from_artefact(artefact)
         save_policy(workdir / f"{name}_policy.pt", policy)
+        (workdir / f"{name}.in-progress.pt").unlink(missing_ok=True)
         result = evaluate(policy, data.task, episodes=config.eval_episodes,
                           seed=_eval_seed(config.seed), workers=config.eval_workers)
         metrics = {f"{name}/eval/{k}": v for k, v in result.to_dict().items() if k != "task"}
