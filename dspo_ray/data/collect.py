@@ -187,6 +187,8 @@ def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]
     lagrange = _PIDLagrange(*cfg.pid, cfg.lagrange_max)
     episodes: list[CostedTrajectory] = []
     started = time.time()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks, one sample batch: extra threads only contend
     try:
         while len(episodes) < cfg.episodes:
             progress = min(1.0, len(episodes) / cfg.episodes)
@@ -245,6 +247,7 @@ def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]
                     f"cost {np.mean([tr.cost_return for tr in recent]):.1f} "
                     f"({time.time() - started:.0f} s)")
     finally:
+        torch.set_num_threads(threads)
         for env in envs:
             env.close()
     return episodes[: cfg.episodes]
