@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--baselines", action="store_true", help="also run BC-Safe and BC-All")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the models are small, and extra threads spin on a shared machine)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -101,3 +101,27 @@ def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_pat
     # resuming with other settings would mix two configs' artefacts: refused, naming the setting
     with pytest.raises(ValueError, match="discriminator"):
         run_dspo(tiny_config(carcircle_dataset, **{"discriminator.vclub_coef": 0.5}), run)
+
+
+def shipped_tasks():
+    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+    from dspo_ray.tasks import TASKS
+
+    return [t for t, spec in TASKS.items()
+            if list(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.hdf5.xz"))]
+
+
+@pytest.mark.parametrize("task", shipped_tasks()[:1] or [pytest.param(
+    "none", marks=pytest.mark.skip(reason="no shipped dataset in datasets/ yet"))])
+def test_end_to_end_on_a_shipped_dataset(task, tmp_path):
+    """The paper's split (15 demonstrations + Table 3's unlabelled count) of a shipped dataset, tiny
+    training budgets: DSPO produces an evaluated policy."""
+    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+
+    config = profile_config("quick", task=task, dataset=str(SHIPPED_DATASET_DIR), eval_episodes=2,
+                            eval_workers=1, **{"discriminator.steps": 4, "diffusion.steps": 4,
+                                               "generation.n_windows": 4, "bc.steps": 20})
+    result = run_dspo(config, tmp_path / "run")
+    assert result["data/n_safe_demos"] == 15 and result["eval/episodes"] == 2
+    assert np.isfinite(result["eval/normalized_reward"]) and np.isfinite(result["discriminator/recall"])
+    assert load_policy(tmp_path / "run" / "policy.pt") is not None
