@@ -45,10 +45,10 @@ BUDGET = {"profile": "quick", "eval_workers": 1,
 EVAL_EPISODES = 5
 
 
-def timed_stage(ctx, train_fn, kwargs):
+def timed_stage(ctx, stage_fn, stage_kwargs):
     """Runs in each Ray Train worker: the stage, timed there (no start-up or teardown)."""
     start = time.perf_counter()
-    value = train_fn(ctx, **kwargs)
+    value = stage_fn(ctx, **stage_kwargs)
     return {"elapsed": time.perf_counter() - start, "world_size": ctx.world_size,
             "has_value": value is not None}
 
@@ -111,8 +111,8 @@ def ddp_step_times(task: str, root: Path, steps: tuple[int, int]) -> dict[int, d
                     "checkpoint_every": n})
                 value = RayTrainRunner(num_workers=workers).run(
                     "diffusion", timed_stage, root / f"ddp-w{workers}-n{n}",
-                    train_fn=train_diffusion,
-                    kwargs=dict(trajectories=trajectories, signals=signals, config=diffusion,
+                    stage_fn=train_diffusion,
+                    stage_kwargs=dict(trajectories=trajectories, signals=signals, config=diffusion,
                                 seed=0))
                 elapsed[n] = value["elapsed"]
             per_step = (elapsed[steps[1]] - elapsed[steps[0]]) / (steps[1] - steps[0])

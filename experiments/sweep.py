@@ -46,10 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "under 'ray job submit'/'ray exec'), 'host:6379' or 'ray://host:10001'. "
                         "Default: start an embedded local Ray for this run and stop it after")
     p.add_argument("--resume", action="store_true",
-                   help="continue the experiment <storage>/<name> if it exists (after Ctrl-C or "
-                        "a killed driver): finished trials are kept, unfinished and errored ones "
-                        "run again from their last finished stage; starts fresh if it does not "
-                        "exist")
+                   help="continue the experiment <storage>/<name> (without --name: the newest "
+                        "run of the config's name) after Ctrl-C or a killed driver: finished "
+                        "trials are kept, unfinished and errored ones run again from their last "
+                        "finished stage; starts fresh if there is none. Without --resume a new "
+                        "run whose name is taken is named <name>-<date>-<time>")
     p.add_argument("--storage", default=None,
                    help="where results, logs and checkpoints go: a folder, file://, s3://, gs:// "
                         "or any pyarrow filesystem URI (overrides the config's 'storage')")
@@ -92,7 +93,14 @@ def main(argv=None) -> int:
         return 0
 
     from dspo_ray.distributed.sweep import (ExperimentExistsError, MissingDatasetError,
-                                            format_summary, run_sweep)
+                                            choose_experiment, format_summary, run_sweep)
+
+    if args.name is None:
+        # the config's name: --resume continues its newest run; a new run never overwrites one
+        chosen = choose_experiment(config, args.resume)
+        if chosen.name != config.name:
+            print(f"{'resuming' if args.resume else 'new experiment'}: {chosen.name}")
+        config = chosen
 
     start = time.perf_counter()
     try:

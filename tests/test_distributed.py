@@ -213,7 +213,7 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
     from dspo_ray.distributed.sweep import format_summary, run_sweep
 
     cfg = yaml.safe_load((REPO / "experiments/configs/quick.yaml").read_text())
-    cfg.update(name="tiny-dspo", num_samples=2, eval_episodes=2, dataset_dir=str(carcircle_dataset),
+    cfg.update(name="tiny-dspo", tasks=["CarCircle"], num_samples=2, eval_episodes=2, dataset_dir=str(carcircle_dataset),
                storage=str(tmp_path / "results"))
     cfg["search"]["n_startup_trials"] = 2
     cfg["overrides"]["dspo"].update({

@@ -41,8 +41,9 @@ def two_node_cluster():
                       # notice the lost node in about a second, not the default ~15 s
                       RAY_health_check_period_ms="500", RAY_health_check_failure_threshold="2",
                       RAY_health_check_initial_delay_ms="500")
-    for k, v in {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-                 "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}.items():
+    from dspo_ray.distributed.sweep import RAY_ENV
+
+    for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
     import ray
     from ray.cluster_utils import Cluster
@@ -67,6 +68,20 @@ def two_node_cluster():
             else:
                 os.environ[k] = v
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_registered_checkpoint(results: Path) -> bool:
+    """Ray Train has recorded a checkpoint of the stage (a checkpoint folder alone may still be
+    uploading; a resumed run starts from what the snapshot lists)."""
+    import json
+
+    for snapshot in results.rglob("checkpoint_manager_snapshot.json"):
+        try:
+            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+                return True
+        except (OSError, ValueError):
+            pass
+    return False
 
 
 def test_worker_node_lost_mid_trial_ends_in_retried_completed_trial(two_node_cluster, tmp_path):
@@ -95,7 +110,7 @@ def test_worker_node_lost_mid_trial_ends_in_retried_completed_trial(two_node_clu
     deadline = time.time() + 120
     while time.time() < deadline and sweep.is_alive():
         nodes = {p.name: p.read_text() for p in markers.glob("rank*.node")}
-        if len(nodes) == 2 and list((tmp_path / "results").rglob("checkpoint_*")):
+        if len(nodes) == 2 and _has_registered_checkpoint(tmp_path / "results"):
             events["nodes_before"] = nodes
             cluster.remove_node(worker)                 # the node dies mid-stage
             events["removed_at"] = time.time()

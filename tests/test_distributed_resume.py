@@ -106,8 +106,9 @@ def test_resume_after_killed_driver_keeps_finished_trials(tmp_path, ray_root):
     assert 2 <= len(before) < 4, "the kill should interrupt the sweep"
     time.sleep(1)
 
-    # a plain rerun refuses to mix a new experiment into the old one
-    again = subprocess.run(cli, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    # an explicit name that is taken: a fresh run refuses to mix into it, before Ray starts
+    again = subprocess.run(cli + ["--name", "resumable"], env=env, cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
     assert again.returncode == 2 and "--resume" in again.stderr
 
     resumed = subprocess.run(cli + ["--resume"], env=env, cwd=REPO, capture_output=True,

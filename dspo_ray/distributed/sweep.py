@@ -56,7 +56,9 @@ COST = "eval/normalized_cost"
 
 # Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s)
 # and each ray.train.report waits for a poll: 0.2 s saves ~3 s per stage and ~1.8 s per report.
-RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+           # on a busy machine the GCS can take longer than Ray's default 30 s to come up
+           "RAY_gcs_server_port_wait_time_s": "120"}
 
 
 # ----------------------------------------------------------------------------------- objective
@@ -379,6 +381,39 @@ class ExperimentExistsError(RuntimeError):
     pass
 
 
+def _experiments_named(config: SweepConfig) -> list[tuple[float, str]]:
+    """(modification time, name) of the experiments ``<name>`` and ``<name>-<timestamp>`` in the
+    storage (any pyarrow filesystem)."""
+    import pyarrow.fs
+
+    uri = config.storage_uri()
+    try:
+        fs, root = pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else f"file://{uri}")
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    except (OSError, ValueError):
+        return []
+    out = []
+    for info in infos:
+        name = info.base_name
+        if info.type == pyarrow.fs.FileType.Directory and (
+                name == config.name or name.startswith(config.name + "-")):
+            if tune.Tuner.can_restore(f"{uri.rstrip('/')}/{name}"):
+                out.append(((info.mtime.timestamp() if info.mtime else 0.0), name))
+    return sorted(out)
+
+
+def choose_experiment(config: SweepConfig, resume: bool) -> SweepConfig:
+    """For a config whose name was not given explicitly: ``resume`` picks the newest experiment
+    of that name (``<name>`` or ``<name>-<timestamp>``); a fresh run whose name is taken gets
+    ``<name>-<timestamp>`` instead of failing."""
+    existing = _experiments_named(config)
+    if resume and existing:
+        return dataclasses.replace(config, name=existing[-1][1])
+    if not resume and any(name == config.name for _, name in existing):
+        return dataclasses.replace(config, name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return config
+
+
 def build_tuner(config: SweepConfig, resume: bool = False,
                 max_concurrent: int | None = None) -> tune.Tuner:
     path = experiment_path(config)
@@ -411,8 +446,7 @@ def build_tuner(config: SweepConfig, resume: bool = False,
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                    num_samples=config.total_trials(), metric=METRIC, mode=MODE,
-                                    reuse_actors=False),
+                                    num_samples=config.total_trials(), reuse_actors=False),
         run_config=tune.RunConfig(
             name=config.name, storage_path=config.storage_uri(),
             failure_config=tune.FailureConfig(max_failures=config.trial.max_failures),
