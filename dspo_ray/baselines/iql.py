@@ -17,6 +17,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -144,8 +145,6 @@ def train_iql(config: IQLConfig, data: CostLabelFreeData, rewards, log: Log) -> 
 
 
 def train(config: IQLConfig, data: CostLabelFreeData, workdir: Path, log: Log = None) -> MLPPolicy:
-    import numpy as np
-
     trajectories = data.all_trajectories
     rewards = np.concatenate([t.rewards for t in trajectories]).astype(np.float32)
     if config.normalize_reward:
