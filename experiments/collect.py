@@ -28,7 +28,9 @@ def main(argv=None) -> int:
     from dspo_ray.tasks import TASKS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=list(TASKS))
+    p.add_argument("--task", choices=list(TASKS), help="the task to collect (required unless --table)")
+    p.add_argument("--table", action="store_true",
+                   help="print the markdown table of the shipped datasets (from their sidecars) and exit")
     p.add_argument("--episodes", type=int, default=2000, help="training episodes to play and record")
     p.add_argument("--keep", type=int, default=None,
                    help="trajectories in the file (default: 1.25 x Table 3's N_safe + N_unlabelled)")
@@ -41,6 +43,11 @@ def main(argv=None) -> int:
     p.add_argument("--ship", action="store_true",
                    help="also xz-compress the file into datasets/, replacing that task's shipped file")
     args = p.parse_args(argv)
+    if args.table:
+        print(shipped_table())
+        return 0
+    if args.task is None:
+        p.error("--task is required")
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -64,6 +71,31 @@ def main(argv=None) -> int:
             result.path.with_suffix(".json").read_text())
         print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def shipped_table() -> str:
+    """One row per shipped dataset, every figure read from its JSON sidecar (see DATASETS.md)."""
+    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+    from dspo_ray.evaluation import normalized_reward
+    from dspo_ray.tasks import TASKS
+
+    rows = ["| task | file | trajectories (steps) | safe (cost <= limit) | cost return min / median / max "
+            "| reward return min / median / max | best safe reward (normalised) | training episodes "
+            "| xz MB |", "|" + "---|" * 9]
+    for spec in TASKS.values():
+        for sidecar in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.json")):
+            d = json.loads(sidecar.read_text())
+            k = d["stats"]["kept"]
+            c, r = k["cost_return_quantiles"], k["reward_return_quantiles"]
+            best = k["best_safe_reward_return"]
+            xz = sidecar.with_suffix(".hdf5.xz")
+            rows.append(
+                f"| {spec.name} | `{xz.name}` | {k['trajectories']} ({k['transitions']}) "
+                f"| {k['safe']} (<= {spec.cost_limit:g}) | {c[0]:g} / {c[2]:g} / {c[4]:g} "
+                f"| {r[0]:.1f} / {r[2]:.1f} / {r[4]:.1f} "
+                f"| {best:.1f} ({normalized_reward(spec, best):.2f}) | {d['recorded']} "
+                f"| {xz.stat().st_size / 1e6:.1f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
