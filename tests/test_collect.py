@@ -34,7 +34,6 @@ def test_grid_filter_is_even_across_full_cells():
     assert counts.tolist() == [13, 12, 5] or counts.tolist() == [12, 13, 5]
 
 
-@pytest.mark.slow
 def test_short_collection_writes_a_valid_dsrl_file(tmp_path):
     """A real (tiny) run on CarCircle: the file loads, is named the DSRL way, and is reproducible."""
     cfg = CollectConfig(task="CarCircle", episodes=6, keep=4, n_envs=2, steps_per_env=150, seed=3)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from dspo_ray.data.dsrl import dsrl_filename, write_dsrl
+from dspo_ray.data.rollout import EpisodeRecorder
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.policies import mlp
 from dspo_ray.tasks import get_task
@@ -140,27 +141,6 @@ def _gae(rewards, values, next_values, dones, gamma, lam):
     return adv, adv + values
 
 
-class _EpisodeBuffer:
-    """Accumulates one environment's steps into a CostedTrajectory (the DSRL terminal/timeout rule)."""
-
-    KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "costs")
-
-    def __init__(self):
-        self.columns: dict[str, list] = {k: [] for k in self.KEYS}
-
-    def add(self, obs, action, reward, next_obs, terminated, truncated, cost) -> CostedTrajectory | None:
-        timeout = truncated and not terminated
-        for k, v in zip(self.KEYS, (obs, action, reward, next_obs, terminated, timeout, cost)):
-            self.columns[k].append(v)
-        if not (terminated or truncated):
-            return None
-        dtypes = {"terminals": bool, "timeouts": bool}
-        traj = CostedTrajectory(**{k: np.asarray(v, dtype=dtypes.get(k, np.float32))
-                                   for k, v in self.columns.items()})
-        self.columns = {k: [] for k in self.KEYS}
-        return traj
-
-
 def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]:
     """Run PPO-Lagrangian with a cost limit annealed over episodes; return EVERY finished episode.
 
@@ -177,7 +157,7 @@ def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]
     low, high = envs[0].action_space.low, envs[0].action_space.high
     next_episode_seed = base_seed + E
     obs = np.stack([env.reset()[0] for env in envs])
-    buffers = [_EpisodeBuffer() for _ in envs]
+    buffers = [EpisodeRecorder() for _ in envs]
     norm = _RunningNorm(spec.obs_dim)
     norm.update(obs)
     # value targets are regressed in units of a running scale (returns differ by 1000x across tasks)
