@@ -38,11 +38,13 @@ def test_unet_shapes_with_attention():
     assert out.shape == x.shape
 
 
-def test_fits_two_modes_and_guidance_selects_mode(tmp_path):
+@pytest.mark.parametrize("prediction,steps", [("epsilon", 1500), ("x0", 600)])
+def test_fits_two_modes_and_guidance_selects_mode(tmp_path, prediction, steps):
     traj, signals = two_mode_trajectories()
     cfg = DiffusionConfig(horizon=8, n_diffusion_steps=20, dim=16, dim_mults=(1, 2), attention=False,
-                          batch_size=64, steps=1500, learning_rate=2e-3, ema_start=1200, log_every=100,
-                          checkpoint_every=1500, condition_dropout=0.2)
+                          batch_size=64, steps=steps, learning_rate=2e-3, ema_start=steps - 300,
+                          log_every=100, checkpoint_every=steps, condition_dropout=0.2,
+                          prediction=prediction)
     ctx = LocalContext(checkpoint_path=tmp_path / "ckpt.pt", device=torch.device("cpu"))
     artefact = train_diffusion(ctx, trajectories=traj, signals=signals, config=cfg, seed=0)
     assert ctx.history[-1]["losses/diffusion"] < ctx.history[0]["losses/diffusion"]

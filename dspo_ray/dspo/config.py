@@ -92,7 +92,10 @@ class DiffusionConfig:
     learning_rate: float = bounded(3e-4, gt=0)
     """Table 4: 3e-4."""
     loss: Literal["l1", "l2"] = "l1"
-    """Table 4: L1 loss on the predicted noise."""
+    """Table 4: L1 loss (on the network's target, see ``prediction``)."""
+    prediction: Literal["epsilon", "x0"] = "epsilon"
+    """What the U-Net predicts: the noise (DDPM, appendix B) or the clean window (the trajectory
+    diffusion planners' choice for locomotion; steadier when training is short)."""
     ema_start: int = bounded(1000, ge=0)
     """Table 4: EMA updates start at iteration 1000 (the EMA is a copy before that)."""
     ema_decay: float = bounded(0.995, ge=0, le=1)
@@ -171,6 +174,7 @@ _QUICK: dict[str, Any] = {
                           window=50, batch_size=32, steps=400, learning_rate=3e-4,
                           warmup_steps=40, log_every=50, checkpoint_every=200),
     "diffusion": dict(horizon=16, dim=32, dim_mults=[1, 2, 4], attention=False, batch_size=64,
+                      prediction="x0",
                       steps=2500, learning_rate=1e-3, ema_start=500, log_every=250,
                       checkpoint_every=1000),
     "generation": dict(n_windows=500, batch_size=500),

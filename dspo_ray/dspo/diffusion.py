@@ -156,13 +156,16 @@ class ConditionalTrajectoryDiffusion(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, horizon: int, n_diffusion_steps: int = 100,
                  dim: int = 64, dim_mults: tuple[int, ...] = (1, 2, 4, 8), attention: bool = True,
                  attention_dim: int = 128, condition_dropout: float = 0.25, loss: str = "l1",
-                 clip_denoised: float = 5.0):
+                 clip_denoised: float = 5.0, prediction: str = "epsilon"):
         super().__init__()
         self.config = dict(obs_dim=obs_dim, act_dim=act_dim, horizon=horizon,
                            n_diffusion_steps=n_diffusion_steps, dim=dim, dim_mults=tuple(dim_mults),
                            attention=attention, attention_dim=attention_dim,
                            condition_dropout=condition_dropout, loss=loss,
-                           clip_denoised=clip_denoised)
+                           clip_denoised=clip_denoised, prediction=prediction)
+        if prediction not in ("epsilon", "x0"):
+            raise ValueError(f"prediction must be 'epsilon' or 'x0', got {prediction!r}")
+        self.prediction = prediction
         self.obs_dim, self.act_dim, self.horizon = obs_dim, act_dim, horizon
         self.channels = obs_dim + act_dim
         self.n_steps, self.condition_dropout, self.loss_type = n_diffusion_steps, condition_dropout, loss
@@ -214,9 +217,10 @@ class ConditionalTrajectoryDiffusion(nn.Module):
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         drop = torch.rand(b, device=x0.device) < self.condition_dropout
         predicted = self.unet(x_t, t, self.embed_condition(condition, drop))
+        target = noise if self.prediction == "epsilon" else x0
         if self.loss_type == "l1":
-            return F.l1_loss(predicted, noise)
-        return F.mse_loss(predicted, noise)
+            return F.l1_loss(predicted, target)
+        return F.mse_loss(predicted, target)
 
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, guidance_weight: float = 2.0,
@@ -230,10 +234,10 @@ class ConditionalTrajectoryDiffusion(nn.Module):
             self.embed_condition(condition, torch.ones(b, dtype=torch.bool, device=device))])
         for step in reversed(range(self.n_steps)):
             t = torch.full((2 * b,), step, device=device, dtype=torch.long)
-            eps_cond, eps_null = self.unet(torch.cat([x, x]), t, embedding).chunk(2)
-            eps = eps_null + guidance_weight * (eps_cond - eps_null)
+            out_cond, out_null = self.unet(torch.cat([x, x]), t, embedding).chunk(2)
+            out = out_null + guidance_weight * (out_cond - out_null)
             ab = self.alphas_cumprod[step]
-            x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+            x0 = (x - (1 - ab).sqrt() * out) / ab.sqrt() if self.prediction == "epsilon" else out
             if self.clip_denoised:
                 x0 = x0.clamp(-self.clip_denoised, self.clip_denoised)
             mean = self.posterior_mean_x0[step] * x0 + self.posterior_mean_xt[step] * x
@@ -248,7 +252,8 @@ class ConditionalTrajectoryDiffusion(nn.Module):
 def make_diffusion(config: DiffusionConfig, obs_dim: int, act_dim: int) -> ConditionalTrajectoryDiffusion:
     return ConditionalTrajectoryDiffusion(
         obs_dim, act_dim, config.horizon, config.n_diffusion_steps, config.dim, config.dim_mults,
-        config.attention, config.attention_dim, config.condition_dropout, config.loss)
+        config.attention, config.attention_dim, config.condition_dropout, config.loss,
+        prediction=config.prediction)
 
 
 def load_diffusion(artefact: dict, ema: bool = True) -> ConditionalTrajectoryDiffusion:
