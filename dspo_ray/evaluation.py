@@ -33,6 +33,10 @@ def normalized_cost(task: str | TaskSpec, cost_return: float, cost_limit: float 
     return (cost_return + e) / (k + e)
 
 
+PARALLEL_MIN_STEPS = 20_000
+"""Below this many environment steps, evaluate() runs in-process by default."""
+
+
 @dataclass(frozen=True)
 class EpisodeResult:
     reward_return: float
@@ -117,7 +121,8 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
     """Run ``episodes`` episodes of ``policy`` in the task's simulator and score them.
 
     ``workers``: processes to spread the environment streams over (default: the CPUs available,
-    at most ``env_streams``); 1 runs everything in this process. ``env_streams``: how many fresh
+    at most ``env_streams``, or 1 when there are fewer than ``PARALLEL_MIN_STEPS`` steps to run);
+    1 runs everything in this process. ``env_streams``: how many fresh
     environments the episodes are dealt to (episode i goes to stream i % env_streams).
     """
     spec = get_task(task)
@@ -128,7 +133,9 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
     seeds = [seed + i for i in range(episodes)]
     streams = [seeds[k::env_streams] for k in range(min(env_streams, episodes))]
     if workers is None:
-        workers = len(os.sched_getaffinity(0))
+        # starting a worker process costs seconds (imports, simulator): only worth it for long runs
+        small = episodes * spec.max_episode_steps < PARALLEL_MIN_STEPS
+        workers = 1 if small else len(os.sched_getaffinity(0))
     workers = max(1, min(workers, len(streams)))
     if workers == 1:
         parts = [_run_streams(policy, spec.name, streams)]

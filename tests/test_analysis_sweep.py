@@ -1,0 +1,102 @@
+"""Analysis on results that a real tiny sweep produced: BC-All and BC-Safe on the shipped DroneRun
+data, 2 configurations x 2 seeds each, on a real local Ray; then the tables, the CLI and the
+notebook (run top to bottom with nbclient) on those results."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from dspo_ray.analysis import choose_configurations, load_results, table1
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sweep_results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("analysis-sweep")
+    # Ray's socket paths must stay under 108 bytes: a short folder of our own, removed at the end
+    ray_root = Path(tempfile.mkdtemp(prefix="dspo-an-"))
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "HOME")}
+    os.environ.update(RAY_TMPDIR=str(ray_root), HOME=str(ray_root))
+    import ray
+
+    from dspo_ray.distributed.config import sweep_config_from_dict
+    from dspo_ray.distributed.sweep import run_sweep, start_ray
+
+    space = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}
+    config = sweep_config_from_dict({
+        "name": "analysis", "tasks": ["DroneRun"], "seeds": [0, 1], "methods": ["bc_all", "bc_safe"],
+        "num_samples": 2, "search": {"seed": 0, "n_startup_trials": 2,
+                                     "space": {"bc_all": space, "bc_safe": space}},
+        "overrides": {m: {"steps": 60, "log_every": 20, "hidden": [32, 32]}
+                      for m in ("bc_all", "bc_safe")},
+        "eval_episodes": 2, "scheduler": {"type": "fifo"},
+        "train": {"num_workers": 0}, "trial": {"cpus": 1, "max_failures": 0},
+        "storage": str(root / "results"),
+    })
+    started = start_ray(None, num_cpus=2)
+    try:
+        result = run_sweep(config)
+    finally:
+        if started:
+            ray.shutdown()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        shutil.rmtree(ray_root, ignore_errors=True)
+    return Path(result.experiment_path)
+
+
+def test_tidy_frame_from_a_real_sweep(sweep_results):
+    trials, reports = load_results(str(sweep_results))
+    assert len(trials) == 8 and (trials["status"] == "finished").all()
+    assert set(trials["method"]) == {"bc_all", "bc_safe"} and set(trials["seed"]) == {0, 1}
+    assert trials["suite"].eq("BulletGym").all() and trials["params/lr"].nunique() == 4
+    assert trials["eval/normalized_reward"].notna().all() and "time/trial_s" in trials
+    assert not reports.empty and "losses/bc" in reports
+    cells = choose_configurations(trials).set_index("method")
+    for method in ("bc_all", "bc_safe"):
+        # the chosen configuration is the one with the best mean objective over its seeds
+        t = trials[trials["method"] == method]
+        best = t.groupby("group")["objective"].mean().idxmax()
+        assert cells.loc[method, "group"] == best and cells.loc[method, "seeds"] == 2
+        chosen = t[t["group"] == best]
+        assert cells.loc[method, "reward_mean"] == pytest.approx(chosen["eval/normalized_reward"].mean())
+    md = table1(trials, "md")
+    assert "DroneRun" in md and "BulletGym average rank" in md
+
+
+@pytest.mark.parametrize("fmt, ext", [("md", "md"), ("latex", "tex"), ("html", "html"), ("csv", "csv")])
+def test_cli_every_format(sweep_results, tmp_path, fmt, ext):
+    plots = fmt == "md"  # plotting is format-independent: draw once
+    out = subprocess.run([sys.executable, str(REPO / "analysis/make_tables.py"), "--results",
+                          str(sweep_results), "--format", fmt, "--out", str(tmp_path),
+                          *([] if plots else ["--no-plots"])],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / f"table1.{ext}").stat().st_size > 0 and (tmp_path / f"table2.{ext}").exists()
+    assert (tmp_path / "trials.csv").exists() and (tmp_path / "hyperparameters.csv").exists()
+    assert "8 trials (8 finished)" in out.stdout
+    if plots:
+        for name in ("reward_vs_cost_DroneRun", "hparam_lr", "learning_curves_DroneRun"):
+            assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_notebook_runs_top_to_bottom(sweep_results, tmp_path):
+    nb = nbformat.read(REPO / "analysis/notebooks/results.ipynb", as_version=4)
+    nb.cells[0].source = f"RESULTS = {str(sweep_results)!r}\nOUT = {str(tmp_path / 'out')!r}"
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert "DroneRun" in html and "average rank" in html
+    assert (tmp_path / "out" / "reward_vs_cost_DroneRun.png").exists()
