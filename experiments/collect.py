@@ -1,15 +1,21 @@
 #!/usr/bin/env python
-"""Collect a task's dataset in the DSRL format with our own online agent (no download).
+"""Collect tasks' datasets in the DSRL format with our own online agents (no download).
 
-    python experiments/collect.py --task CarCircle                 # -> runs/datasets/<file>.hdf5
-    python experiments/collect.py --task CarCircle --ship          # ... and datasets/<file>.hdf5.xz
-    python experiments/collect.py --task DroneRun --episodes 300 --keep 200 --out /tmp/d
+    python experiments/collect.py --task CarCircle                       # 3 runs on a local Ray
+    python experiments/collect.py --task CarCircle --task DroneRun --runs 4 --episodes-per-run 1000
+    python experiments/collect.py --task DroneRun --runs 1 --episodes 4000 --keep 600 --ship
+    python experiments/collect.py --task CarCircle --no-ray --budget 300 --out /tmp/d
+    python experiments/collect.py --task CarCircle --address auto        # on a running cluster
 
-A PPO agent with a PID Lagrange multiplier plays ``--episodes`` episodes while its cost limit moves
-from DSRL's max cost down to half the paper's limit; every episode is recorded, those above DSRL's
-max cost are dropped, and a (cost, reward) grid filter keeps ``--keep`` of them
-(see dspo_ray/data/collect.py). A JSON sidecar records the config and the data's statistics.
-Point $DSRL_DATASET_DIR at --out, or use --ship to replace the repository's shipped file.
+Each task gets ``--runs`` PPO-Lagrangian runs (seeds ``--seed``, ``--seed``+1, ...; cost limit moved
+from DSRL's max cost down to an end target that differs per run). EVERY episode of a run is saved to
+``<out>/runs/<task>/run-<k>-seed<s>.hdf5`` (+ .json, written last), so rerunning the same command
+after a crash or Ctrl-C skips the finished runs. Then all runs' episodes are merged, those above
+DSRL's max cost dropped, and a (cost, reward) grid filter keeps ``--keep`` of them:
+``<out>/<EnvId>-<max cost>-<count>.hdf5`` with a JSON summary and a scatter plot (.png)
+(see dspo_ray/data/collect.py). With ``--ray`` (default) the runs of all tasks run in parallel as
+Ray tasks, one CPU each. Point $DSRL_DATASET_DIR at --out, or use --ship to replace the
+repository's shipped file.
 """
 
 from __future__ import annotations
@@ -28,49 +34,115 @@ def main(argv=None) -> int:
     from dspo_ray.tasks import TASKS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=list(TASKS), help="the task to collect (required unless --table)")
+    p.add_argument("--task", action="append", choices=list(TASKS),
+                   help="a task to collect; repeat for several (required unless --table)")
     p.add_argument("--table", action="store_true",
                    help="print the markdown table of the shipped datasets (from their sidecars) and exit")
-    p.add_argument("--episodes", type=int, default=2000, help="training episodes to play and record")
+    p.add_argument("--plot-shipped", action="store_true",
+                   help="draw datasets/<file>.png for every shipped dataset from its file and exit")
+    p.add_argument("--runs", type=int, default=3, help="behaviour-agent runs per task")
+    p.add_argument("--episodes", "--budget", dest="episodes", type=int, default=2000,
+                   help="training episodes per task, all runs together (split evenly over the runs)")
+    p.add_argument("--episodes-per-run", type=int, default=None,
+                   help="training episodes of each run (overrides --episodes)")
     p.add_argument("--keep", type=int, default=None,
                    help="trajectories in the file (default: 1.25 x Table 3's N_safe + N_unlabelled)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run (run k uses seed + k)")
     p.add_argument("--n-envs", type=int, default=8)
     p.add_argument("--cost-limit-start", type=float, default=None)
-    p.add_argument("--cost-limit-end", type=float, default=None)
+    p.add_argument("--cost-limit-end", type=float, default=None,
+                   help="one end target for every run (default: spread from limit/4 to the limit)")
     p.add_argument("--lr", type=float, default=None, help="PPO learning rate (default: CollectConfig's)")
     p.add_argument("--out", default=str(ROOT / "runs" / "datasets"))
+    p.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the runs in parallel as Ray tasks (default) or one after another here")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (e.g. auto); default: start a local Ray with --num-cpus")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--ship", action="store_true",
                    help="also xz-compress the file into datasets/, replacing that task's shipped file")
     args = p.parse_args(argv)
     if args.table:
         print(shipped_table())
         return 0
-    if args.task is None:
-        p.error("--task is required")
+    if args.plot_shipped:
+        for path in plot_shipped():
+            print(path)
+        return 0
+    if not args.task:
+        p.error("--task is required (or --table / --plot-shipped)")
+    for name in ("runs", "episodes", "episodes_per_run", "keep", "n_envs", "num_cpus"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.address and not args.ray:
+        p.error("--address needs --ray (it names the Ray cluster to run on)")
+    per_run = args.episodes_per_run or args.episodes // args.runs
+    if per_run < 1:
+        p.error(f"--episodes {args.episodes} is fewer than --runs {args.runs}: "
+                "every run needs at least one episode")
+    if args.cost_limit_start is not None and args.cost_limit_start < 0:
+        p.error(f"--cost-limit-start must be >= 0, got {args.cost_limit_start}")
+    if args.cost_limit_end is not None and args.cost_limit_end < 0:
+        p.error(f"--cost-limit-end must be >= 0, got {args.cost_limit_end}")
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
     torch.set_num_threads(1)
     from dspo_ray.data import compress_for_shipping
-    from dspo_ray.data.collect import CollectConfig, collect
+    from dspo_ray.data.collect import CollectConfig, collect_task, plan_runs
     from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
 
-    cfg = CollectConfig(task=args.task, episodes=args.episodes, keep=args.keep, seed=args.seed,
-                        n_envs=args.n_envs, cost_limit_start=args.cost_limit_start,
-                        cost_limit_end=args.cost_limit_end,
-                        **({"lr": args.lr} if args.lr is not None else {}))
-    result = collect(cfg, args.out, log=lambda m: print(m, flush=True))
-    print(json.dumps({k: v for k, v in result.to_dict().items() if k != "config"}, indent=1))
-    if args.ship:
-        prefix = result.path.name.rsplit("-", 1)[0] + "-"
-        for old in SHIPPED_DATASET_DIR.glob(f"{prefix}*"):
-            old.unlink()  # one shipped file (and sidecar) per task: find_dataset takes the biggest count
-        shipped = compress_for_shipping(result.path)
-        (SHIPPED_DATASET_DIR / result.path.with_suffix(".json").name).write_text(
-            result.path.with_suffix(".json").read_text())
-        print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB)")
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    tasks = list(dict.fromkeys(args.task))
+    plans = {}
+    for task in tasks:
+        base = CollectConfig(task=task, keep=args.keep, n_envs=args.n_envs,
+                             cost_limit_start=args.cost_limit_start, cost_limit_end=args.cost_limit_end,
+                             **({"lr": args.lr} if args.lr is not None else {}))
+        plans[task] = plan_runs(task, args.runs, per_run, seed=args.seed, base=base)
+    try:
+        if args.ray:
+            from dspo_ray.distributed.collect import collect_on_ray
+
+            results = collect_on_ray(plans, args.out, keep=args.keep, address=args.address,
+                                     num_cpus=args.num_cpus, progress=not args.no_progress, log=log)
+        else:
+            results = {task: collect_task(runs, args.out, keep=args.keep, log=log)
+                       for task, runs in plans.items()}
+    except ValueError as e:  # e.g. --out holds runs made with other settings
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for task in tasks:
+        result = results[task]
+        print(json.dumps({k: v for k, v in result.to_dict().items() if k != "config"}, indent=1))
+        if args.ship:
+            prefix = result.path.name.rsplit("-", 1)[0] + "-"
+            for old in SHIPPED_DATASET_DIR.glob(f"{prefix}*"):
+                old.unlink()  # one shipped file (and sidecar) per task: find_dataset takes the biggest count
+            shipped = compress_for_shipping(result.path)
+            for suffix in (".json", ".png"):
+                (SHIPPED_DATASET_DIR / result.path.with_suffix(suffix).name).write_bytes(
+                    result.path.with_suffix(suffix).read_bytes())
+            print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def plot_shipped() -> list[Path]:
+    """Scatter plots of the shipped files (their kept episodes; the full recordings are not shipped)."""
+    from dspo_ray.data import load_trajectories
+    from dspo_ray.data.collect import scatter_plot
+    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR, _decompressed
+    from dspo_ray.tasks import TASKS
+
+    out = []
+    for spec in TASKS.values():
+        for xz in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.hdf5.xz")):
+            trajs = load_trajectories(_decompressed(xz), spec)
+            png = xz.with_name(xz.name.replace(".hdf5.xz", ".png"))
+            out.append(scatter_plot(png, spec, None, [(t.cost_return, t.reward_return) for t in trajs]))
+    return out
 
 
 def shipped_table() -> str:

@@ -1,12 +1,16 @@
 """The dataset collector: grid filter, a short real collection, and the shipped datasets."""
 
+import importlib.util
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dspo_ray.data import SplitConfig, find_dataset, load_task_data, load_trajectories
-from dspo_ray.data.collect import CollectConfig, collect, grid_filter, summarize_returns
+from dspo_ray.data.collect import (CollectConfig, collect, collect_task, grid_filter, plan_runs,
+                                   summarize_returns)
 from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
 from dspo_ray.tasks import TASKS, get_task
 
@@ -56,6 +60,106 @@ def test_short_collection_writes_a_valid_dsrl_file(tmp_path):
     for a, b in zip(trajs, load_trajectories(again.path, "CarCircle")):
         np.testing.assert_array_equal(a.actions, b.actions)
         np.testing.assert_array_equal(a.costs, b.costs)
+
+
+# ------------------------------------------------------- several runs per task: resumable, on Ray
+
+TINY = CollectConfig(task="CarCircle", n_envs=2, steps_per_env=150)  # 2 envs x 300-step episodes
+
+
+def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def test_two_run_collection_splits_and_resumes_without_retraining(tmp_path):
+    runs = plan_runs("CarCircle", runs=2, episodes_per_run=4, seed=5, base=TINY)
+    assert [r.name for r in runs] == ["run-0-seed5", "run-1-seed6"]
+    assert runs[0].config.cost_limit_end < runs[1].config.cost_limit_end  # two schedules
+    out = tmp_path / "out"
+    result = collect_task(runs, out, keep=6, log=lambda m: None)
+    assert result.trained_runs == 2 and result.recorded == 8 and result.kept == 6
+    # every recorded episode of each run is kept in its own file
+    run_dir = out / "runs" / "CarCircle"
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "run-0-seed5.hdf5", "run-0-seed5.json", "run-1-seed6.hdf5", "run-1-seed6.json"]
+    assert all(len(load_trajectories(r.path(out), "CarCircle")) == 4 for r in runs)
+    # the DSRL file, its summary and its scatter plot
+    assert result.path.name == "SafetyCarCircle-v0-100-6.hdf5"
+    summary = json.loads(result.path.with_suffix(".json").read_text())
+    assert summary["config"]["runs"] == 2 and len(summary["stats"]["runs"]) == 2
+    assert result.path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    trajs = load_trajectories(result.path, "CarCircle")
+    assert summary["stats"]["kept"] == summarize_returns(trajs, 10.0)
+    assert sum(t.cost_return <= 10 for t in trajs) >= 1, "the split needs a safe demonstration"
+    data, truth = load_task_data("CarCircle", result.path, SplitConfig(n_safe=1, n_unlabelled=5))
+    assert len(data.safe_demos) == 1 and len(data.unlabelled) == 5
+    assert not hasattr(data.unlabelled[0], "costs")  # the learner's side has no cost labels
+
+    # resume: everything finished -> nothing retrained, run files untouched, same dataset
+    before, dataset = _files(run_dir), result.path.read_bytes()
+    again = collect_task(runs, out, keep=6, log=lambda m: None)
+    assert again.trained_runs == 0 and _files(run_dir) == before
+    assert again.path.read_bytes() == dataset
+    # an interrupted collection (run 1's summary never written) redoes only run 1
+    runs[1].summary_path(out).unlink()
+    run0 = {k: v for k, v in before.items() if k.startswith("run-0")}
+    third = collect_task(runs, out, keep=6, log=lambda m: None)
+    assert third.trained_runs == 1
+    assert {k: v for k, v in _files(run_dir).items() if k.startswith("run-0")} == run0
+    assert third.path.read_bytes() == dataset  # seeded: the redone run gives the same episodes
+    # finished runs made with other settings are refused, not silently mixed in
+    with pytest.raises(ValueError, match="different config"):
+        collect_task(plan_runs("CarCircle", 2, 5, seed=5, base=TINY), out, log=lambda m: None)
+
+
+def test_one_run_on_a_real_local_ray(tmp_path, monkeypatch, request):
+    ray = pytest.importorskip("ray")
+    from dspo_ray.distributed.collect import collect_on_ray
+
+    assert not ray.is_initialized()
+    # a short RAY_TMPDIR of its own (Ray's socket paths must stay under 108 bytes)
+    ray_tmp = tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp.name)
+    request.addfinalizer(lambda: ray_tmp.cleanup())
+    runs = plan_runs("CarCircle", runs=1, episodes_per_run=2, seed=1, base=TINY)
+    results = collect_on_ray({"CarCircle": runs}, tmp_path / "out", keep=2, num_cpus=2,
+                             progress=False, log=lambda m: None)
+    assert not ray.is_initialized(), "the Ray it started is shut down"
+    result = results["CarCircle"]
+    assert result.trained_runs == 1 and result.recorded == 2
+    assert len(load_trajectories(result.path, "CarCircle")) == 2 - result.dropped_over_max_cost
+    # the Ray task wrote the same run as a local one would (seeded, one torch thread)
+    local = collect_task(runs, tmp_path / "local", keep=2, log=lambda m: None)
+    assert local.path.read_bytes() == result.path.read_bytes()
+    # resuming on the Ray path: nothing left to run, so Ray is not even started
+    again = collect_on_ray({"CarCircle": runs}, tmp_path / "out", keep=2, progress=False,
+                           log=lambda m: None)
+    assert again["CarCircle"].trained_runs == 0 and not ray.is_initialized()
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location(
+        "collect_cli", Path(__file__).resolve().parents[1] / "experiments" / "collect.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "Nope"], "invalid choice: 'Nope'"),
+    ([], "--task is required"),
+    (["--task", "CarCircle", "--runs", "0"], "--runs must be >= 1"),
+    (["--task", "CarCircle", "--episodes-per-run", "-3"], "--episodes-per-run must be >= 1"),
+    (["--task", "CarCircle", "--budget", "2", "--runs", "3"], "fewer than --runs 3"),
+    (["--task", "CarCircle", "--no-ray", "--address", "auto"], "--address needs --ray"),
+    (["--task", "CarCircle", "--cost-limit-end", "-1"], "--cost-limit-end must be >= 0"),
+])
+def test_bad_arguments_fail_clearly(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        _cli()(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        plan_runs("CarCircle", 0, 10)
 
 
 SHIPPED = sorted(p.name.split(".hdf5")[0] for p in SHIPPED_DATASET_DIR.glob("*.hdf5.xz"))

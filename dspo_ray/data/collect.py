@@ -10,8 +10,14 @@ late, converged policies do not dominate. This module does the same at a small s
   :class:`~dspo_ray.data.trajectory.CostedTrajectory`, with the executed (clipped) actions.
 * :func:`grid_filter` thins them: cells of the (cost, reward) grid are filled evenly ("water
   filling": every cell keeps up to the same cap, the cap chosen so the total is the target).
-* :func:`collect` ties both together, drops episodes above DSRL's maximum cost for the task and
-  writes ``<dsrl id>-<max cost>-<count>.hdf5`` (see :mod:`experiments/collect.py` for the CLI).
+* :func:`collect` ties both together for one run, drops episodes above DSRL's maximum cost for
+  the task and writes ``<dsrl id>-<max cost>-<count>.hdf5`` (see :mod:`experiments/collect.py`).
+* :func:`plan_runs`, :func:`run_collect_run` and :func:`collect_task` do it the DSRL way: several
+  :class:`CollectRun` per task (different seeds and cost-limit schedules), each run's EVERY episode
+  saved atomically to ``<out>/runs/<task>/run-<k>-seed<s>.hdf5`` + ``.json`` (so an interrupted
+  collection resumes without redoing finished runs), then all runs merged, grid-filtered and
+  written with a JSON summary and a scatter plot (PNG). How runs are executed is pluggable
+  (``map_fn``); :mod:`dspo_ray.distributed.collect` runs them as Ray tasks.
 
 Everything that shapes the data is a :class:`CollectConfig` field.
 """
@@ -19,15 +25,17 @@ Everything that shapes the data is a :class:`CollectConfig` field.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
-from dspo_ray.data.dsrl import dsrl_filename, write_dsrl
+from dspo_ray.data.dsrl import dsrl_filename, load_trajectories, write_dsrl
 from dspo_ray.data.rollout import EpisodeRecorder
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.policies import mlp
@@ -305,7 +313,10 @@ class CollectResult:
     safe_kept: int
     """Kept episodes whose cost return is within the task's (paper's) cost limit."""
     seconds: float
+    """Wall time: one run's training (the longest run's when there are several, run in parallel)."""
     stats: dict = field(default_factory=dict)
+    trained_runs: int = 1
+    """Runs trained by this call (0 when every run of a resumed collection had finished)."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -366,3 +377,181 @@ def _jsonable(x):
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     return x
+
+
+# ---------------------------------------------------------------- several runs per task, resumable
+
+@dataclass(frozen=True)
+class CollectRun:
+    """One behaviour-agent run of a task's collection: its own seed and cost-limit schedule."""
+
+    index: int
+    config: CollectConfig
+    """The run's training config (task, seed, episodes, cost-limit schedule), resolved."""
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def name(self) -> str:
+        return f"run-{self.index}-seed{self.config.seed}"
+
+    def path(self, out_dir: str | Path) -> Path:
+        """Where the run's every recorded episode goes (DSRL format, gzip per column)."""
+        return Path(out_dir) / "runs" / self.task / f"{self.name}.hdf5"
+
+    def summary_path(self, out_dir: str | Path) -> Path:
+        """The run's JSON, written last: its presence marks the run finished."""
+        return self.path(out_dir).with_suffix(".json")
+
+
+def plan_runs(task: str, runs: int, episodes_per_run: int, seed: int = 0,
+              base: CollectConfig | None = None) -> list[CollectRun]:
+    """``runs`` runs of ``task``: seeds ``seed, seed+1, ...``; every run starts at DSRL's max cost
+    and ends at a different target, spread from a quarter of the task's cost limit up to the limit
+    (one run: half the limit), so that together they cover safe policies of several strictness."""
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    if episodes_per_run < 1:
+        raise ValueError(f"episodes per run must be >= 1, got {episodes_per_run}")
+    spec = get_task(task)
+    base = replace(base or CollectConfig(task=spec.name), task=spec.name, episodes=episodes_per_run)
+    ends = [0.5] if runs == 1 else list(np.linspace(0.25, 1.0, runs))
+    out = []
+    for k in range(runs):
+        end = base.cost_limit_end if base.cost_limit_end is not None else float(ends[k]) * spec.cost_limit
+        out.append(CollectRun(k, replace(base, seed=seed + k, cost_limit_end=round(end, 3)).resolved()))
+    return out
+
+
+def _write_json_atomic(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run_is_finished(run: CollectRun, out_dir: str | Path) -> bool:
+    """True when the run's files are there; refuses a finished run made with another config."""
+    summary = run.summary_path(out_dir)
+    if not (summary.is_file() and run.path(out_dir).is_file()):
+        return False
+    saved = json.loads(summary.read_text())["config"]
+    if saved != _jsonable(asdict(run.config)):
+        raise ValueError(
+            f"{summary} was made with a different config than this collection's {run.name} "
+            f"(e.g. another --episodes-per-run or --runs); use a new --out folder, or delete that run")
+    return True
+
+
+def run_collect_run(run: CollectRun, out_dir: str | Path, log=print) -> dict:
+    """Train one run and save EVERY episode it played (atomically: data first, then its JSON)."""
+    started = time.time()
+    recorded = train_and_record(run.config, log=lambda m: log(f"[{run.name}] {m}"))
+    path = write_dsrl(run.path(out_dir), recorded, compression="gzip")
+    summary = {"run": run.name, "config": _jsonable(asdict(run.config)),
+               "seconds": round(time.time() - started, 1),
+               "recorded": summarize_returns(recorded, get_task(run.task).cost_limit)}
+    _write_json_atomic(summary, run.summary_path(out_dir))
+    log(f"[collect {run.task}] {run.name} done: {len(recorded)} episodes in {summary['seconds']:.0f} s "
+        f"-> {path}")
+    return summary
+
+
+def sequential_map(fn: Callable, items: Iterable) -> list:
+    return [fn(x) for x in items]
+
+
+def collect_task(runs: list[CollectRun], out_dir: str | Path, keep: int | None = None,
+                 map_fn: Callable[[Callable, list], list] = sequential_map, log=print) -> CollectResult:
+    """Run the runs not finished yet (through ``map_fn(fn, runs)``), then :func:`finish_task`."""
+    missing = [r for r in runs if not run_is_finished(r, out_dir)]
+    if missing:
+        map_fn(lambda r: run_collect_run(r, out_dir, log=log), missing)
+    return finish_task(runs, out_dir, keep=keep, trained=len(missing), log=log)
+
+
+def finish_task(runs: list[CollectRun], out_dir: str | Path, keep: int | None = None,
+                trained: int = 0, log=print) -> CollectResult:
+    """Merge the finished runs' episodes, drop those above DSRL's max cost, grid-filter, and write
+    the DSRL file, its JSON summary and ``<file>.png`` (the scatter plot) into ``out_dir``."""
+    if not runs or len({r.task for r in runs}) != 1:
+        raise ValueError("finish_task needs the runs of exactly one task")
+    spec = get_task(runs[0].task)
+    cfg = runs[0].config
+    keep = keep if keep is not None else cfg.keep
+    unfinished = [r.name for r in runs if not run_is_finished(r, out_dir)]
+    if unfinished:
+        raise RuntimeError(f"{spec.name}: runs {unfinished} have not finished; run them first")
+    recorded, run_summaries = [], []
+    for r in runs:
+        recorded += load_trajectories(r.path(out_dir), spec)
+        run_summaries.append(json.loads(r.summary_path(out_dir).read_text()))
+    ok = [t for t in recorded if t.cost_return <= cfg.max_cost]
+    if not ok:
+        raise RuntimeError(f"{spec.name}: every recorded episode costs more than {cfg.max_cost:g}")
+    idx = grid_filter([t.cost_return for t in ok], [t.reward_return for t in ok], keep,
+                      cfg.cost_bins, cfg.reward_bins, cfg.seed)
+    kept = [ok[i] for i in idx]
+    path = write_dsrl(Path(out_dir) / dsrl_filename(spec, len(kept)), kept, compression=None)
+    stats = {"recorded": summarize_returns(recorded, spec.cost_limit),
+             "kept": summarize_returns(kept, spec.cost_limit)}
+    seconds = [s["seconds"] for s in run_summaries]
+    result = CollectResult(
+        path=path, config=_jsonable({**asdict(cfg), "keep": keep, "runs": len(runs)}),
+        recorded=len(recorded), dropped_over_max_cost=len(recorded) - len(ok), kept=len(kept),
+        safe_kept=stats["kept"]["safe"], seconds=round(max(seconds), 1), stats=stats)
+    result.stats["runs"] = [{"run": s["run"], "seed": s["config"]["seed"],
+                             "cost_limit_end": s["config"]["cost_limit_end"],
+                             "episodes": s["config"]["episodes"], "seconds": s["seconds"]}
+                            for s in run_summaries]
+    result.stats["run_cpu_seconds"] = round(sum(seconds), 1)
+    result.trained_runs = trained
+    scatter_plot(path.with_suffix(".png"), spec,
+                 [(t.cost_return, t.reward_return) for t in recorded],
+                 [(t.cost_return, t.reward_return) for t in kept])
+    _write_json_atomic(result.to_dict(), path.with_suffix(".json"))
+    if result.safe_kept < spec.n_safe:
+        log(f"[collect {spec.name}] WARNING: only {result.safe_kept} safe trajectories (cost <= "
+            f"{spec.cost_limit:g}) kept; the paper's split needs {spec.n_safe}")
+    return result
+
+
+def scatter_plot(path: str | Path, task, recorded: list[tuple[float, float]] | None,
+                 kept: list[tuple[float, float]]) -> Path:
+    """Reward return vs cost return: every recorded episode (grey, when given) and the kept ones,
+    with the task's cost limit as a vertical line. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = get_task(task) if isinstance(task, str) else task
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=90)
+    if recorded:
+        c, r = np.asarray(recorded).T
+        ax.scatter(c, r, s=3, c="0.75", label=f"recorded ({len(recorded)})", rasterized=True)
+    c, r = np.asarray(kept).T
+    safe = c <= spec.cost_limit
+    ax.scatter(c[safe], r[safe], s=4, c="tab:green", label=f"kept, safe ({safe.sum()})")
+    ax.scatter(c[~safe], r[~safe], s=4, c="tab:red", label=f"kept, unsafe ({(~safe).sum()})")
+    ax.axvline(spec.cost_limit, color="k", ls="--", lw=1, label=f"cost limit {spec.cost_limit:g}")
+    ax.set_xlabel("episode cost return")
+    ax.set_ylabel("episode reward return")
+    ax.set_title(spec.name)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path

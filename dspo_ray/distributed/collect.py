@@ -1,0 +1,99 @@
+"""Dataset collection on Ray: every run of every task as one Ray task, progress while they finish.
+
+The algorithm stays Ray-free in :mod:`dspo_ray.data.collect`; here each
+:class:`~dspo_ray.data.collect.CollectRun` not finished yet becomes a ``ray.remote(num_cpus=1)``
+task (one CPU: the collector runs torch on one thread), all tasks of all suites' runs are in flight
+at once on whatever cluster is there (an embedded local Ray by default), a tqdm bar advances as
+``ray.wait`` hands back finished runs, and each task's dataset is written as soon as its last run
+is in. A run writes its own files atomically on the node that ran it, so the output folder must be
+shared storage on a multi-node cluster (or run each task's collection on one node).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+
+from dspo_ray.data.collect import CollectResult, CollectRun, finish_task, run_collect_run, run_is_finished
+
+# on a busy machine the GCS can take longer than Ray's default 30 s to come up
+RAY_ENV = {"RAY_gcs_server_port_wait_time_s": "120"}
+
+
+def start_local_or_join(address: str | None, num_cpus: int | None = None) -> bool:
+    """Join ``address`` (``auto``, ``host:port``, ``ray://...``) or start an embedded local Ray
+    bound to 127.0.0.1 (no dashboard: plain tasks do not need it). True when this call started or
+    joined Ray, so the caller shuts it down."""
+    if ray.is_initialized():
+        return False
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    # the workers import dspo_ray from this checkout
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**RAY_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
+    if address:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
+                 include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False)
+    return True
+
+
+@ray.remote(num_cpus=1)
+def _run_remote(run: CollectRun, out_dir: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    return run_collect_run(run, out_dir, log=lambda m: None)
+
+
+def collect_on_ray(plans: dict[str, list[CollectRun]], out_dir: str | Path, keep: int | None = None,
+                   address: str | None = None, num_cpus: int | None = None, progress: bool = True,
+                   log=print) -> dict[str, CollectResult]:
+    """Collect every task of ``plans`` (task -> its runs): the unfinished runs of all tasks run
+    in parallel as Ray tasks; finished ones (from an interrupted earlier call) are skipped."""
+    from tqdm import tqdm
+
+    out_dir = str(out_dir)
+    missing = {task: [r for r in runs if not run_is_finished(r, out_dir)] for task, runs in plans.items()}
+    n_missing = sum(len(m) for m in missing.values())
+    results: dict[str, CollectResult] = {}
+    started = False
+    try:
+        if n_missing:
+            started = start_local_or_join(address, num_cpus)
+        pending = {}
+        for task, runs in missing.items():
+            for r in runs:
+                pending[_run_remote.remote(r, out_dir)] = (task, r)
+        left = {task: len(runs) for task, runs in missing.items()}
+        for task in [t for t, n in left.items() if n == 0]:
+            results[task] = finish_task(plans[task], out_dir, keep=keep, trained=0, log=log)
+        failed = []
+        with tqdm(total=n_missing, desc="collection runs", unit="run", disable=not progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                task, run = pending.pop(done[0])
+                bar.update(1)
+                try:
+                    summary = ray.get(done[0])
+                except Exception as e:  # the other runs go on; a rerun resumes from what finished
+                    failed.append(f"{task} {run.name}: {e}")
+                    left[task] = -1
+                    continue
+                bar.set_postfix_str(f"{task} {run.name}: {summary['recorded']['trajectories']} episodes "
+                                    f"in {summary['seconds']:.0f} s")
+                left[task] -= 1
+                if left[task] == 0:
+                    results[task] = finish_task(plans[task], out_dir, keep=keep,
+                                                trained=len(missing[task]), log=log)
+        if failed:
+            raise RuntimeError("collection runs failed (rerun the same command to resume):\n  "
+                               + "\n  ".join(failed))
+    finally:
+        if started:
+            ray.shutdown()
+    return results
