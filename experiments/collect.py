@@ -10,7 +10,7 @@
 Each task gets ``--runs`` PPO-Lagrangian runs (seeds ``--seed``, ``--seed``+1, ...; cost limit moved
 from DSRL's max cost down to an end target that differs per run). EVERY episode of a run is saved to
 ``<out>/runs/<task>/run-<k>-seed<s>.hdf5`` (+ .json, written last), so rerunning the same command
-after a crash or Ctrl-C skips the finished runs. Then all runs' episodes are merged, those above
+after a crash or Ctrl-C skips the finished runs (a run on Ray logs to run-<k>-seed<s>.log there). Then all runs' episodes are merged, those above
 DSRL's max cost dropped, and a (cost, reward) grid filter keeps ``--keep`` of them:
 ``<out>/<EnvId>-<max cost>-<count>.hdf5`` with a JSON summary and a scatter plot (.png)
 (see dspo_ray/data/collect.py). With ``--ray`` (default) the runs of all tasks run in parallel as
@@ -151,9 +151,10 @@ def shipped_table() -> str:
     from dspo_ray.evaluation import normalized_reward
     from dspo_ray.tasks import TASKS
 
-    rows = ["| task | file | trajectories (steps) | safe (cost <= limit) | cost return min / median / max "
-            "| reward return min / median / max | best safe reward (normalised) | training episodes "
-            "| xz MB |", "|" + "---|" * 9]
+    rows = ["| task | file | trajectories (steps) | safe / unsafe (cost <= limit) "
+            "| cost return min / median / max | reward return min / median / max "
+            "| best safe reward (normalised) | best reward overall (normalised) | training episodes "
+            "(runs) | wall time | xz MB |", "|" + "---|" * 11]
     for spec in TASKS.values():
         for sidecar in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.json")):
             d = json.loads(sidecar.read_text())
@@ -163,9 +164,11 @@ def shipped_table() -> str:
             xz = sidecar.with_suffix(".hdf5.xz")
             rows.append(
                 f"| {spec.name} | `{xz.name}` | {k['trajectories']} ({k['transitions']}) "
-                f"| {k['safe']} (<= {spec.cost_limit:g}) | {c[0]:g} / {c[2]:g} / {c[4]:g} "
-                f"| {r[0]:.1f} / {r[2]:.1f} / {r[4]:.1f} "
-                f"| {best:.1f} ({normalized_reward(spec, best):.2f}) | {d['recorded']} "
+                f"| {k['safe']} / {k['trajectories'] - k['safe']} (<= {spec.cost_limit:g}) "
+                f"| {c[0]:g} / {c[2]:g} / {c[4]:g} | {r[0]:.1f} / {r[2]:.1f} / {r[4]:.1f} "
+                f"| {best:.1f} ({normalized_reward(spec, best):.2f}) "
+                f"| {r[4]:.1f} ({normalized_reward(spec, r[4]):.2f}) "
+                f"| {d['recorded']} ({d['config'].get('runs', 1)}) | {d['seconds'] / 60:.0f} min "
                 f"| {xz.stat().st_size / 1e6:.1f} |")
     return "\n".join(rows)
 

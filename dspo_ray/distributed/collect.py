@@ -47,7 +47,11 @@ def _run_remote(run: CollectRun, out_dir: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    return run_collect_run(run, out_dir, log=lambda m: None)
+    # the run's training log goes next to its files (``tail -f`` it; the driver shows a bar)
+    log_path = run.path(out_dir).with_suffix(".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as f:
+        return run_collect_run(run, out_dir, log=lambda m: print(m, file=f, flush=True))
 
 
 def collect_on_ray(plans: dict[str, list[CollectRun]], out_dir: str | Path, keep: int | None = None,
