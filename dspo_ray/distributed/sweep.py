@@ -300,8 +300,15 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
     start = time.perf_counter()
     cell = {"method": method, "task": task, "seed": seed, "group": trial_config["group"]}
 
+    intermediate = {"metric": config.scheduler.intermediate_metric}
+
     def report(metrics: Mapping[str, Any]) -> None:
-        out = _with_objective(_reportable(metrics), config.scheduler.intermediate_metric)
+        out = _with_objective(_reportable(metrics), intermediate["metric"])
+        if out.get("final_objective") == 0:
+            # the intermediate score goes out once, at the stage that produced it: later stages
+            # (cumulative metrics) would carry the same number to ASHA's later rungs, where it
+            # would stop trials on stale information
+            intermediate["metric"] = None
         progress["n"] = _progress(out.get("stage"), progress["n"] + 1)
         out["progress"] = progress["n"]
         out["time/trial_s"] = time.perf_counter() - start
@@ -574,12 +581,14 @@ def format_summary(result: SweepResult) -> str:
     if s.empty:
         lines.append("no trial finished")
     else:
-        header = f"{'method':<8} {'task':<14} {'seeds':>5} {'reward':>8} {'cost':>7} {'safe':>5}  best configuration"
+        mw = max(8, *(len(m) for m in s["method"]))
+        header = (f"{'method':<{mw}} {'task':<14} {'seeds':>5} {'reward':>8} {'cost':>7} "
+                  f"{'safe':>5}  best configuration")
         lines += [header, "-" * len(header)]
         for _, r in s.iterrows():
             cfg = json.loads(r["config"])
             cfg_text = ", ".join(f"{k}={_short(v)}" for k, v in cfg.items()) or "(defaults)"
-            lines.append(f"{r['method']:<8} {r['task']:<14} {r['seeds']:>5} {r[REWARD]:>8.3f} "
+            lines.append(f"{r['method']:<{mw}} {r['task']:<14} {r['seeds']:>5} {r[REWARD]:>8.3f} "
                          f"{r[COST]:>7.3f} {'yes' if r['safe'] else 'NO':>5}  {cfg_text}")
     t = result.trials
     n_err = int((t["status"] == "ERROR").sum())
