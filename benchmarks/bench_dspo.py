@@ -154,9 +154,16 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {r['params']:,} | {shape} | {r['train_it_per_s']:.2f} | "
                      f"{r['train_cpu_s_per_it']:.3f} | {inference} |")
     if stages:
-        lines += ["", f"## Stage wall times, quick profile ({args.quick_result})", "",
-                  "| stage | wall s |", "|---|---|"]
-        lines += [f"| {k[len('time/'):-2]} | {v:.1f} |" for k, v in stages.items()]
+        names = [k[len("time/"):-len("_s")] for k in stages
+                 if not k.endswith("_cpu_s") and k != "time/total_s"]
+        lines += ["", f"## Stage times, quick profile ({args.quick_result})", "",
+                  "| stage | wall s | CPU s (main process) |", "|---|---|---|"]
+        for n in names:
+            cpu = stages.get(f"time/{n}_cpu_s")
+            lines.append(f"| {n} | {stages[f'time/{n}_s']:.1f} | "
+                         f"{'' if cpu is None else f'{cpu:.1f}'} |")
+        if "time/total_s" in stages:
+            lines.append(f"| total | {stages['time/total_s']:.1f} | |")
     lines += ["", "Raw numbers:", "", "```json", json.dumps(rows, indent=1), "```", ""]
     args.out.write_text("\n".join(lines))
     print("written", args.out)
