@@ -8,7 +8,8 @@
   the time embedding (return-conditioned planner). Classifier-free guidance: during training the
   pair is replaced, with probability ``condition_dropout``, by a learned null embedding (one joint
   mask); sampling uses eps = eps_null + w (eps_cond - eps_null).
-* DDPM (appendix B) with ``n_diffusion_steps`` steps and a cosine schedule, epsilon prediction,
+* DDPM (appendix B) with ``n_diffusion_steps`` steps and a cosine schedule; the U-Net predicts the
+  noise (``prediction="epsilon"``, DDPM) or the clean window (``"x0"``, planners for locomotion),
   L1 loss (Table 4), EMA of the weights from iteration ``ema_start``, decay 0.995, every 5 steps.
 * States, actions and conditions are standardised per dimension (statistics kept in the model).
 """
