@@ -113,7 +113,8 @@ def write_note(results: list[dict], tasks: list[str], methods: list[str], seeds:
         f"Command: `{command}`  ",
         f"Date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
         f"Machine: {machine()}  ",
-        f"Wall time: {wall_s / 60:.1f} min" if wall_s > 60 else "Wall time: see the runs' time/train_s",
+        f"Wall time: {wall_s / 60:.1f} min" if wall_s > 60 else
+        "Rendered from the finished runs (`--note-only`); per-run train times in the last column.",
         "",
         f"Seeds {seeds}; {eval_episodes} evaluation episodes per run in the real simulator "
         "(`dspo_ray.evaluation.evaluate`, DSRL scoring); data: the cost-label-free split "
@@ -186,7 +187,9 @@ def main() -> int:
         print("error: no task has a dataset (datasets/ or $DSRL_DATASET_DIR); nothing to run",
               file=sys.stderr)
         return 2
-    command = "python benchmarks/baselines_results.py " + shlex.join(sys.argv[1:])
+    # the command that produces this note (--note-only only re-renders finished runs)
+    command = "python benchmarks/baselines_results.py " + shlex.join(
+        [a for a in sys.argv[1:] if a != "--note-only"])
     jobs = [(m, t, s) for t in tasks for m in args.methods for s in args.seeds]
     start = time.perf_counter()
     if args.note_only:
