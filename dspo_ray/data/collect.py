@@ -544,7 +544,7 @@ def scatter_plot(path: str | Path, task, recorded: list[tuple[float, float]] | N
     ax.set_xlabel("episode cost return")
     ax.set_ylabel("episode reward return")
     ax.set_title(spec.name)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
