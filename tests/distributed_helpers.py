@@ -97,3 +97,18 @@ def linear_method(task: str, seed: int, config: dict, workdir: Path, runner, rep
                "fit/resumed_from": out["resumed_from"], "fit/mse": out["mse"], "stage": 1}
     report(metrics)
     return metrics
+
+
+def ray_home() -> str:
+    """One HOME for every Ray started in this (pytest) process: Ray 2.60 keeps the token of
+    `$HOME/.ray/auth_token` cached in the process, so a second cluster under another HOME would
+    write a new token that this process never reads (its GCS then never comes up)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"dspo-ray-home-{os.getpid()}"
+    if not path.exists():
+        path.mkdir()
+        atexit.register(shutil.rmtree, path, True)
+    return str(path)

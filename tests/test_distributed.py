@@ -140,7 +140,9 @@ def local_ray(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray")
     saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "HOME", "PYTHONPATH")}
     os.environ["RAY_TMPDIR"] = str(root)
-    os.environ["HOME"] = str(root)
+    from distributed_helpers import ray_home
+
+    os.environ["HOME"] = ray_home()
     # the workers import the test helpers (Ray workers inherit the raylet's environment)
     os.environ["PYTHONPATH"] = f"{TESTS}:{REPO}:{saved['PYTHONPATH'] or ''}"
     from dspo_ray.distributed.sweep import start_ray

@@ -36,7 +36,9 @@ def two_node_cluster():
                                             "RAY_health_check_period_ms",
                                             "RAY_health_check_failure_threshold",
                                             "RAY_health_check_initial_delay_ms")}
-    os.environ.update(RAY_TMPDIR=str(root), HOME=str(root),
+    from distributed_helpers import ray_home
+
+    os.environ.update(RAY_TMPDIR=str(root), HOME=ray_home(),
                       PYTHONPATH=f"{TESTS}:{REPO}:{saved['PYTHONPATH'] or ''}",
                       # notice the lost node in about a second, not the default ~15 s
                       RAY_health_check_period_ms="500", RAY_health_check_failure_threshold="2",
