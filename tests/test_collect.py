@@ -121,6 +121,9 @@ def test_one_run_on_a_real_local_ray(tmp_path, monkeypatch, request):
     # a short RAY_TMPDIR of its own (Ray's socket paths must stay under 108 bytes)
     ray_tmp = tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp")
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp.name)
+    from distributed_helpers import ray_home
+
+    monkeypatch.setenv("HOME", ray_home())  # the one Ray auth token of this pytest process
     request.addfinalizer(lambda: ray_tmp.cleanup())
     runs = plan_runs("CarCircle", runs=1, episodes_per_run=2, seed=1, base=TINY)
     results = collect_on_ray({"CarCircle": runs}, tmp_path / "out", keep=2, num_cpus=2,
