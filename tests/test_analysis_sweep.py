@@ -18,15 +18,19 @@ from nbclient import NotebookClient
 from dspo_ray.analysis import choose_configurations, load_results, table1
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
 
 
 @pytest.fixture(scope="module")
 def sweep_results(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("analysis-sweep")
-    # Ray's socket paths must stay under 108 bytes: a short folder of our own, removed at the end
+    # Ray's socket paths must stay under 108 bytes: a short folder of our own, removed at the end;
+    # HOME is the one every in-process Ray of this pytest run shares (Ray caches its auth token)
+    from distributed_helpers import ray_home
+
     ray_root = Path(tempfile.mkdtemp(prefix="dspo-an-"))
     saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "HOME")}
-    os.environ.update(RAY_TMPDIR=str(ray_root), HOME=str(ray_root))
+    os.environ.update(RAY_TMPDIR=str(ray_root), HOME=ray_home())
     import ray
 
     from dspo_ray.distributed.config import sweep_config_from_dict
