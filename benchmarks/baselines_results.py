@@ -65,7 +65,7 @@ def one_run(method: str, task: str, seed: int, work: str, eval_episodes: int,
 
     from dspo_ray.baselines import run_method
     from dspo_ray.data import SplitConfig
-    from dspo_ray.baselines.common import write_json_atomic
+    from dspo_ray.io import write_json_atomic
 
     torch.set_num_threads(1)
     run_dir = Path(work) / method / task / f"seed{seed}"
@@ -75,7 +75,7 @@ def one_run(method: str, task: str, seed: int, work: str, eval_episodes: int,
     metrics = run_method(method, task, seed, QUICK_BUDGETS[method], workdir=run_dir,
                          eval_episodes=eval_episodes, eval_workers=1,
                          split=SplitConfig(n_unlabelled=n_unlabelled))
-    write_json_atomic(metrics, done)
+    write_json_atomic(done, metrics)
     print(f"{method:8s} {task:12s} seed {seed}: reward {metrics['eval/normalized_reward']:.3f} "
           f"cost {metrics['eval/normalized_cost']:.3f} train {metrics['time/train_s']:.0f}s", flush=True)
     return metrics

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from dspo_ray.baselines.common import (METHODS, ConfigError, UnknownMethodError, get_method,
-                                       run_method, write_json_atomic)
+                                       run_method)
 from dspo_ray.data import DatasetError, SplitConfig, SplitError
+from dspo_ray.io import write_json_atomic
 from dspo_ray.tasks import TASKS, UnknownTaskError, get_task
 
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     metrics["run_dir"] = str(out)
-    write_json_atomic(metrics, out / "result.json")
+    write_json_atomic(out / "result.json", metrics)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
 

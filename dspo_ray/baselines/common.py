@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import math
-import os
 import time
 import typing
 from pathlib import Path
@@ -315,15 +313,3 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     metrics.update({f"config/{k}": (list(v) if isinstance(v, tuple) else v)
                     for k, v in dataclasses.asdict(config).items()})
     return metrics
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

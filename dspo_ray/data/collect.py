@@ -38,6 +38,7 @@ from torch import nn
 from dspo_ray.data.dsrl import dsrl_filename, load_trajectories, write_dsrl
 from dspo_ray.data.rollout import EpisodeRecorder
 from dspo_ray.data.trajectory import CostedTrajectory
+from dspo_ray.io import write_json_atomic
 from dspo_ray.policies import mlp
 from dspo_ray.tasks import get_task
 
@@ -425,16 +426,6 @@ def plan_runs(task: str, runs: int, episodes_per_run: int, seed: int = 0,
     return out
 
 
-def _write_json_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def run_is_finished(run: CollectRun, out_dir: str | Path) -> bool:
     """True when the run's files are there; refuses a finished run made with another config."""
     summary = run.summary_path(out_dir)
@@ -456,7 +447,7 @@ def run_collect_run(run: CollectRun, out_dir: str | Path, log=print) -> dict:
     summary = {"run": run.name, "config": _jsonable(asdict(run.config)),
                "seconds": round(time.time() - started, 1),
                "recorded": summarize_returns(recorded, get_task(run.task).cost_limit)}
-    _write_json_atomic(summary, run.summary_path(out_dir))
+    write_json_atomic(run.summary_path(out_dir), summary)
     log(f"[collect {run.task}] {run.name} done: {len(recorded)} episodes in {summary['seconds']:.0f} s "
         f"-> {path}")
     return summary
@@ -514,7 +505,7 @@ def finish_task(runs: list[CollectRun], out_dir: str | Path, keep: int | None = 
     scatter_plot(path.with_suffix(".png"), spec,
                  [(t.cost_return, t.reward_return) for t in recorded],
                  [(t.cost_return, t.reward_return) for t in kept])
-    _write_json_atomic(result.to_dict(), path.with_suffix(".json"))
+    write_json_atomic(path.with_suffix(".json"), result.to_dict())
     if result.safe_kept < spec.n_safe:
         log(f"[collect {spec.name}] WARNING: only {result.safe_kept} safe trajectories (cost <= "
             f"{spec.cost_limit:g}) kept; the paper's split needs {spec.n_safe}")

@@ -11,7 +11,7 @@ import numpy as np
 from dspo_ray.data import load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
 from dspo_ray.dspo.config import DSPOConfig
-from dspo_ray.dspo.generate import write_json_atomic
+from dspo_ray.io import write_json_atomic
 from dspo_ray.dspo.pipeline import _action_bounds, _eval_seed
 from dspo_ray.evaluation import evaluate
 from dspo_ray.policies import save_policy

@@ -9,7 +9,6 @@ the conditions it was drawn at, so that behaviour cloning can be re-run and the 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -71,15 +70,3 @@ def save_generated(path: str | Path, generated: dict[str, np.ndarray]) -> Path:
 def load_generated(path: str | Path) -> dict[str, np.ndarray]:
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
-
-
-def write_json_atomic(path: str | Path, obj) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -28,7 +28,8 @@ from dspo_ray.dspo.config import DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, load_discriminator,
                                          score_trajectories, train_discriminator)
-from dspo_ray.dspo.generate import generate, load_generated, save_generated, write_json_atomic
+from dspo_ray.dspo.generate import generate, load_generated, save_generated
+from dspo_ray.io import write_json_atomic
 from dspo_ray.dspo.windows import ragged_from_data
 from dspo_ray.evaluation import evaluate
 from dspo_ray.policies import load_policy, save_policy
