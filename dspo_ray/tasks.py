@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 class UnknownTaskError(KeyError):
     """A task name that is not in the registry."""
@@ -107,6 +109,13 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
         raise UnknownTaskError(
             f"unknown task {name!r}; valid tasks are: {', '.join(TASKS)}"
         ) from None
+
+
+def action_bounds(task: str | TaskSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Every registry task acts in [-1, 1]^act_dim (tests/test_envs.py checks each simulator), so
+    learners need not create an environment to know where to clip."""
+    spec = get_task(task)
+    return -np.ones(spec.act_dim, np.float32), np.ones(spec.act_dim, np.float32)
 
 
 def tasks_in_suite(suite: str) -> list[TaskSpec]:

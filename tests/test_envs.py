@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dspo_ray.envs import make_env
-from dspo_ray.tasks import TASKS, get_task
+from dspo_ray.tasks import TASKS, action_bounds, get_task
 
 REPO = Path(__file__).resolve().parents[1]
 # safety-gymnasium 0.4.0 passes a 1-element array as a MuJoCo joint id (fine with numpy < 2)
@@ -50,6 +50,9 @@ def test_make_env_contract(name):
         assert isinstance(env, gymnasium.Env)
         assert isinstance(env.action_space, gymnasium.spaces.Box)
         assert env.action_space.shape == (spec.act_dim,)
+        low, high = action_bounds(spec)  # what learners clip to without making an environment
+        np.testing.assert_array_equal(env.action_space.low, low)
+        np.testing.assert_array_equal(env.action_space.high, high)
         assert env.observation_space.shape == (spec.obs_dim,)
 
         observations, rewards, costs, steps = _rollout(env)

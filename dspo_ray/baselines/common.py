@@ -23,7 +23,7 @@ from torch import nn
 from dspo_ray.config import ConfigError, from_dict
 from dspo_ray.data import Trajectory, stack_transitions
 from dspo_ray.policies import MLPPolicy, mlp
-from dspo_ray.tasks import TaskSpec
+from dspo_ray.tasks import TaskSpec, action_bounds  # noqa: F401  (re-exported to the methods)
 
 Log = Callable[[dict], None] | None
 
@@ -185,11 +185,6 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     with torch.no_grad():
         for t, s in zip(target.parameters(), source.parameters()):
             t.lerp_(s, tau)
-
-
-def action_bounds(task: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Every registry task acts in [-1, 1]^act_dim (checked by tests/test_envs.py)."""
-    return -np.ones(task.act_dim, np.float32), np.ones(task.act_dim, np.float32)
 
 
 def should_log(step: int, every: int, total: int) -> bool:

@@ -12,9 +12,10 @@ from dspo_ray.data import load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
 from dspo_ray.dspo.config import DSPOConfig
 from dspo_ray.io import write_json_atomic
-from dspo_ray.dspo.pipeline import _action_bounds, _eval_seed
+from dspo_ray.dspo.pipeline import _eval_seed
 from dspo_ray.evaluation import evaluate
 from dspo_ray.policies import save_policy
+from dspo_ray.tasks import action_bounds
 from dspo_ray.training import LocalRunner, StageRunner
 
 
@@ -24,7 +25,7 @@ def run_bc_baselines(config: DSPOConfig, workdir: str | Path,
     runner = runner or LocalRunner()
     workdir = Path(workdir)
     data, _ = load_task_data(config.task, config.dataset, config.split)
-    low, high = _action_bounds(data.task)
+    low, high = action_bounds(data.task)
     out = {}
     for name, trajs in (("bc_safe", data.safe_demos), ("bc_all", data.all_trajectories)):
         path = workdir / f"{name}.json"

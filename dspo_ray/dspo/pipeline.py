@@ -29,10 +29,11 @@ from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, load_discriminator,
                                          score_trajectories, train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
-from dspo_ray.io import write_json_atomic
 from dspo_ray.dspo.windows import ragged_from_data
 from dspo_ray.evaluation import evaluate
+from dspo_ray.io import write_json_atomic
 from dspo_ray.policies import load_policy, save_policy
+from dspo_ray.tasks import action_bounds
 from dspo_ray.training import LocalRunner, StageRunner, pick_device, save_atomic
 
 STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
@@ -81,7 +82,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     data, truth = load_task_data(config.task, config.dataset, config.split)
     spec = data.task
     trajectories = ragged_from_data(data)  # learners' data only: no costs anywhere in it
-    action_low, action_high = _action_bounds(spec)
+    action_low, action_high = action_bounds(spec)
     device = pick_device()
     metrics: dict[str, Any] = {"task": spec.name, "seed": config.seed,
                                "data/n_safe_demos": len(data.safe_demos),
@@ -210,14 +211,3 @@ def _finish(workdir: Path, name: str, write: Callable[[Path], Any]) -> None:
 def _eval_seed(seed: int) -> int:
     # evaluation episodes start from seeds the data collection did not use for this run's seed
     return 10_000 * (seed + 1)
-
-
-def _action_bounds(spec) -> tuple[np.ndarray, np.ndarray]:
-    from dspo_ray.envs import make_env
-
-    env = make_env(spec, seed=0)
-    try:
-        return (np.asarray(env.action_space.low, np.float32),
-                np.asarray(env.action_space.high, np.float32))
-    finally:
-        env.close()
