@@ -189,28 +189,6 @@ def test_a_trial_that_raises_is_retried_and_completes(local_ray, tmp_path):
 
 # ------------------------------------------------------------------------- DSPO through the sweep
 
-@pytest.fixture(scope="module")
-def carcircle_dataset(tmp_path_factory):
-    """40 real CarCircle episodes (constant-plus-noise policies, some safe, some not)."""
-    from dspo_ray.data import dsrl_filename, write_dsrl
-    from dspo_ray.data.rollout import record_episode
-    from dspo_ray.envs import make_env
-
-    folder = tmp_path_factory.mktemp("carcircle")
-    env = make_env("CarCircle", seed=0)
-    rng = np.random.default_rng(0)
-    episodes = []
-    for i in range(40):
-        bias, noise = rng.uniform(-1, 1, 2), rng.uniform(0, 0.5)
-        act_rng = np.random.default_rng(1000 + i)
-        act = lambda obs: np.clip(bias + noise * act_rng.normal(size=2), -1, 1)  # noqa: E731
-        episodes.append(record_episode(env, act, seed=i, max_steps=300))
-    env.close()
-    assert sum(e.cost_return <= 10 for e in episodes) >= 5
-    write_dsrl(folder / dsrl_filename("CarCircle", len(episodes)), episodes)
-    return folder
-
-
 def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset, tmp_path):
     from dspo_ray.distributed.sweep import format_summary, run_sweep
 

@@ -6,35 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from dspo_ray.data import SplitConfig, dsrl_filename, find_dataset, write_dsrl
-from dspo_ray.data.rollout import record_episode
+from dspo_ray.data import find_dataset
 from dspo_ray.dspo.config import profile_config
 from dspo_ray.dspo.pipeline import ARTEFACTS, run_dspo
-from dspo_ray.envs import make_env
 from dspo_ray.policies import load_policy
 from dspo_ray.training import LocalRunner
 
 torch.set_num_threads(1)
 TASK = "CarCircle"
-
-
-@pytest.fixture(scope="module")
-def carcircle_dataset(tmp_path_factory):
-    """50 real CarCircle episodes from constant-plus-noise policies with a random bias each
-    (some stay in the safe region, some leave it): a DSRL file in a folder."""
-    folder = tmp_path_factory.mktemp("carcircle")
-    env = make_env(TASK, seed=0)
-    rng = np.random.default_rng(0)
-    episodes = []
-    for i in range(50):
-        bias, noise = rng.uniform(-1, 1, 2), rng.uniform(0, 0.5)
-        act_rng = np.random.default_rng(1000 + i)
-        act = lambda obs: np.clip(bias + noise * act_rng.normal(size=2), -1, 1)  # noqa: E731
-        episodes.append(record_episode(env, act, seed=i, max_steps=300))
-    env.close()
-    assert sum(e.cost_return <= 10 for e in episodes) >= 5, "the fixture needs 5 safe episodes"
-    write_dsrl(folder / dsrl_filename(TASK, len(episodes)), episodes)
-    return folder
 
 
 def tiny_config(dataset, **overrides):
