@@ -65,6 +65,28 @@ def _process_std_streams():
         yield
 
 
+def simulator_state(env: gymnasium.Env) -> np.ndarray:
+    """A MuJoCo task's full simulator state, ``[qpos, qvel]`` (float64), e.g. just after a reset."""
+    sim = _mujoco_env(env)
+    return np.concatenate([sim.data.qpos, sim.data.qvel])
+
+
+def restore_simulator_state(env: gymnasium.Env, state: np.ndarray) -> np.ndarray:
+    """Put a MuJoCo task's simulator in ``state`` (from :func:`simulator_state`); returns the
+    observation there. Stepping on from it repeats, bit for bit, what followed the saved state."""
+    sim = _mujoco_env(env)
+    nq = sim.model.nq
+    sim.set_state(state[:nq], state[nq:])
+    return env._obs(sim._get_obs())
+
+
+def _mujoco_env(env: gymnasium.Env):
+    sim = env.unwrapped
+    if not (hasattr(sim, "set_state") and hasattr(sim, "data") and hasattr(sim, "_get_obs")):
+        raise ValueError(f"{env.task.name}: not a MuJoCo task, its simulator state cannot be saved")
+    return sim
+
+
 class _Contract(gymnasium.Wrapper):
     """Enforces the module's contract on top of the simulator's own environment."""
 

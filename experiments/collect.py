@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--ship", action="store_true",
-                   help="also xz-compress the file into datasets/, replacing that task's shipped file")
+                   help="also pack the file into datasets/ (dspo_ray/data/shipping.py), replacing that task's shipped file")
     args = p.parse_args(argv)
     if args.table:
         print(shipped_table())
@@ -90,9 +90,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
     torch.set_num_threads(1)
-    from dspo_ray.data import compress_for_shipping
-    from dspo_ray.data.collect import CollectConfig, collect_task, plan_runs
+    from dspo_ray.data.collect import CollectConfig, collect_task, collection_reset_seeds, plan_runs
     from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import can_replay, pack_dataset
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     tasks = list(dict.fromkeys(args.task))
@@ -121,7 +121,10 @@ def main(argv=None) -> int:
             prefix = result.path.name.rsplit("-", 1)[0] + "-"
             for old in SHIPPED_DATASET_DIR.glob(f"{prefix}*"):
                 old.unlink()  # one shipped file (and sidecar) per task: find_dataset takes the biggest count
-            shipped = compress_for_shipping(result.path)
+            # replayable simulators ship as actions + initial states (dspo_ray/data/shipping.py)
+            seeds = (collection_reset_seeds(json.loads(result.path.with_suffix(".json").read_text()))
+                     if can_replay(task) else None)
+            shipped = pack_dataset(result.path, task, SHIPPED_DATASET_DIR, reset_seeds=seeds)
             for suffix in (".json", ".png"):
                 (SHIPPED_DATASET_DIR / result.path.with_suffix(suffix).name).write_bytes(
                     result.path.with_suffix(suffix).read_bytes())
@@ -133,43 +136,43 @@ def plot_shipped() -> list[Path]:
     """Scatter plots of the shipped files (their kept episodes; the full recordings are not shipped)."""
     from dspo_ray.data import load_trajectories
     from dspo_ray.data.collect import scatter_plot
-    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR, _decompressed
+    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR, unpacked
     from dspo_ray.tasks import TASKS
 
     out = []
     for spec in TASKS.values():
-        for xz in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.hdf5.xz")):
-            trajs = load_trajectories(_decompressed(xz), spec)
-            png = xz.with_name(xz.name.replace(".hdf5.xz", ".png"))
+        for pack in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*{PACK_SUFFIX}")):
+            trajs = load_trajectories(unpacked(pack), spec)
+            png = pack.with_name(pack.name.replace(PACK_SUFFIX, ".png"))
             out.append(scatter_plot(png, spec, None, [(t.cost_return, t.reward_return) for t in trajs]))
     return out
 
 
 def shipped_table() -> str:
     """One row per shipped dataset, every figure read from its JSON sidecar (see DATASETS.md)."""
-    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.evaluation import normalized_reward
     from dspo_ray.tasks import TASKS
 
     rows = ["| task | file | trajectories (steps) | safe / unsafe (cost <= limit) "
             "| cost return min / median / max | reward return min / median / max "
             "| best safe reward (normalised) | best reward overall (normalised) | training episodes "
-            "(runs) | wall time | xz MB |", "|" + "---|" * 11]
+            "(runs) | wall time | pack MB |", "|" + "---|" * 11]
     for spec in TASKS.values():
         for sidecar in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.json")):
             d = json.loads(sidecar.read_text())
             k = d["stats"]["kept"]
             c, r = k["cost_return_quantiles"], k["reward_return_quantiles"]
             best = k["best_safe_reward_return"]
-            xz = sidecar.with_suffix(".hdf5.xz")
+            pack = sidecar.with_suffix(PACK_SUFFIX)
             rows.append(
-                f"| {spec.name} | `{xz.name}` | {k['trajectories']} ({k['transitions']}) "
+                f"| {spec.name} | `{pack.name}` | {k['trajectories']} ({k['transitions']}) "
                 f"| {k['safe']} / {k['trajectories'] - k['safe']} (<= {spec.cost_limit:g}) "
                 f"| {c[0]:g} / {c[2]:g} / {c[4]:g} | {r[0]:.1f} / {r[2]:.1f} / {r[4]:.1f} "
                 f"| {best:.1f} ({normalized_reward(spec, best):.2f}) "
                 f"| {r[4]:.1f} ({normalized_reward(spec, r[4]):.2f}) "
                 f"| {d['recorded']} ({d['config'].get('runs', 1)}) | {d['seconds'] / 60:.0f} min "
-                f"| {xz.stat().st_size / 1e6:.1f} |")
+                f"| {pack.stat().st_size / 1e6:.1f} |")
     return "\n".join(rows)
 
 

@@ -150,21 +150,31 @@ def _gae(rewards, values, next_values, dones, gamma, lam):
     return adv, adv + values
 
 
-def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]:
-    """Run PPO-Lagrangian with a cost limit annealed over episodes; return EVERY finished episode.
+def episode_reset_seeds(seed: int, episodes: int) -> range:
+    """The reset seeds of a run's episodes: episode k (counting from 0 over all its environments,
+    in the order they start) is reset with seed ``seed * 100003 + k``."""
+    return range(seed * 100_003, seed * 100_003 + episodes)
 
-    Episode k (counting from 0 over all environments) is reset with seed ``seed * 100003 + k``.
-    """
+
+def collection_reset_seeds(summary: dict) -> list[int]:
+    """Every reset seed of the runs behind a collected file, from its JSON summary."""
+    runs = summary.get("stats", {}).get("runs") or [
+        {"seed": summary["config"]["seed"], "episodes": summary["config"]["episodes"]}]
+    return [s for run in runs for s in episode_reset_seeds(run["seed"], run["episodes"])]
+
+
+def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]:
+    """Run PPO-Lagrangian with a cost limit annealed over episodes; return EVERY finished episode,
+    each reset with its seed from :func:`episode_reset_seeds`."""
     from dspo_ray.envs import make_env
 
     cfg = config.resolved()
     spec = get_task(cfg.task)
     torch.manual_seed(cfg.seed)
     T, E = cfg.steps_per_env, cfg.n_envs
-    base_seed = cfg.seed * 100_003
-    envs = [make_env(spec, seed=base_seed + i) for i in range(E)]
+    reset_seeds = iter(episode_reset_seeds(cfg.seed, 1 << 40))
+    envs = [make_env(spec, seed=next(reset_seeds)) for _ in range(E)]
     low, high = envs[0].action_space.low, envs[0].action_space.high
-    next_episode_seed = base_seed + E
     obs = np.stack([env.reset()[0] for env in envs])
     buffers = [EpisodeRecorder() for _ in envs]
     norm = _RunningNorm(spec.obs_dim)
@@ -208,8 +218,7 @@ def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]
                     b_done[t, i], terminal[i], final_obs[i] = float(term or trunc), term, nxt
                     if traj is not None:
                         recent.append(traj)
-                        nxt, _ = env.reset(seed=next_episode_seed)
-                        next_episode_seed += 1
+                        nxt, _ = env.reset(seed=next(reset_seeds))
                     next_obs[i] = nxt
                 with torch.no_grad():
                     nvr, nvc = agent.values(torch.as_tensor(norm(final_obs)))

@@ -8,9 +8,7 @@ keeps them in ``$DSRL_DATASET_DIR`` (default ``~/.dsrl/datasets``).
 
 from __future__ import annotations
 
-import lzma
 import os
-import shutil
 from pathlib import Path
 
 import h5py
@@ -22,7 +20,8 @@ from dspo_ray.tasks import TaskSpec, get_task
 REQUIRED_KEYS = ("observations", "next_observations", "actions", "rewards", "costs",
                  "terminals", "timeouts")
 DEFAULT_DATASET_DIR = Path("~/.dsrl/datasets")
-# Datasets collected by this project and shipped in the repository, xz-compressed.
+# Datasets collected by this project and shipped in the repository as packs (dspo_ray.data.shipping).
+PACK_SUFFIX = ".pack.xz"
 SHIPPED_DATASET_DIR = Path(__file__).resolve().parents[2] / "datasets"
 SHIPPED_CACHE_DIR = Path(os.environ.get("DSPO_CACHE_DIR", "~/.cache/dspo-ray")).expanduser() / "datasets"
 
@@ -43,7 +42,8 @@ def find_dataset(task: str | TaskSpec, directory: str | Path | None = None) -> P
     """The task's DSRL file: in ``directory`` if given, else in ``$DSRL_DATASET_DIR``, else shipped.
 
     With several candidates in a folder, the one with the most trajectories wins (DSRL puts the
-    count in the name). A shipped ``.hdf5.xz`` is decompressed once into ``~/.cache/dspo-ray``.
+    count in the name). A shipped pack (``.pack.xz``, see ``dspo_ray.data.shipping``) is unpacked
+    once into ``~/.cache/dspo-ray/datasets``.
     """
     spec = get_task(task)
     folders = ([Path(directory).expanduser()] if directory is not None
@@ -55,29 +55,24 @@ def find_dataset(task: str | TaskSpec, directory: str | Path | None = None) -> P
         return int(tail) if tail.isdigit() else -1
 
     for folder in folders:
-        candidates = [p for p in folder.glob(f"{prefix}*.hdf5*") if p.name.endswith((".hdf5", ".hdf5.xz"))]
+        candidates = [p for p in folder.glob(f"{prefix}*") if p.name.endswith((".hdf5", PACK_SUFFIX))]
         if candidates:
             best = max(candidates, key=lambda p: (count(p), p.suffix == ".hdf5"))
-            return _decompressed(best) if best.suffix == ".xz" else best
+            return best if best.suffix == ".hdf5" else unpacked(best)
     raise DatasetError(
         f"no dataset for task {spec.name!r} in {' or '.join(map(str, folders))} (looked for "
         f"'{prefix}<count>.hdf5'); put DSRL's file there, point $DSRL_DATASET_DIR at the "
         f"folder that holds it, or make one with 'python experiments/collect.py --task {spec.name}'")
 
 
-def _decompressed(path: Path) -> Path:
-    target = SHIPPED_CACHE_DIR / path.name[: -len(".xz")]
-    if target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
+def unpacked(pack: Path) -> Path:
+    """A shipped pack's DSRL file in the cache, rebuilt when the pack is newer than it."""
+    from dspo_ray.data.shipping import unpack_dataset
+
+    target = SHIPPED_CACHE_DIR / (pack.name[: -len(PACK_SUFFIX)] + ".hdf5")
+    if target.exists() and target.stat().st_mtime >= pack.stat().st_mtime:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with lzma.open(path) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return unpack_dataset(pack, target)
 
 
 def read_dsrl(path: str | Path, task: str | TaskSpec) -> dict[str, np.ndarray]:
@@ -176,18 +171,3 @@ def write_dsrl(path: str | Path, trajectories: list[CostedTrajectory],
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def compress_for_shipping(path: str | Path, out_dir: str | Path = SHIPPED_DATASET_DIR) -> Path:
-    """xz-compress a DSRL file into ``datasets/`` (how the repository ships its own data)."""
-    path = Path(path)
-    out = Path(out_dir) / f"{path.name}.xz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(path, "rb") as src, lzma.open(tmp, "wb", preset=9 | lzma.PRESET_EXTREME) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
