@@ -11,7 +11,7 @@ import pytest
 from dspo_ray.data import SplitConfig, find_dataset, load_task_data, load_trajectories
 from dspo_ray.data.collect import (CollectConfig, collect, collect_task, grid_filter, plan_runs,
                                    summarize_returns)
-from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
 from dspo_ray.tasks import TASKS, get_task
 
 
@@ -166,7 +166,7 @@ def test_bad_arguments_fail_clearly(args, message, capsys):
         plan_runs("CarCircle", 0, 10)
 
 
-SHIPPED = sorted(p.name.split(".hdf5")[0] for p in SHIPPED_DATASET_DIR.glob("*.hdf5.xz"))
+SHIPPED = sorted(p.name[:-len(PACK_SUFFIX)] for p in SHIPPED_DATASET_DIR.glob(f"*{PACK_SUFFIX}"))
 SHIPPED_TASKS = [name for name, spec in TASKS.items()
                  if any(s.startswith(spec.dsrl_filename_prefix) for s in SHIPPED)]
 

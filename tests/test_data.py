@@ -149,16 +149,3 @@ def test_split_errors(episodes):
     # Table 3 defaults: 15 + 500 for a Bullet task, far more than 40 episodes
     with pytest.raises(SplitError, match="500 unlabelled"):
         make_cost_label_free_split(episodes, TASK)
-
-
-def test_shipped_xz_is_found_and_decompressed(tmp_path, episodes, monkeypatch):
-    from dspo_ray.data import compress_for_shipping, dsrl as dsrl_module
-
-    raw = write_dsrl(tmp_path / "raw" / "SafetyCarCircle-v0-100-40.hdf5", episodes)
-    shipped = compress_for_shipping(raw, tmp_path / "shipped")
-    assert shipped.name.endswith(".hdf5.xz") and shipped.stat().st_size < raw.stat().st_size * 1.1
-    monkeypatch.setattr(dsrl_module, "SHIPPED_DATASET_DIR", tmp_path / "shipped")
-    monkeypatch.setattr(dsrl_module, "SHIPPED_CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setenv("DSRL_DATASET_DIR", str(tmp_path / "empty"))
-    found = find_dataset(TASK)
-    assert found.parent == tmp_path / "cache" and len(load_trajectories(found, TASK)) == 40

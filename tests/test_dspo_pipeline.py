@@ -83,11 +83,11 @@ def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_pat
 
 
 def shipped_tasks():
-    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.tasks import TASKS
 
     return [t for t, spec in TASKS.items()
-            if list(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.hdf5.xz"))]
+            if list(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*{PACK_SUFFIX}"))]
 
 
 @pytest.mark.parametrize("task", shipped_tasks()[:1] or [pytest.param(
