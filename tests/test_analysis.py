@@ -63,10 +63,12 @@ def test_partial_results_are_flagged_not_hidden():
 
 
 @pytest.mark.parametrize("fmt, safe_mark, unsafe_mark, best_mark", [
-    ("md", "**0.22 ± 0.02**", "0.93 ± 0.02 ⚠unsafe", "**0.40 ± 0.00** ★"),
-    ("latex", r"\textbf{0.22 $\pm$ 0.02}", r"\textcolor{gray}{0.93 $\pm$ 0.02}",
-     r"\textcolor{blue}{\textbf{0.40 $\pm$ 0.00}}"),
-    ("html", "<b title=\"normalised cost 0.60\">0.22 ± 0.02</b>", '<span style="color:gray"',
+    ("md", "**0.22 ± 0.02 / 0.60 ± 0.10**", "0.93 ± 0.02 / 2.75 ± 0.25 ⚠unsafe",
+     "**0.40 ± 0.00 / 0.80 ± 0.00** ★"),
+    ("latex", r"\textbf{0.22 $\pm$ 0.02 / 0.60 $\pm$ 0.10}",
+     r"\textcolor{gray}{0.93 $\pm$ 0.02 / 2.75 $\pm$ 0.25}",
+     r"\textcolor{blue}{\textbf{0.40 $\pm$ 0.00 / 0.80 $\pm$ 0.00}}"),
+    ("html", "<b title=\"normalised cost 0.60\">0.22 ± 0.02 / 0.60 ± 0.10</b>", '<span style="color:gray"',
      '<b style="color:blue"'),
 ])
 def test_table1_formats_mark_safety(fmt, safe_mark, unsafe_mark, best_mark):
@@ -77,7 +79,8 @@ def test_table1_formats_mark_safety(fmt, safe_mark, unsafe_mark, best_mark):
 
 def test_table1_csv_and_bad_format():
     frame = pd.read_csv(__import__("io").StringIO(table1(crafted_trials(), "csv")))
-    assert {"method", "task", "reward_mean", "reward_std", "cost_mean", "safe", "rank"} <= set(frame)
+    assert {"method", "task", "reward_mean", "reward_std", "cost_mean", "cost_std", "safe",
+            "rank"} <= set(frame)
     with pytest.raises(ValueError, match="unknown format 'pdf'"):
         table1(crafted_trials(), "pdf")
 

@@ -35,8 +35,8 @@ def _objective(reward: float, cost: float) -> float:
 def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, task): the chosen group's seeds aggregated.
 
-    Columns: method, task, suite, group, reward_mean, reward_std, cost_mean, seeds (finished),
-    seeds_expected, failed, safe.
+    Columns: method, task, suite, group, reward_mean, reward_std, cost_mean, cost_std, seeds
+    (finished), seeds_expected, failed, safe.
     """
     out = []
     for (method, task), cell in trials.groupby(["method", "task"], sort=True):
@@ -47,7 +47,7 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
                 "seeds_expected": expected, "failed": failed}
         if done.empty:
             out.append({**base, "group": None, "reward_mean": np.nan, "reward_std": np.nan,
-                        "cost_mean": np.nan, "seeds": 0, "safe": False})
+                        "cost_mean": np.nan, "cost_std": np.nan, "seeds": 0, "safe": False})
             continue
         if OBJECTIVE not in done or done[OBJECTIVE].isna().any():
             done[OBJECTIVE] = [_objective(r, c) for r, c in zip(done[REWARD], done[COST])]
@@ -57,6 +57,7 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
         cost = float(g[COST].mean())
         out.append({**base, "group": group, "reward_mean": float(g[REWARD].mean()),
                     "reward_std": float(g[REWARD].std(ddof=0)), "cost_mean": cost,
+                    "cost_std": float(g[COST].std(ddof=0)),
                     "seeds": int(g["seed"].nunique()), "safe": bool(cost <= 1.0)})
     return pd.DataFrame(out)
 
@@ -107,7 +108,8 @@ def table1(trials: pd.DataFrame, fmt: str = "md") -> str:
             return _fmt_missing(fmt)
         if row["seeds"] == 0:
             return _fmt_text(fmt, f"no result ({row['failed']} failed)")
-        text = f"{row['reward_mean']:.2f} ± {row['reward_std']:.2f}"
+        text = (f"{row['reward_mean']:.2f} ± {row['reward_std']:.2f} / "
+                f"{row['cost_mean']:.2f} ± {row['cost_std']:.2f}")
         notes = []
         if row["seeds"] < row["seeds_expected"]:
             notes.append(f"{row['seeds']}/{row['seeds_expected']} seeds")
@@ -128,7 +130,7 @@ def table1(trials: pd.DataFrame, fmt: str = "md") -> str:
                      *[_fmt_text(fmt, f"{avg[m]:.2f}" if m in avg and pd.notna(avg[m]) else "-")
                        for m in methods]])
     return _render_table(fmt, ["Task", *methods], body, caption=(
-        "Normalised reward (mean ± std over seeds). Safe results (mean normalised cost <= 1) "
+        "Normalised reward / normalised cost (mean ± std over seeds). Safe results (mean normalised cost <= 1) "
         "are bold; unsafe ones are grey (flagged 'unsafe' in Markdown); the best safe result "
         "of each task is blue (★ in Markdown). Ranks: safe above unsafe, then higher reward."))
 
