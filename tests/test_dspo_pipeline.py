@@ -83,11 +83,13 @@ def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_pat
 
 
 def shipped_tasks():
+    """Tasks with a shipped dataset, shortest episodes first."""
     from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.tasks import TASKS
 
-    return [t for t, spec in TASKS.items()
-            if list(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*{PACK_SUFFIX}"))]
+    shipped = [spec for spec in TASKS.values()
+               if list(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*{PACK_SUFFIX}"))]
+    return [spec.name for spec in sorted(shipped, key=lambda spec: spec.max_episode_steps)]
 
 
 @pytest.mark.parametrize("task", shipped_tasks()[:1] or [pytest.param(
