@@ -24,12 +24,13 @@ Everything that shapes the data is a :class:`CollectConfig` field.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -150,10 +151,12 @@ def _gae(rewards, values, next_values, dones, gamma, lam):
     return adv, adv + values
 
 
-def episode_reset_seeds(seed: int, episodes: int) -> range:
-    """The reset seeds of a run's episodes: episode k (counting from 0 over all its environments,
-    in the order they start) is reset with seed ``seed * 100003 + k``."""
-    return range(seed * 100_003, seed * 100_003 + episodes)
+def episode_reset_seeds(seed: int, episodes: int | None = None) -> Iterator[int]:
+    """The reset seeds of a run's episodes (all of them when ``episodes`` is None): episode k,
+    counting from 0 over all its environments in the order they start, is reset with seed
+    ``seed * 100003 + k``."""
+    first = seed * 100_003
+    return itertools.count(first) if episodes is None else iter(range(first, first + episodes))
 
 
 def collection_reset_seeds(summary: dict) -> list[int]:
@@ -172,7 +175,7 @@ def train_and_record(config: CollectConfig, log=print) -> list[CostedTrajectory]
     spec = get_task(cfg.task)
     torch.manual_seed(cfg.seed)
     T, E = cfg.steps_per_env, cfg.n_envs
-    reset_seeds = iter(episode_reset_seeds(cfg.seed, 1 << 40))
+    reset_seeds = episode_reset_seeds(cfg.seed)
     envs = [make_env(spec, seed=next(reset_seeds)) for _ in range(E)]
     low, high = envs[0].action_space.low, envs[0].action_space.high
     obs = np.stack([env.reset()[0] for env in envs])
