@@ -8,12 +8,12 @@ worker processes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from dspo_ray.io import atomic_path
 from torch import nn
 
 
@@ -84,13 +84,10 @@ def save_policy(path: str | Path, policy: nn.Module, kind: str = "mlp") -> Path:
     """Save a policy with the config needed to rebuild it; written atomically."""
     if kind not in POLICY_KINDS:
         raise ValueError(f"unknown policy kind {kind!r}; known: {sorted(POLICY_KINDS)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     state = {k: v.cpu() for k, v in policy.state_dict().items()}
-    torch.save({"kind": kind, "config": policy.config, "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"kind": kind, "config": policy.config, "state_dict": state}, tmp)
+    return Path(path)
 
 
 def load_policy(path: str | Path) -> nn.Module:

@@ -9,13 +9,13 @@ by Ray Train (DDP workers), and a runner that starts those workers. Nothing here
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import torch
+from dspo_ray.io import atomic_path
 from torch import nn
 
 
@@ -43,15 +43,9 @@ def pick_device() -> torch.device:
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """torch.save to a temporary name, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp, pickle_protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 @dataclass

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,7 +38,7 @@ from torch import nn
 from dspo_ray.data.dsrl import dsrl_filename, load_trajectories, write_dsrl
 from dspo_ray.data.rollout import EpisodeRecorder
 from dspo_ray.data.trajectory import CostedTrajectory
-from dspo_ray.io import write_json_atomic
+from dspo_ray.io import atomic_path, write_json_atomic
 from dspo_ray.policies import mlp
 from dspo_ray.tasks import get_task
 
@@ -549,12 +548,9 @@ def scatter_plot(path: str | Path, task, recorded: list[tuple[float, float]] | N
     ax.set_title(spec.name)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path

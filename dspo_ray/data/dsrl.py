@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from dspo_ray.data.trajectory import CostedTrajectory
+from dspo_ray.io import atomic_path
 from dspo_ray.tasks import TaskSpec, get_task
 
 REQUIRED_KEYS = ("observations", "next_observations", "actions", "rewards", "costs",
@@ -157,17 +158,11 @@ def write_dsrl(path: str | Path, trajectories: list[CostedTrajectory],
             raise ValueError(f"trajectory {i} is empty")
         if not (t.terminals[-1] or t.timeouts[-1]):
             raise ValueError(f"trajectory {i} is unterminated: set terminals or timeouts on its last step")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     dtypes = {"terminals": bool, "timeouts": bool}
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k in REQUIRED_KEYS:
-                column = np.concatenate([getattr(t, k) for t in trajectories])
-                f.create_dataset(k, data=column.astype(dtypes.get(k, np.float32)),
-                                 **({"compression": compression, "compression_opts": 4}
-                                    if compression == "gzip" else {"compression": compression}))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k in REQUIRED_KEYS:
+            column = np.concatenate([getattr(t, k) for t in trajectories])
+            f.create_dataset(k, data=column.astype(dtypes.get(k, np.float32)),
+                             **({"compression": compression, "compression_opts": 4}
+                                if compression == "gzip" else {"compression": compression}))
     return path

@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import lzma
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -33,6 +32,7 @@ import h5py
 import numpy as np
 
 from dspo_ray.data.dsrl import PACK_SUFFIX, REQUIRED_KEYS, DatasetError, read_dsrl
+from dspo_ray.io import atomic_path
 from dspo_ray.tasks import TaskSpec, get_task
 
 FORMAT_VERSION = 1
@@ -93,14 +93,9 @@ def pack_dataset(path: str | Path, task: str | TaskSpec, out_dir: str | Path,
     np.savez(buffer, **arrays)
 
     out = Path(out_dir) / f"{path.name[:-len('.hdf5')]}{PACK_SUFFIX}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         tmp.write_bytes(lzma.compress(buffer.getvalue(), preset=9 | lzma.PRESET_EXTREME))
         unpack_columns(tmp)  # raises if the pack does not rebuild the file exactly
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -141,17 +136,10 @@ def unpack_columns(pack: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 def unpack_dataset(pack: str | Path, target: str | Path) -> Path:
     """Rebuild the DSRL file at ``target`` (atomically: a temporary name, then a rename)."""
     _, data = unpack_columns(pack)
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k in REQUIRED_KEYS:
-                f.create_dataset(k, data=data[k])
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as f:
+        for k in REQUIRED_KEYS:
+            f.create_dataset(k, data=data[k])
+    return Path(target)
 
 
 # ---------------------------------------------------------------------------------- replay

@@ -9,7 +9,6 @@ the conditions it was drawn at, so that behaviour cloning can be re-run and the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 
 from dspo_ray.dspo.config import GenerationConfig
 from dspo_ray.dspo.diffusion import load_diffusion
+from dspo_ray.io import atomic_path
 
 
 def generation_conditions(config: GenerationConfig, demo_returns: np.ndarray,
@@ -56,15 +56,9 @@ def generate(diffusion_artefact: dict, config: GenerationConfig, guidance_weight
 
 def save_generated(path: str | Path, generated: dict[str, np.ndarray]) -> Path:
     """An .npz of the generated windows and their conditions, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:  # np.savez appends .npz to any other name
         np.savez_compressed(tmp, **generated)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_generated(path: str | Path) -> dict[str, np.ndarray]:
