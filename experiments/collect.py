@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     from dspo_ray.data.collect import CollectConfig, collect_task, collection_reset_seeds, plan_runs
     from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
     from dspo_ray.data.shipping import can_replay, pack_dataset
+    from dspo_ray.io import write_bytes_atomic
 
     log = lambda m: print(m, flush=True)  # noqa: E731
     tasks = list(dict.fromkeys(args.task))
@@ -118,16 +119,20 @@ def main(argv=None) -> int:
         result = results[task]
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "config"}, indent=1))
         if args.ship:
-            prefix = result.path.name.rsplit("-", 1)[0] + "-"
-            for old in SHIPPED_DATASET_DIR.glob(f"{prefix}*"):
-                old.unlink()  # one shipped file (and sidecar) per task: find_dataset takes the biggest count
             # replayable simulators ship as actions + initial states (dspo_ray/data/shipping.py)
             seeds = (collection_reset_seeds(json.loads(result.path.with_suffix(".json").read_text()))
                      if can_replay(task) else None)
             shipped = pack_dataset(result.path, task, SHIPPED_DATASET_DIR, reset_seeds=seeds)
+            new = {shipped}
             for suffix in (".json", ".png"):
-                (SHIPPED_DATASET_DIR / result.path.with_suffix(suffix).name).write_bytes(
-                    result.path.with_suffix(suffix).read_bytes())
+                new.add(SHIPPED_DATASET_DIR / result.path.with_suffix(suffix).name)
+                write_bytes_atomic(SHIPPED_DATASET_DIR / result.path.with_suffix(suffix).name,
+                                   result.path.with_suffix(suffix).read_bytes())
+            # one shipped file (and sidecar) per task, as find_dataset takes the biggest count;
+            # the old ones go only once the new ones are in place
+            prefix = result.path.name.rsplit("-", 1)[0] + "-"
+            for old in set(SHIPPED_DATASET_DIR.glob(f"{prefix}*")) - new:
+                old.unlink()
             print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB)")
     return 0
 
