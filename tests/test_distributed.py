@@ -8,7 +8,6 @@ by the fixture that started it (never `ray stop`).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,8 +24,8 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
 from dspo_ray.config import ConfigError  # noqa: E402
-from dspo_ray.distributed.config import (SweepConfig, auto_concurrency,  # noqa: E402
-                                         load_sweep_config, sweep_config_from_dict)
+from dspo_ray.distributed.config import (auto_concurrency, load_sweep_config,  # noqa: E402
+                                         sweep_config_from_dict)
 
 LINEAR = "distributed_helpers:linear_method"
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dspo_ray.config import ConfigError, from_dict
+from dspo_ray.config import ConfigError, from_dict  # noqa: F401  (ConfigError re-exported)
 from dspo_ray.data import Trajectory, stack_transitions
 from dspo_ray.policies import MLPPolicy, mlp
 from dspo_ray.tasks import TaskSpec, action_bounds  # noqa: F401  (re-exported to the methods)

@@ -31,16 +31,15 @@ import json
 import math
 import os
 import pickle
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import pandas as pd
 
 import ray
 from ray import tune
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -596,7 +595,7 @@ def format_summary(result: SweepResult) -> str:
     lines.append(f"trials: {len(t)} ({int(t['finished'].sum())} finished, "
                  f"{int((~t['finished'] & (t['status'] == 'TERMINATED')).sum())} stopped early "
                  f"by ASHA, {n_err} errored, {int(t['retries'].sum())} retries)")
-    lines.append(f"reward/cost: normalised, mean over seeds; safe = mean normalised cost <= 1")
+    lines.append("reward/cost: normalised, mean over seeds; safe = mean normalised cost <= 1")
     lines.append(f"results: {result.experiment_path} (summary.csv, trials.csv, one folder per "
                  f"trial with result.json / progress.csv / error.txt)")
     lines.append(f"trial work folders (models, datasets, stage checkpoints): {result.work_root}")
