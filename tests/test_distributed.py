@@ -100,11 +100,21 @@ def test_cli_bad_yaml_fails_before_any_trial(tmp_path):
 
 
 def test_shipped_configs_are_valid_and_help_documents_every_option():
-    for name in ("quick", "paper"):
+    for name in ("quick", "paper", "table1_quick"):
         config = load_sweep_config(REPO / f"experiments/configs/{name}.yaml")
         assert config.total_trials() >= 1
     paper = load_sweep_config(REPO / "experiments/configs/paper.yaml")
     assert len(paper.tasks) == 23 and len(paper.seeds) == 5
+    # the quick Table 1: every method of the paper's Table 1 on every shipped dataset, 3 seeds
+    from dspo_ray.baselines import METHODS
+    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.tasks import get_task
+
+    table1 = load_sweep_config(REPO / "experiments/configs/table1_quick.yaml")
+    assert set(table1.methods) == {"dspo", *METHODS} and len(table1.seeds) == 3
+    packs = {p.name for p in SHIPPED_DATASET_DIR.glob(f"*{PACK_SUFFIX}")}
+    assert len(table1.tasks) == len(packs) and all(
+        any(p.startswith(get_task(t).dsrl_filename_prefix) for p in packs) for t in table1.tasks)
     out = run_cli("--help")
     assert out.returncode == 0
     for option in ("--config", "--address", "--resume", "--storage", "--name", "--workdir",
