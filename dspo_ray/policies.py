@@ -45,30 +45,39 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-class MLPPolicy(nn.Module):
+class ObservationNormalized(nn.Module):
+    """A network whose inputs are normalised with the training data's statistics, kept as
+    buffers so that they travel in the checkpoint."""
+
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def set_observation_stats(self, observations: np.ndarray) -> None:
+        obs = torch.as_tensor(observations, dtype=torch.float32)
+        self.obs_mean.copy_(obs.mean(0))
+        self.obs_std.copy_(obs.std(0).clamp_min(1e-3))
+
+    def normalize(self, observations: torch.Tensor) -> torch.Tensor:
+        return (observations - self.obs_mean) / self.obs_std
+
+
+class MLPPolicy(ObservationNormalized):
     """Deterministic policy: normalised observation -> MLP -> tanh -> action bounds."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256),
                  action_low: float | np.ndarray = -1.0, action_high: float | np.ndarray = 1.0):
-        super().__init__()
+        super().__init__(obs_dim)
         self.config = dict(obs_dim=obs_dim, act_dim=act_dim, hidden=tuple(hidden))
         self.net = mlp([obs_dim, *hidden, act_dim])
         low = torch.tensor(np.broadcast_to(action_low, (act_dim,)), dtype=torch.float32)
         high = torch.tensor(np.broadcast_to(action_high, (act_dim,)), dtype=torch.float32)
         self.register_buffer("action_scale", (high - low) / 2)
         self.register_buffer("action_offset", (high + low) / 2)
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
-
-    def set_observation_stats(self, observations: np.ndarray) -> None:
-        """Normalise inputs with the training data's statistics (kept in the checkpoint)."""
-        obs = torch.as_tensor(observations, dtype=torch.float32)
-        self.obs_mean.copy_(obs.mean(0))
-        self.obs_std.copy_(obs.std(0).clamp_min(1e-3))
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        x = (observations - self.obs_mean) / self.obs_std
-        return torch.tanh(self.net(x)) * self.action_scale + self.action_offset
+        return torch.tanh(self.net(self.normalize(observations))) * self.action_scale + self.action_offset
 
     @torch.no_grad()
     def act(self, observation: np.ndarray) -> np.ndarray:

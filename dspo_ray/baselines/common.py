@@ -22,7 +22,7 @@ from torch import nn
 
 from dspo_ray.config import ConfigError, from_dict  # noqa: F401  (ConfigError re-exported)
 from dspo_ray.data import Trajectory, stack_transitions
-from dspo_ray.policies import MLPPolicy, mlp
+from dspo_ray.policies import MLPPolicy, ObservationNormalized, mlp
 from dspo_ray.tasks import TaskSpec, action_bounds  # noqa: F401  (re-exported to the methods)
 
 Log = Callable[[dict], None] | None
@@ -86,24 +86,7 @@ def return_range_scale(trajectories: typing.Sequence[Trajectory], target: float 
 
 # ----------------------------------------------------------------------------- networks
 
-class _ObsNormalized(nn.Module):
-    """Inputs normalised with the training data's statistics (kept as buffers)."""
-
-    def __init__(self, obs_dim: int):
-        super().__init__()
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
-
-    def set_observation_stats(self, observations: np.ndarray) -> None:
-        obs = torch.as_tensor(observations, dtype=torch.float32)
-        self.obs_mean.copy_(obs.mean(0))
-        self.obs_std.copy_(obs.std(0).clamp_min(1e-3))
-
-    def normalize(self, observations: torch.Tensor) -> torch.Tensor:
-        return (observations - self.obs_mean) / self.obs_std
-
-
-class QNetwork(_ObsNormalized):
+class QNetwork(ObservationNormalized):
     """Q(s, a): an MLP on the normalised state and the action."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256)):
@@ -114,7 +97,7 @@ class QNetwork(_ObsNormalized):
         return self.net(torch.cat([self.normalize(observations), actions], -1)).squeeze(-1)
 
 
-class ValueNetwork(_ObsNormalized):
+class ValueNetwork(ObservationNormalized):
     """V(s): an MLP on the normalised state."""
 
     def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (256, 256)):
@@ -125,7 +108,7 @@ class ValueNetwork(_ObsNormalized):
         return self.net(self.normalize(observations)).squeeze(-1)
 
 
-class StateActionClassifier(_ObsNormalized):
+class StateActionClassifier(ObservationNormalized):
     """A logit for (s, a [, extra features]): the discriminators of DWBC and RGM."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256),
@@ -154,10 +137,9 @@ class TanhGaussianActor(nn.Module):
         self.log_std_net = mlp([task.obs_dim, *hidden, task.act_dim])
 
     def _pre_tanh(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.deterministic
-        x = (observations - p.obs_mean) / p.obs_std
+        x = self.deterministic.normalize(observations)
         log_std = self.log_std_net(x).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
-        return p.net(x), log_std.exp()
+        return self.deterministic.net(x), log_std.exp()
 
     def sample(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised actions and their log-density (summed over action dimensions)."""
