@@ -112,6 +112,8 @@ def unpack_columns(pack: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if meta.get("format") != FORMAT_VERSION:
         raise DatasetError(f"{pack}: pack format {meta.get('format')}, this version reads "
                            f"{FORMAT_VERSION}; update dspo-ray or re-pack the file")
+    if meta.get("codec") not in ("columns", "replay"):
+        raise DatasetError(f"{pack}: unknown pack encoding {meta.get('codec')!r}; update dspo-ray")
     spec = get_task(meta["task"])
     shapes = {k: tuple(v) for k, v in meta["shapes"].items()}
     data = {k: _unshuffle(arrays[k], _DTYPES[k], shapes[k]) for k in REQUIRED_KEYS if k in arrays}
