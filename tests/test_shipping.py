@@ -14,8 +14,8 @@ from dspo_ray.data.shipping import can_replay, pack_dataset, unpack_columns
 
 @pytest.fixture(scope="module")
 def swimmer_collection(tmp_path_factory):
-    """A real (tiny) SwimmerVel collection: 2 runs' worth of reset seeds are not needed, one run of
-    3 episodes of 1000 steps (the grid filter keeps 2: the pack must find which seeds they had)."""
+    """A real (tiny) SwimmerVel collection: one run of 3 episodes of 1000 steps, of which the grid
+    filter keeps 2 (the pack must find which of the run's reset seeds they had)."""
     cfg = CollectConfig(task="SwimmerVel", episodes=3, keep=2, n_envs=1, steps_per_env=500, seed=4)
     return collect(cfg, tmp_path_factory.mktemp("swimmer"), log=lambda m: None).path
 
