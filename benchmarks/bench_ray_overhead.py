@@ -93,7 +93,7 @@ def tune_run(task: str, storage: Path, num_workers: int) -> tuple[float, float]:
     result = run_sweep(config)
     total = time.perf_counter() - start
     row = result.trials.iloc[0]
-    assert row["finished"], "the benchmark trial did not finish"
+    assert row["status"] == "finished", "the benchmark trial did not finish"
     return float(row["time/trial_s"]), total
 
 

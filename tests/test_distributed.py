@@ -124,7 +124,7 @@ def test_shipped_configs_are_valid_and_help_documents_every_option():
 
 
 def test_objective_ranks_every_safe_result_above_every_unsafe_one():
-    from dspo_ray.distributed.sweep import objective
+    from dspo_ray.analysis.results import objective
 
     assert objective(0.7, 0.5) == pytest.approx(0.7)
     assert objective(0.1, 1.0) > objective(5.0, 1.01)          # safe beats unsafe
@@ -192,8 +192,7 @@ def test_a_trial_that_raises_is_retried_and_completes(local_ray, tmp_path):
                              train={"num_workers": 0})
     result = run_sweep(sweep_config_from_dict(cfg))
     t = result.trials
-    assert len(t) == 1 and t.loc[0, "finished"] and t.loc[0, "retries"] == 1
-    assert t.loc[0, "status"] == "TERMINATED"
+    assert len(t) == 1 and t.loc[0, "status"] == "finished" and t.loc[0, "retries"] == 1
 
 
 # ------------------------------------------------------------------------- DSPO through the sweep
@@ -213,16 +212,22 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
     config = sweep_config_from_dict(cfg)
     result = run_sweep(config)
     t = result.trials
-    assert len(t) == 2 and (t["status"] == "TERMINATED").all()
-    assert t["finished"].sum() >= 1  # ASHA may stop the second at the discriminator rung
+    assert len(t) == 2 and t["status"].isin(["finished", "incomplete"]).all()
+    assert (t["status"] == "finished").sum() >= 1  # ASHA may stop the second at the first rung
     assert t["params/discriminator.vclub_coef"].nunique() == 2  # two Optuna proposals
-    done = t[t["finished"]]
+    done = t[t["status"] == "finished"]
     assert done["eval/normalized_cost"].notna().all() and done["progress"].eq(6).all()
     exp = Path(result.experiment_path)
     summary = pd.read_csv(exp / "summary.csv")
     assert list(summary["task"]) == ["CarCircle"] and summary.loc[0, "seeds"] == 1
     assert summary.loc[0, "objective"] == pytest.approx(done["objective"].max())
-    assert bool(summary.loc[0, "safe"]) == (summary.loc[0, "eval/normalized_cost"] <= 1)
+    assert bool(summary.loc[0, "safe"]) == (summary.loc[0, "cost_mean"] <= 1)
+    # ASHA ends an evaluated trial at its max_t rung: the tables still count it (one reader)
+    from dspo_ray.analysis import load_results, table1
+
+    trials, _ = load_results(str(exp))
+    assert (trials["status"] == "finished").sum() == len(done)
+    assert "no result" not in table1(trials, "md")
     for trial_dir in exp.glob("run_trial_*"):
         assert (trial_dir / "result.json").exists() and (trial_dir / "params.json").exists()
     # the three training stages ran as Ray Train runs (checkpoints under the experiment)

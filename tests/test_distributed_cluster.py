@@ -129,7 +129,7 @@ def test_worker_node_lost_mid_trial_ends_in_retried_completed_trial(two_node_clu
     # the DDP stage had one worker on each node
     assert len(set(events["nodes_before"].values())) == 2
     t = result.trials
-    assert len(t) == 1 and t.loc[0, "finished"] and t.loc[0, "status"] == "TERMINATED"
+    assert len(t) == 1 and t.loc[0, "status"] == "finished"
     assert t.loc[0, "retries"] >= 1
     last = result.trials.loc[0]
     assert last["eval/normalized_reward"] > 0.99               # it trained to the end

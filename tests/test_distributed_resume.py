@@ -120,6 +120,6 @@ def test_resume_after_killed_driver_keeps_finished_trials(tmp_path, ray_root):
     for name, text in before.items():  # finished trials kept, not rerun (same reports)
         assert after[name] == text
     trials = pd.read_csv(exp / "trials.csv")
-    assert len(trials) == 4 and trials["finished"].all()
+    assert len(trials) == 4 and (trials["status"] == "finished").all()
     assert trials["group"].is_unique and trials["params/lr"].nunique() == 4
     assert "CarCircle" in resumed.stdout and "trials: 4 (4 finished" in resumed.stdout

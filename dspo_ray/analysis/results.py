@@ -5,11 +5,18 @@ filesystem (``s3://...``): one folder per trial holding ``params.json`` (the tri
 method, task, seed, group and the sampled ``params``), ``result.json`` (one JSON object per
 report; the last is the trial's final state) and ``error.txt`` when the trial failed. We read those
 files directly, so partial and interrupted sweeps load too, and several sweeps combine.
+
+This is the one reader of sweep results: the sweep's own summary (``dspo_ray.distributed.sweep``)
+and the tables (``analysis/make_tables.py``) both use it, so they cannot disagree about which
+trials finished. A trial is *finished* when one of its reports carries the simulator evaluation
+(normalised reward and cost), whichever scheduler ran it: ASHA ends an evaluated trial at its
+``max_t`` rung, before the trial's closing report, so "the last report says completed" is not it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import PurePosixPath
 
 import pandas as pd
@@ -19,11 +26,39 @@ from dspo_ray.tasks import TASKS
 REWARD = "eval/normalized_reward"
 COST = "eval/normalized_cost"
 OBJECTIVE = "objective"
-KEY_COLUMNS = ["sweep", "trial", "method", "task", "suite", "seed", "group", "status"]
+KEY_COLUMNS = ["sweep", "trial", "method", "task", "suite", "seed", "group", "status", "trial_id"]
 
 
 class ResultsError(ValueError):
     """No results where the user pointed, or unreadable ones."""
+
+
+def objective(normalized_reward: float, normalized_cost: float) -> float:
+    """Maximise reward subject to cost <= 1, as one number (lexicographic).
+
+    Safe (cost <= 1): the normalised reward. Unsafe: ``-cost`` (< -1), so every safe result with
+    reward > -1 ranks above every unsafe one, and among unsafe results the less costly ranks
+    higher -- which gives TPE a slope towards safety instead of a flat penalty plateau.
+    """
+    if normalized_cost is None or not math.isfinite(normalized_cost):
+        return -math.inf
+    if normalized_cost <= 1.0:
+        return float(normalized_reward)
+    return -float(normalized_cost)
+
+
+def is_evaluated(report: dict) -> bool:
+    """Whether a report carries the simulator evaluation (normalised reward and cost)."""
+    return all(isinstance(report.get(k), (int, float)) and not isinstance(report.get(k), bool)
+               for k in (REWARD, COST))
+
+
+def trial_status(reports: list[dict], errored: bool) -> str:
+    """``finished`` (evaluated), ``error`` (failed before evaluation) or ``incomplete`` (stopped
+    early by the scheduler, or interrupted). The one definition, for every scheduler."""
+    if any(is_evaluated(r) for r in reports):
+        return "finished"
+    return "error" if errored else "incomplete"
 
 
 def _filesystem(uri: str):
@@ -76,9 +111,9 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All trials of one or more sweeps: ``(trials, reports)``.
 
     ``trials``: one row per trial: sweep, trial, method, task, suite, seed, group, status
-    (``finished`` / ``error`` / ``incomplete``: stopped early by the scheduler or interrupted), ``params/<key>``
-    for each sampled hyperparameter, and the last report's numbers (``eval/...``,
-    ``discriminator/...``, ``time/...``, ``objective``).
+    (:func:`trial_status`), trial_id (Tune's), ``params/<key>`` for each sampled hyperparameter,
+    and the numbers of its last evaluated report, or of its last report when none is evaluated
+    (``eval/...``, ``discriminator/...``, ``time/...``, ``objective``, ``progress``).
     ``reports``: one row per report of every trial (for learning curves), with ``trial`` and
     ``report`` (its index).
     """
@@ -93,20 +128,17 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
             config, reports = _read_trial(fs, trial_dir)
             if "method" not in config or "task" not in config:
                 continue  # a Ray Train run folder inside the sweep, not a Tune trial
-            last = reports[-1] if reports else {}
-            if _has_error(fs, trial_dir):
-                status = "error"
-            elif last.get("completed"):
-                status = "finished"
-            else:
-                status = "incomplete"  # stopped early by the scheduler, or interrupted
+            status = trial_status(reports, _has_error(fs, trial_dir))
+            # the row's numbers: the last evaluated report if there is one, else the last report
+            evaluated = [r for r in reports if is_evaluated(r)]
+            last = (evaluated or reports or [{}])[-1]
             trial_name = PurePosixPath(trial_dir).name
             task = config["task"]
             row = {"sweep": PurePosixPath(trial_dir).parent.name, "trial": trial_name,
                    "method": config["method"], "task": task,
                    "suite": TASKS[task].suite if task in TASKS else "custom",
                    "seed": config.get("seed"), "group": config.get("group", config["method"]),
-                   "status": status}
+                   "status": status, "trial_id": last.get("trial_id")}
             row.update({f"params/{k}": v for k, v in (config.get("params") or {}).items()})
             row.update({k: v for k, v in last.items() if _is_metric(k, v)})
             rows.append(row)
@@ -114,7 +146,7 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
                 report_rows.append({"trial": trial_name, "method": config["method"], "task": task,
                                     "seed": config.get("seed"), "report": i,
                                     **{k: v for k, v in rep.items() if _is_metric(k, v)}})
-    trials = pd.DataFrame(rows)
+    trials = pd.DataFrame(rows, columns=None if rows else KEY_COLUMNS)
     ordered = KEY_COLUMNS + sorted(c for c in trials.columns if c not in KEY_COLUMNS)
     trials = trials[ordered].sort_values(["method", "task", "group", "seed"]).reset_index(drop=True)
     return trials, pd.DataFrame(report_rows)

@@ -12,12 +12,13 @@ many the sweep ran, and how many trials failed.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 
-from dspo_ray.analysis.results import COST, OBJECTIVE, REWARD
+from dspo_ray.analysis.results import COST, OBJECTIVE, REWARD, objective
 from dspo_ray.tasks import SUITES, TASKS
 
 FORMATS = ("md", "latex", "html", "csv")
@@ -25,19 +26,18 @@ DISCRIMINATOR_METRICS = {"discriminator/recall": "Recall", "discriminator/accura
                          "discriminator/f1": "F1 Score", "discriminator/pearson": "Pearson Corr."}
 
 
-def _objective(reward: float, cost: float) -> float:
-    # the sweep's lexicographic objective, for trials that did not report one
-    if cost is None or not math.isfinite(cost):
-        return -math.inf
-    return reward if cost <= 1 else -cost
-
-
 def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, task): the chosen group's seeds aggregated.
 
     Columns: method, task, suite, group, reward_mean, reward_std, cost_mean, cost_std, seeds
-    (finished), seeds_expected, failed, safe.
+    (finished), seeds_expected, failed, safe, objective (the group's mean), config (the group's
+    sampled hyperparameters as JSON).
     """
+    trials = trials.copy()
+    for column in (REWARD, COST, OBJECTIVE):  # a sweep where no trial was evaluated yet
+        if column not in trials:
+            trials[column] = np.nan
+    param_cols = [c for c in trials.columns if c.startswith("params/")]
     out = []
     for (method, task), cell in trials.groupby(["method", "task"], sort=True):
         expected = cell["seed"].nunique()
@@ -47,19 +47,28 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
                 "seeds_expected": expected, "failed": failed}
         if done.empty:
             out.append({**base, "group": None, "reward_mean": np.nan, "reward_std": np.nan,
-                        "cost_mean": np.nan, "cost_std": np.nan, "seeds": 0, "safe": False})
+                        "cost_mean": np.nan, "cost_std": np.nan, "seeds": 0, "safe": False,
+                        "objective": np.nan, "config": None})
             continue
         if OBJECTIVE not in done or done[OBJECTIVE].isna().any():
-            done[OBJECTIVE] = [_objective(r, c) for r, c in zip(done[REWARD], done[COST])]
+            done[OBJECTIVE] = [objective(r, c) for r, c in zip(done[REWARD], done[COST])]
         by_group = done.groupby("group").agg(objective=(OBJECTIVE, "mean"), seeds=("seed", "nunique"))
         group = by_group.sort_values(["objective", "seeds"], ascending=False).index[0]
         g = done[done["group"] == group]
         cost = float(g[COST].mean())
+        params = {c[len("params/"):]: _plain(g[c].iloc[0]) for c in param_cols
+                  if pd.notna(g[c].iloc[0])}
         out.append({**base, "group": group, "reward_mean": float(g[REWARD].mean()),
                     "reward_std": float(g[REWARD].std(ddof=0)), "cost_mean": cost,
                     "cost_std": float(g[COST].std(ddof=0)),
-                    "seeds": int(g["seed"].nunique()), "safe": bool(cost <= 1.0)})
+                    "seeds": int(g["seed"].nunique()), "safe": bool(cost <= 1.0),
+                    "objective": float(by_group.loc[group, "objective"]),
+                    "config": json.dumps(params, default=str)})
     return pd.DataFrame(out)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def rank_methods(cells: pd.DataFrame) -> pd.DataFrame:

@@ -2,8 +2,8 @@
 
 The pieces, top to bottom:
 
-* :func:`objective` -- the constrained goal as one number: maximise normalised reward subject to
-  normalised cost <= 1, lexicographically (every safe result beats every unsafe one).
+* ``objective`` (from ``dspo_ray.analysis.results``) -- the constrained goal as one number:
+  maximise normalised reward subject to normalised cost <= 1, lexicographically.
 * :class:`CellGridSearcher` -- a Tune ``Searcher`` holding one Tune ``OptunaSearch`` (seeded TPE)
   per (method, task) cell. Each configuration Optuna proposes becomes one Tune trial per seed;
   when all its seeds are done Optuna is told their mean objective. Tasks and seeds are therefore a
@@ -43,6 +43,8 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from dspo_ray.analysis.results import COST, REWARD, load_results, objective
+from dspo_ray.analysis.tables import choose_configurations
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
                                          method_config, sweep_config_from_dict, _import_custom)
@@ -50,8 +52,6 @@ from dspo_ray.distributed.train_runner import RayTrainRunner
 
 METRIC = "objective"
 MODE = "max"
-REWARD = "eval/normalized_reward"
-COST = "eval/normalized_cost"
 
 # Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s)
 # and each ray.train.report waits for a poll: 0.2 s saves ~3 s per stage and ~1.8 s per report.
@@ -61,20 +61,6 @@ RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_PRINT_P
 
 
 # ----------------------------------------------------------------------------------- objective
-
-def objective(normalized_reward: float, normalized_cost: float) -> float:
-    """Maximise reward subject to cost <= 1, as one number (lexicographic).
-
-    Safe (cost <= 1): the normalised reward. Unsafe: ``-cost`` (< -1), so every safe result with
-    reward > -1 ranks above every unsafe one, and among unsafe results the less costly ranks
-    higher -- which gives TPE a slope towards safety instead of a flat penalty plateau.
-    """
-    if normalized_cost is None or not math.isfinite(normalized_cost):
-        return -math.inf
-    if normalized_cost <= 1.0:
-        return float(normalized_reward)
-    return -float(normalized_cost)
-
 
 def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None) -> dict[str, Any]:
     """Adds ``objective`` (final when reward and cost are known, else ``intermediate``'s value)
@@ -509,54 +495,22 @@ def _ray_log_dir() -> str | None:
 
 
 def collect_results(config: SweepConfig, ray_logs: str | None = None) -> SweepResult:
-    """Read the experiment's trial results (no Ray needed) and write trials.csv/summary.csv."""
+    """Read the experiment's trials with the analysis reader (the one the tables use, so the two
+    agree on what finished), add Tune's failure counts, write trials.csv and summary.csv."""
     from ray.tune import ExperimentAnalysis
 
     path = experiment_path(config)
-    analysis = ExperimentAnalysis(path, default_metric=METRIC, default_mode=MODE)
-    rows = []
-    for trial in analysis.trials:
-        last = dict(trial.last_result or {})
-        row = {"trial_id": trial.trial_id, "status": trial.status,
-               "method": trial.config.get("method"), "task": trial.config.get("task"),
-               "seed": trial.config.get("seed"), "group": trial.config.get("group"),
-               "retries": trial.num_failures,
-               # evaluated: the trial's own final report, or its evaluation report (with
-               # ASHA's max_t at the last stage the scheduler ends the trial right there)
-               "finished": bool(last.get("completed") or last.get("final_objective") == 1)}
-        row.update({f"params/{k}": v for k, v in (trial.config.get("params") or {}).items()})
-        row.update({k: last.get(k) for k in (METRIC, REWARD, COST, "eval/safe", "progress",
-                                              "time/trial_s")})
-        rows.append(row)
-    trials = pd.DataFrame(rows).sort_values(["method", "task", "group", "seed"]).reset_index(drop=True)
-    summary = summarize(trials)
+    trials, _ = load_results(path)
+    # how often each trial failed is Tune's bookkeeping (its experiment state), not a report
+    failures = {t.trial_id: t.num_failures
+                for t in ExperimentAnalysis(path, default_metric=METRIC, default_mode=MODE).trials}
+    trials["failures"] = [int(failures.get(i, 0)) for i in trials["trial_id"]]
+    # a retry is a failure followed by another attempt: an errored trial's last failure was not
+    trials["retries"] = trials["failures"] - (trials["status"] == "error").astype(int)
+    summary = choose_configurations(trials)
     _write_csv(trials, f"{path}/trials.csv")
     _write_csv(summary, f"{path}/summary.csv")
     return SweepResult(path, trials, summary, config.work_root(), ray_logs)
-
-
-def summarize(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, task): the configuration with the best mean objective over its finished
-    seeds; its mean normalised reward and cost; safe when the mean normalised cost is <= 1."""
-    done = trials[trials["finished"] & trials[METRIC].notna()]
-    if done.empty:
-        return pd.DataFrame(columns=["method", "task", "best_group", "seeds", REWARD, COST,
-                                     "safe", METRIC])
-    param_cols = [c for c in trials.columns if c.startswith("params/")]
-    out = []
-    for (method, task), cell in done.groupby(["method", "task"], sort=True):
-        groups = cell.groupby("group").agg(
-            objective=(METRIC, "mean"), reward=(REWARD, "mean"), cost=(COST, "mean"),
-            seeds=("seed", "count"))
-        best = groups.sort_values(["objective", "seeds"], ascending=False).index[0]
-        g = groups.loc[best]
-        first = cell[cell["group"] == best].iloc[0]
-        params = {c[len("params/"):]: first[c] for c in param_cols
-                  if c in first and pd.notna(first[c])}
-        out.append({"method": method, "task": task, "best_group": best, "seeds": int(g.seeds),
-                    REWARD: g.reward, COST: g.cost, "safe": bool(g.cost <= 1.0),
-                    METRIC: g.objective, "config": json.dumps(params, default=str)})
-    return pd.DataFrame(out)
 
 
 def _write_csv(frame: pd.DataFrame, uri: str) -> None:
@@ -577,27 +531,33 @@ def format_summary(result: SweepResult) -> str:
     """The results table per task, then where everything is."""
     lines = []
     s = result.summary
-    if s.empty:
+    evaluated = s[s["seeds"] > 0] if not s.empty else s
+    if evaluated.empty:
         lines.append("no trial finished")
     else:
-        mw = max(8, *(len(m) for m in s["method"]))
+        mw = max(8, *(len(m) for m in evaluated["method"]))
         header = (f"{'method':<{mw}} {'task':<14} {'seeds':>5} {'reward':>8} {'cost':>7} "
                   f"{'safe':>5}  best configuration")
         lines += [header, "-" * len(header)]
         for _, r in s.iterrows():
+            if r["seeds"] == 0:
+                lines.append(f"{r['method']:<{mw}} {r['task']:<14} {0:>5}  no evaluated trial")
+                continue
             cfg = json.loads(r["config"])
             cfg_text = ", ".join(f"{k}={_short(v)}" for k, v in cfg.items()) or "(defaults)"
-            lines.append(f"{r['method']:<{mw}} {r['task']:<14} {r['seeds']:>5} {r[REWARD]:>8.3f} "
-                         f"{r[COST]:>7.3f} {'yes' if r['safe'] else 'NO':>5}  {cfg_text}")
+            lines.append(f"{r['method']:<{mw}} {r['task']:<14} {r['seeds']:>5} "
+                         f"{r['reward_mean']:>8.3f} {r['cost_mean']:>7.3f} "
+                         f"{'yes' if r['safe'] else 'NO':>5}  {cfg_text}")
     t = result.trials
-    n_err = int((t["status"] == "ERROR").sum())
+    counts = t["status"].value_counts()
     lines.append("")
-    lines.append(f"trials: {len(t)} ({int(t['finished'].sum())} finished, "
-                 f"{int((~t['finished'] & (t['status'] == 'TERMINATED')).sum())} stopped early "
-                 f"by ASHA, {n_err} errored, {int(t['retries'].sum())} retries)")
+    lines.append(f"trials: {len(t)} ({int(counts.get('finished', 0))} finished, "
+                 f"{int(counts.get('incomplete', 0))} stopped early or interrupted, "
+                 f"{int(counts.get('error', 0))} errored, {int(t['retries'].sum())} retried)")
     lines.append("reward/cost: normalised, mean over seeds; safe = mean normalised cost <= 1")
     lines.append(f"results: {result.experiment_path} (summary.csv, trials.csv, one folder per "
-                 f"trial with result.json / progress.csv / error.txt)")
+                 f"trial with result.json / progress.csv / error.txt); tables: "
+                 f"python analysis/make_tables.py --results {result.experiment_path}")
     lines.append(f"trial work folders (models, datasets, stage checkpoints): {result.work_root}")
     if result.ray_logs:
         lines.append(f"Ray logs: {result.ray_logs}")
