@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from dspo_ray.evaluation import evaluate
+from dspo_ray.evaluation import available_cpus, evaluate
 from dspo_ray.policies import MLPPolicy
 from dspo_ray.tasks import get_task
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", nargs="+", default=["CarCircle", "SwimmerVel"])
     parser.add_argument("--episodes", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--workers", type=int, default=available_cpus())
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -56,7 +56,7 @@ def main() -> None:
         "",
         f"- command: `python {' '.join(sys.argv)}`",
         f"- machine: {platform.node()}, {platform.processor() or platform.machine()}, "
-        f"{len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}, torch {torch.__version__}",
+        f"{available_cpus()} CPUs, Python {platform.python_version()}, torch {torch.__version__}",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "
         f"load average at the end: {os.getloadavg()[0]:.2f}",
         "- policy: untrained MLPPolicy (256x256), one torch thread per process; each run includes "

@@ -115,6 +115,13 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS has one: Linux; else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
              workers: int | None = None, cost_limit: float | None = None,
              env_streams: int = 4) -> EvalResult:
@@ -135,7 +142,7 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
     if workers is None:
         # starting a worker process costs seconds (imports, simulator): only worth it for long runs
         small = episodes * spec.max_episode_steps < PARALLEL_MIN_STEPS
-        workers = 1 if small else len(os.sched_getaffinity(0))
+        workers = 1 if small else available_cpus()
     workers = max(1, min(workers, len(streams)))
     if workers == 1:
         parts = [_run_streams(policy, spec.name, streams)]
