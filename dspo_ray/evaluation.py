@@ -130,6 +130,11 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if env_streams < 1:
         raise ValueError(f"env_streams must be >= 1, got {env_streams}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1 (or None for automatic), got {workers}")
+    from dspo_ray.policies import check_policy_fits
+
+    check_policy_fits(policy, spec.obs_dim, spec.act_dim, spec.name)  # before any episode runs
     seeds = [seed + i for i in range(episodes)]
     streams = [seeds[k::env_streams] for k in range(min(env_streams, episodes))]
     if workers is None:
