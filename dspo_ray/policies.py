@@ -121,8 +121,9 @@ def load_policy(path: str | Path) -> nn.Module:
         policy = POLICY_KINDS[saved["kind"]](**saved["config"])
         policy.load_state_dict(saved["state_dict"])
     except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
-        # the first line only: torch's own advice (weights_only=False) is wrong for our files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        # the first sentence only: torch's advice that follows (weights_only=False) is wrong here
+        text = str(e).strip()
+        reason = text.splitlines()[0].split(". ")[0].rstrip(".") if text else ""
         raise PolicyError(f"{path} is not a dspo-ray policy file (written by save_policy): "
                           f"{type(e).__name__}: {reason}") from e
     return policy.eval()
