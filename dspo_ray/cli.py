@@ -48,21 +48,21 @@ def one_line(error: BaseException) -> str:
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None,
-            resumes: bool = False, extra: tuple[type[BaseException], ...] = ()) -> int:
+            resume_hint: str | None = None,
+            extra: Callable[[], tuple[type[BaseException], ...]] | None = None) -> int:
     """``main(argv)``'s exit status; bad input -> ``error: ...`` and 2; Ctrl-C -> 130.
 
-    ``resumes``: the script checkpoints, so the Ctrl-C line says that rerunning resumes.
-    ``extra``: more exception types that mean bad input for this script.
+    ``resume_hint``: what to do to resume after Ctrl-C (for scripts that checkpoint).
+    ``extra``: returns more exception types that mean bad input for this script (a function, so
+    that heavy modules are imported only when something went wrong).
     """
     try:
         return main(argv)
     except KeyboardInterrupt:
-        hint = ("; rerun the same command to resume from the last finished stage" if resumes
-                else "; nothing was written")
-        print(f"interrupted{hint}", file=sys.stderr)
+        print("interrupted" + (f"; {resume_hint}" if resume_hint else ""), file=sys.stderr)
         return 130
     except Exception as e:
-        if isinstance(e, input_errors() + extra):
+        if isinstance(e, input_errors() + (extra() if extra else ())):
             print(f"error: {one_line(e)}", file=sys.stderr)
             return 2
         raise
