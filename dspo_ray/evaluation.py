@@ -111,8 +111,12 @@ def _run_streams(policy, task: str, streams: list[list[int]]) -> list[list[Episo
 
 def _worker_init() -> None:
     # Each worker is one of several processes on few cores: one torch thread each.
+    import signal
+
     import torch
     torch.set_num_threads(1)
+    # Ctrl-C is the parent's to handle (one message, no traceback per worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
@@ -150,7 +154,14 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
         # spawn, not fork: forking a process that holds torch/Ray threads can deadlock
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                  initializer=_worker_init) as pool:
-            parts = list(pool.map(_run_streams, [policy] * workers, [spec.name] * workers, assignment))
+            try:
+                parts = list(pool.map(_run_streams, [policy] * workers, [spec.name] * workers,
+                                      assignment))
+            except KeyboardInterrupt:  # the workers ignore Ctrl-C: stop them, then re-raise
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     by_seed = {s: r for worker_streams, worker_results in zip(assignment, parts)
                for stream, stream_results in zip(worker_streams, worker_results)
                for s, r in zip(stream, stream_results)}
