@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's dspo_ray
 
-from dspo_ray.cli import positive_int, run_cli  # noqa: E402
+from dspo_ray.cli import nonnegative_int, positive_int, run_cli  # noqa: E402
 from dspo_ray.evaluation import evaluate  # noqa: E402
 from dspo_ray.tasks import TASKS, get_task  # noqa: E402
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="'random', the path of a policy saved by dspo_ray.policies.save_policy, "
                              "or a run folder holding policy.pt")
     parser.add_argument("--episodes", type=positive_int, default=20, help="number of episodes (DSRL: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="episode i is reset with seed + i")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes for episodes (default: all CPUs; 1 = this process)")
     args = parser.parse_args(argv)
