@@ -29,7 +29,8 @@ def input_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [UsageError, ConfigError, DatasetError, SplitError,
                                          ArtefactError, PolicyError, UnknownTaskError,
-                                         FileNotFoundError, NotADirectoryError, IsADirectoryError]
+                                         FileNotFoundError, FileExistsError, NotADirectoryError,
+                                         IsADirectoryError, PermissionError]
     try:
         from dspo_ray.analysis import ResultsError
         errors.append(ResultsError)

@@ -180,6 +180,8 @@ CASES = [
      ["--eval-workers", ">= 1"], ["{out}"], None),
     ("11-train-out", T, "--method bc_safe --task CarCircle --dataset {root}/nope.hdf5 --out {out}",
      2, ["nope.hdf5"], ["{out}"], None),
+    ("11-out-is-a-file", T, "--method bc_safe --task CarCircle --dataset {good} --n-safe 3 "
+     "--n-unlabelled 5 --out {root}/junk.pt", 2, ["junk.pt", "File exists"], [], None),
     ("11-ragged-columns", T, "--method bc_safe --task CarCircle --dataset {ragged} --out {out}", 2,
      ["different numbers of rows", "truncated or malformed"], ["{out}"], None),
 ]
