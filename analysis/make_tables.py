@@ -11,21 +11,22 @@ hyperparameters.<ext> (Optuna importances), trials.csv (the tidy DataFrame) and 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from dspo_ray.analysis import (FORMATS, ResultsError, hyperparameter_plots, learning_curves,
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's dspo_ray
+
+from dspo_ray.analysis import (FORMATS, hyperparameter_plots, learning_curves,  # noqa: E402
                                load_results, parameter_importances, reward_cost_plots, table1,
                                table2)
+from dspo_ray.cli import run_cli  # noqa: E402
+from dspo_ray.io import write_bytes_atomic  # noqa: E402
 
 EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv"}
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, text.encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     args = parser.parse_args(argv)
 
-    try:
-        trials, reports = load_results(args.results)
-    except ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    trials, reports = load_results(args.results)  # ResultsError: exit 2 (run_cli)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ext = EXTENSIONS[args.format]
@@ -64,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -113,6 +113,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 
 def _check_range(value: Any, meta: Mapping[str, Any], key: str) -> None:
+    if isinstance(value, (tuple, list)):  # a range on a list field holds for every item
+        for i, item in enumerate(value):
+            _check_range(item, meta, f"{key}[{i}]")
+        return
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     checks = {"ge": (lambda v, b: v >= b, ">="), "le": (lambda v, b: v <= b, "<="),
@@ -211,13 +215,26 @@ def with_overrides(config: T, overrides: Mapping[str, Any]) -> T:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; a missing, empty or unparsable file is a ConfigError
+    naming the file (and, for a syntax error, the line)."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        what = "is a folder, not a" if path.is_dir() else "does not exist: give an existing"
+        raise ConfigError(f"config file {path} {what} YAML file")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem}); fix the file's syntax") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the file ({e})") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; give at least one setting")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return data

@@ -111,8 +111,12 @@ def _run_streams(policy, task: str, streams: list[list[int]]) -> list[list[Episo
 
 def _worker_init() -> None:
     # Each worker is one of several processes on few cores: one torch thread each.
+    import signal
+
     import torch
     torch.set_num_threads(1)
+    # Ctrl-C is the parent's to handle (one message, no traceback per worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def available_cpus() -> int:
@@ -137,6 +141,11 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if env_streams < 1:
         raise ValueError(f"env_streams must be >= 1, got {env_streams}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1 (or None for automatic), got {workers}")
+    from dspo_ray.policies import check_policy_fits
+
+    check_policy_fits(policy, spec.obs_dim, spec.act_dim, spec.name)  # before any episode runs
     seeds = [seed + i for i in range(episodes)]
     streams = [seeds[k::env_streams] for k in range(min(env_streams, episodes))]
     if workers is None:
@@ -152,7 +161,14 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
         # spawn, not fork: forking a process that holds torch/Ray threads can deadlock
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                  initializer=_worker_init) as pool:
-            parts = list(pool.map(_run_streams, [policy] * workers, [spec.name] * workers, assignment))
+            try:
+                parts = list(pool.map(_run_streams, [policy] * workers, [spec.name] * workers,
+                                      assignment))
+            except KeyboardInterrupt:  # the workers ignore Ctrl-C: stop them, then re-raise
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     by_seed = {s: r for worker_streams, worker_results in zip(assignment, parts)
                for stream, stream_results in zip(worker_streams, worker_results)
                for s, r in zip(stream, stream_results)}

@@ -39,3 +39,34 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n"
     return write_bytes_atomic(path, text.encode())
+
+
+class ArtefactError(RuntimeError):
+    """A file an earlier run wrote that cannot be used as it is; the message names the file and
+    the command that clears it."""
+
+
+def unreadable(path: str | Path, load: Any) -> str | None:
+    """None if ``load(path)`` succeeds, else a one-line reason (for files written by an earlier run
+    that may have been truncated or corrupted since)."""
+    try:
+        load(Path(path))
+    except Exception as e:  # torch, numpy and json raise many types for a damaged file
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    return None
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path) -> Iterator[Path]:
+    """For a run folder: if it did not exist before the block and the block raises (or is
+    interrupted), it is removed again, so a failed run leaves nothing behind."""
+    import shutil
+
+    folder = Path(folder)
+    existed = folder.exists()
+    try:
+        yield folder
+    except BaseException:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -99,8 +99,19 @@ def save_policy(path: str | Path, policy: nn.Module, kind: str = "mlp") -> Path:
     return Path(path)
 
 
+class PolicyError(ValueError):
+    """A policy that cannot be used: not a policy file, or made for another task."""
+
+
 def load_policy(path: str | Path) -> nn.Module:
+    """The policy saved at ``path`` by :func:`save_policy` (or in a run folder holding
+    ``policy.pt``); raises :class:`PolicyError` naming the file for anything else."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "policy.pt").is_file():
+            raise FileNotFoundError(f"{path} is a folder without a policy.pt; give the policy "
+                                    f"file itself (a run's policy.pt)")
+        path = path / "policy.pt"
     if not path.is_file():
         raise FileNotFoundError(f"policy file {path} does not exist")
     try:
@@ -110,6 +121,21 @@ def load_policy(path: str | Path) -> nn.Module:
         policy = POLICY_KINDS[saved["kind"]](**saved["config"])
         policy.load_state_dict(saved["state_dict"])
     except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
-        raise ValueError(f"{path} is not a dspo-ray policy file (written by save_policy): "
-                         f"{type(e).__name__}: {e}") from e
+        # the first sentence only: torch's advice that follows (weights_only=False) is wrong here
+        text = str(e).strip()
+        reason = text.splitlines()[0].split(". ")[0].rstrip(".") if text else ""
+        raise PolicyError(f"{path} is not a dspo-ray policy file (written by save_policy): "
+                          f"{type(e).__name__}: {reason}") from e
     return policy.eval()
+
+
+def check_policy_fits(policy: object, obs_dim: int, act_dim: int, task_name: str) -> None:
+    """Refuse a saved policy whose observation or action size is not the task's."""
+    config = getattr(policy, "config", None)
+    if not isinstance(config, dict):
+        return
+    for what, want in (("obs_dim", obs_dim), ("act_dim", act_dim)):
+        have = config.get(what)
+        if have is not None and int(have) != int(want):
+            raise PolicyError(f"the policy was trained for {what}={have}, task {task_name} has "
+                              f"{what}={want}; evaluate it on the task it was trained on")

@@ -71,7 +71,15 @@ class LocalContext:
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
-            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            try:
+                return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+            except Exception as e:  # truncated or corrupted: start the stage over, say so
+                import sys
+
+                print(f"warning: checkpoint {self.checkpoint_path} is unreadable "
+                      f"({type(e).__name__}); the stage starts from the beginning",
+                      file=sys.stderr, flush=True)
+                Path(self.checkpoint_path).unlink(missing_ok=True)
         return None
 
 

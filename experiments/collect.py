@@ -182,4 +182,6 @@ def shipped_table() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dspo_ray.cli import run_cli
+
+    sys.exit(run_cli(main, resume_hint="rerun the same command to resume the collection"))

@@ -10,40 +10,40 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-from dspo_ray.evaluation import evaluate
-from dspo_ray.tasks import TASKS, UnknownTaskError, get_task
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's dspo_ray
+
+from dspo_ray.cli import nonnegative_int, positive_int, run_cli  # noqa: E402
+from dspo_ray.evaluation import evaluate  # noqa: E402
+from dspo_ray.tasks import TASKS, get_task  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
     parser.add_argument("--policy", default="random",
-                        help="'random' or the path of a policy saved by dspo_ray.policies.save_policy")
-    parser.add_argument("--episodes", type=int, default=20, help="number of episodes (DSRL: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
-    parser.add_argument("--workers", type=int, default=None,
+                        help="'random', the path of a policy saved by dspo_ray.policies.save_policy, "
+                             "or a run folder holding policy.pt")
+    parser.add_argument("--episodes", type=positive_int, default=20, help="number of episodes (DSRL: 20)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="episode i is reset with seed + i")
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes for episodes (default: all CPUs; 1 = this process)")
     args = parser.parse_args(argv)
 
-    try:
-        spec = get_task(args.task)
-        if args.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-        if args.policy == "random":
-            from dspo_ray.envs import make_env
-            from dspo_ray.policies import RandomPolicy
+    spec = get_task(args.task)
+    if args.policy == "random":
+        from dspo_ray.envs import make_env
+        from dspo_ray.policies import RandomPolicy
 
-            env = make_env(spec, seed=args.seed)
-            policy = RandomPolicy(env.action_space.low, env.action_space.high)
-            env.close()
-        else:
-            from dspo_ray.policies import load_policy
+        env = make_env(spec, seed=args.seed)
+        policy = RandomPolicy(env.action_space.low, env.action_space.high)
+        env.close()
+    else:
+        from dspo_ray.policies import check_policy_fits, load_policy
 
-            policy = load_policy(args.policy)
-    except (UnknownTaskError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        policy = load_policy(args.policy)
+        check_policy_fits(policy, spec.obs_dim, spec.act_dim, spec.name)
 
     start = time.perf_counter()
     result = evaluate(policy, spec, episodes=args.episodes, seed=args.seed, workers=args.workers)
@@ -53,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -165,4 +165,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dspo_ray.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dspo_ray.config import ConfigError  # noqa: E402
+from dspo_ray.cli import positive_int, run_cli  # noqa: E402
 from dspo_ray.distributed.config import load_sweep_config  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "experiments" / "configs" / "quick.yaml"
@@ -63,15 +63,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (overrides 'seeds')")
     p.add_argument("--methods", nargs="+", default=None,
                    help="methods: dspo and/or baselines (overrides 'methods')")
-    p.add_argument("--num-samples", type=int, default=None,
+    p.add_argument("--num-samples", type=positive_int, default=None,
                    help="configurations per (method, task) (overrides 'num_samples')")
-    p.add_argument("--max-concurrent", type=int, default=None,
+    p.add_argument("--max-concurrent", type=positive_int, default=None,
                    help="trials at once (overrides 'max_concurrent_trials'; default: what the "
                         "cluster's CPUs/GPUs hold)")
-    p.add_argument("--num-cpus", type=int, default=None,
+    p.add_argument("--num-cpus", type=positive_int, default=None,
                    help="CPUs of the embedded local Ray (default: all of this machine's)")
     p.add_argument("--check", action="store_true",
-                   help="validate the config, print the plan and exit without starting Ray")
+                   help="validate the config and each task's dataset (found, header checked), "
+                        "print the plan and exit without starting Ray")
     return p.parse_args(argv)
 
 
@@ -80,20 +81,19 @@ def main(argv=None) -> int:
     overrides = {"storage": args.storage, "name": args.name, "workdir": args.workdir,
                  "tasks": args.tasks, "seeds": args.seeds, "methods": args.methods,
                  "num_samples": args.num_samples}
-    try:
-        config = load_sweep_config(args.config, **overrides)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config = load_sweep_config(args.config, **overrides)
     print(f"sweep {config.name!r}: {len(config.methods)} method(s) x {len(config.tasks)} task(s) "
           f"x {len(config.seeds)} seed(s) -> {config.total_trials()} trials; "
           f"storage {config.storage_uri()}")
     if args.check:
+        if not all(":" in m for m in config.methods):  # custom methods bring their own data
+            from dspo_ray.data import check_task_datasets
+
+            check_task_datasets(config.tasks, config.dataset_dir)
         print("config OK")
         return 0
 
-    from dspo_ray.distributed.sweep import (ExperimentExistsError, MissingDatasetError,
-                                            choose_experiment, format_summary, run_sweep)
+    from dspo_ray.distributed.sweep import choose_experiment, format_summary, run_sweep
 
     if args.name is None:
         # the config's name: --resume continues its newest run; a new run never overwrites one
@@ -103,17 +103,32 @@ def main(argv=None) -> int:
         config = chosen
 
     start = time.perf_counter()
-    try:
-        result = run_sweep(config, address=args.address, resume=args.resume,
-                           num_cpus=args.num_cpus, max_concurrent=args.max_concurrent)
-    except (ExperimentExistsError, MissingDatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    result = run_sweep(config, address=args.address, resume=args.resume,
+                       num_cpus=args.num_cpus, max_concurrent=args.max_concurrent)
     print()
     print(format_summary(result))
     print(f"wall time: {time.perf_counter() - start:.0f} s")
-    return 0
+    return sweep_exit_status(result)
+
+
+def sweep_exit_status(result) -> int:
+    """0 if at least one trial finished (was evaluated); else 1, with the reason on stderr."""
+    status = result.trials["status"] if "status" in result.trials else []
+    finished = int((status == "finished").sum()) if len(status) else 0
+    if finished:
+        return 0
+    errored = int((status == "error").sum()) if len(status) else 0
+    print(f"error: no trial finished ({errored} of {len(status)} errored); each trial's "
+          f"error.txt under {result.experiment_path} says why", file=sys.stderr)
+    return 1
+
+
+def _sweep_errors() -> tuple[type[BaseException], ...]:
+    from dspo_ray.distributed.sweep import ExperimentExistsError, MissingDatasetError
+
+    return ExperimentExistsError, MissingDatasetError
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, resume_hint="rerun with --resume to continue the sweep",
+                     extra=_sweep_errors))

@@ -16,21 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-from dspo_ray.baselines.common import (METHODS, ConfigError, UnknownMethodError, get_method,
-                                       run_method)
-from dspo_ray.data import DatasetError, SplitConfig, SplitError
-from dspo_ray.io import write_json_atomic
-from dspo_ray.tasks import TASKS, UnknownTaskError, get_task
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's dspo_ray
 
-
-def parse_override(text: str) -> tuple[str, object]:
-    """``key=value``; the value is read as YAML (``3e-4``, ``[64, 64]``, ``true``)."""
-    import yaml
-
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+from dspo_ray.baselines.common import (METHODS, ConfigError, config_from_dict,  # noqa: E402
+                                       get_method, run_method)
+from dspo_ray.cli import positive_int, run_cli, yaml_override  # noqa: E402
+from dspo_ray.data import SplitConfig  # noqa: E402
+from dspo_ray.io import removed_on_failure, write_json_atomic  # noqa: E402
+from dspo_ray.tasks import TASKS, get_task  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,16 +36,16 @@ def main(argv: list[str] | None = None) -> int:
                              "then the shipped datasets/)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the method's)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], type=parse_override,
+    parser.add_argument("--set", dest="overrides", action="append", default=[], type=yaml_override,
                         metavar="KEY=VALUE", help="any other config option; repeatable")
-    parser.add_argument("--n-safe", type=int, default=None,
+    parser.add_argument("--n-safe", type=positive_int, default=None,
                         help="safe demonstrations in the split (default: the paper's, 15)")
-    parser.add_argument("--n-unlabelled", type=int, default=None,
+    parser.add_argument("--n-unlabelled", type=positive_int, default=None,
                         help="unlabelled trajectories in the split (default: the paper's Table 3)")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="final evaluation episodes (DSRL: 20)")
-    parser.add_argument("--eval-workers", type=int, default=None,
+    parser.add_argument("--eval-episodes", type=positive_int, default=20, help="final evaluation episodes (DSRL: 20)")
+    parser.add_argument("--eval-workers", type=positive_int, default=None,
                         help="processes for evaluation episodes (default: all CPUs)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1: several threads on a shared or busy "
                              "machine are much slower than one; raise it on a dedicated one)")
     parser.add_argument("--out", default=None,
@@ -62,33 +55,25 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(args.overrides)
     if args.steps is not None:
         overrides["steps"] = args.steps
-    try:
-        get_method(args.method)
-        spec = get_task(args.task)
-        if args.eval_episodes < 1:
-            raise ValueError(f"--eval-episodes must be >= 1, got {args.eval_episodes}")
-        if "seed" in overrides:
-            raise ConfigError("seed: use --seed, not --set seed=...")
-    except (UnknownMethodError, UnknownTaskError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config_cls, _ = get_method(args.method)
+    spec = get_task(args.task)
+    if "seed" in overrides:
+        raise ConfigError("seed: use --seed, not --set seed=...")
+    config_from_dict(config_cls, {**overrides, "seed": args.seed})  # every setting, before any work
+    split = SplitConfig(n_safe=args.n_safe, n_unlabelled=args.n_unlabelled)
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs/baselines") / args.method / spec.name / f"seed{args.seed}"
-    try:
+    with removed_on_failure(out):  # a failed or interrupted run leaves no folder behind
         metrics = run_method(args.method, spec.name, args.seed, overrides, dataset=args.dataset,
                              workdir=out, eval_episodes=args.eval_episodes,
-                             eval_workers=args.eval_workers,
-                             split=SplitConfig(n_safe=args.n_safe, n_unlabelled=args.n_unlabelled))
-    except (ConfigError, DatasetError, SplitError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    metrics["run_dir"] = str(out)
-    write_json_atomic(out / "result.json", metrics)
+                             eval_workers=args.eval_workers, split=split)
+        metrics["run_dir"] = str(out)
+        write_json_atomic(out / "result.json", metrics)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

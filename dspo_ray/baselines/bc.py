@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, TransitionSampler, action_bounds, all_observations,
                                        emit, resolve_device, seed_everything, should_log)
 from dspo_ray.data import CostLabelFreeData
@@ -21,17 +22,17 @@ from dspo_ray.policies import MLPPolicy
 
 @dataclass(frozen=True)
 class BCAllConfig:
-    steps: int = 100_000
+    steps: int = bounded(100_000, ge=1)
     """Gradient steps (OSRL BC default)."""
-    batch_size: int = 512
+    batch_size: int = bounded(512, ge=1)
     """Transitions per minibatch."""
-    lr: float = 1e-3
+    lr: float = bounded(1e-3, gt=0)
     """Adam learning rate."""
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = bounded((256, 256), ge=1)
     """Policy MLP hidden sizes."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     """Seeds initialisation and minibatch draws."""
-    log_every: int = 1000
+    log_every: int = bounded(1000, ge=1)
     """Report losses every this many steps."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dspo_ray.config import ConfigError, bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, action_bounds, emit,
                                        resolve_device, seed_everything, should_log)
 from dspo_ray.baselines.rgm import RewardCorrectionConfig, fit_reward_correction
@@ -44,28 +45,33 @@ from dspo_ray.policies import POLICY_KINDS
 
 @dataclass(frozen=True)
 class CDTVConfig(RewardCorrectionConfig):
-    steps: int = 100_000
+    steps: int = bounded(100_000, ge=1)
     """Transformer gradient steps (CDT: 100k; 200k for MetaDrive)."""
-    batch_size: int = 2048
+    batch_size: int = bounded(2048, ge=1)
     """Windows per minibatch (CDT default)."""
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 500
+    lr: float = bounded(1e-4, gt=0)
+    weight_decay: float = bounded(1e-4, ge=0)
+    warmup_steps: int = bounded(500, ge=0)
     """Linear learning-rate warm-up."""
-    grad_clip: float = 0.25
-    embedding_dim: int = 128
-    num_layers: int = 3
-    num_heads: int = 8
-    context_len: int = 10
+    grad_clip: float = bounded(0.25, gt=0)
+    embedding_dim: int = bounded(128, ge=1)
+    num_layers: int = bounded(3, ge=1)
+    num_heads: int = bounded(8, ge=1)
+    context_len: int = bounded(10, ge=1)
     """Steps per window (4 tokens each)."""
-    dropout: float = 0.1
-    init_temperature: float = 0.1
+    dropout: float = bounded(0.1, ge=0, lt=1)
+    init_temperature: float = bounded(0.1, gt=0)
     """Initial entropy temperature of the stochastic action head."""
-    temperature_lr: float = 1e-4
-    target_return_quantile: float = 1.0
+    temperature_lr: float = bounded(1e-4, gt=0)
+    target_return_quantile: float = bounded(1.0, ge=0, le=1)
     """Return-to-go target: this quantile of the demonstrations' reward returns."""
-    target_cost_quantile: float = 1.0
+    target_cost_quantile: float = bounded(1.0, ge=0, le=1)
     """Cost-to-go target: this quantile of the demonstrations' ESTIMATED cost returns (see module doc)."""
+
+    def __post_init__(self):
+        if self.embedding_dim % self.num_heads:
+            raise ConfigError(f"num_heads: {self.num_heads} does not divide embedding_dim "
+                              f"{self.embedding_dim}")
 
 
 # ----------------------------------------------------------------------------- model

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TanhGaussianActor, TransitionSampler,
                                        action_bounds, all_observations, emit, resolve_device,
                                        seed_everything, should_log, soft_update)
@@ -28,25 +29,25 @@ from dspo_ray.policies import MLPPolicy
 
 @dataclass(frozen=True)
 class CQLConfig:
-    steps: int = 1_000_000
+    steps: int = bounded(1_000_000, ge=1)
     """Gradient steps (authors: 1M)."""
-    batch_size: int = 256
-    policy_lr: float = 3e-5
-    q_lr: float = 3e-4
-    alpha_lr: float = 3e-4
+    batch_size: int = bounded(256, ge=1)
+    policy_lr: float = bounded(3e-5, gt=0)
+    q_lr: float = bounded(3e-4, gt=0)
+    alpha_lr: float = bounded(3e-4, gt=0)
     """Learning rate of the entropy temperature."""
-    hidden: tuple[int, ...] = (256, 256, 256)
-    discount: float = 0.99
-    tau: float = 5e-3
-    cql_alpha: float = 10.0
+    hidden: tuple[int, ...] = bounded((256, 256, 256), ge=1)
+    discount: float = bounded(0.99, ge=0, le=1)
+    tau: float = bounded(5e-3, gt=0, le=1)
+    cql_alpha: float = bounded(10.0, ge=0)
     """Weight of the conservative term."""
-    cql_n_actions: int = 10
+    cql_n_actions: int = bounded(10, ge=1)
     """Actions sampled per state (each of uniform / pi(s) / pi(s')) for the logsumexp."""
-    cql_temperature: float = 1.0
-    bc_warmup_fraction: float = 0.1
+    cql_temperature: float = bounded(1.0, gt=0)
+    bc_warmup_fraction: float = bounded(0.1, ge=0, le=1)
     """Fraction of the steps in which the actor does behaviour cloning instead of maximising Q."""
-    seed: int = 0
-    log_every: int = 1000
+    seed: int = bounded(0, ge=0)
+    log_every: int = bounded(1000, ge=1)
     device: str = "auto"
 
 

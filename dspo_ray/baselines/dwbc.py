@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from dspo_ray.config import ConfigError, bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, TanhGaussianActor,
                                        TransitionSampler, action_bounds, all_observations, emit,
                                        resolve_device, seed_everything, should_log)
@@ -32,25 +33,30 @@ LOG_PI_MIN, LOG_PI_MAX = -20.0, 10.0
 
 @dataclass(frozen=True)
 class DWBCConfig:
-    steps: int = 100_000
+    steps: int = bounded(100_000, ge=1)
     """Gradient steps."""
-    batch_size: int = 256
+    batch_size: int = bounded(256, ge=1)
     """Transitions per minibatch from EACH of the demonstrations and the unlabelled set."""
-    actor_lr: float = 1e-4
-    discriminator_lr: float = 1e-4
-    actor_weight_decay: float = 0.005
-    hidden: tuple[int, ...] = (256, 256)
-    alpha: float = 7.5
+    actor_lr: float = bounded(1e-4, gt=0)
+    discriminator_lr: float = bounded(1e-4, gt=0)
+    actor_weight_decay: float = bounded(0.005, ge=0)
+    hidden: tuple[int, ...] = bounded((256, 256), ge=1)
+    alpha: float = bounded(7.5, ge=0)
     """Weight of plain BC on the demonstrations."""
-    eta: float = 0.5
+    eta: float = bounded(0.5, gt=0, lt=1)
     """Positive-unlabelled prior: share of expert-like transitions assumed in the mixed set."""
-    discriminator_clip: tuple[float, float] = (0.1, 0.9)
+    discriminator_clip: tuple[float, float] = bounded((0.1, 0.9), gt=0, lt=1)
     """Discriminator outputs are clipped to this range (keeps the weights finite)."""
-    discriminator_every: int = 100
+    discriminator_every: int = bounded(100, ge=1)
     """Discriminator update period in steps (the authors' d_update_num)."""
-    seed: int = 0
-    log_every: int = 1000
+    seed: int = bounded(0, ge=0)
+    log_every: int = bounded(1000, ge=1)
     device: str = "auto"
+
+    def __post_init__(self):
+        low, high = self.discriminator_clip
+        if not low < high:
+            raise ConfigError(f"discriminator_clip: need low < high, got {list(self.discriminator_clip)}")
 
 
 class Discriminator(StateActionClassifier):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TransitionSampler, ValueNetwork,
                                        _normal_log_prob, action_bounds, all_observations, emit,
                                        resolve_device, return_range_scale, seed_everything,
@@ -31,26 +32,26 @@ from dspo_ray.policies import MLPPolicy
 
 @dataclass(frozen=True)
 class IQLConfig:
-    steps: int = 1_000_000
+    steps: int = bounded(1_000_000, ge=1)
     """Gradient steps (authors: 1M)."""
-    batch_size: int = 256
-    actor_lr: float = 3e-4
-    q_lr: float = 3e-4
-    value_lr: float = 3e-4
-    hidden: tuple[int, ...] = (256, 256)
-    discount: float = 0.99
-    tau: float = 0.005
+    batch_size: int = bounded(256, ge=1)
+    actor_lr: float = bounded(3e-4, gt=0)
+    q_lr: float = bounded(3e-4, gt=0)
+    value_lr: float = bounded(3e-4, gt=0)
+    hidden: tuple[int, ...] = bounded((256, 256), ge=1)
+    discount: float = bounded(0.99, ge=0, le=1)
+    tau: float = bounded(0.005, gt=0, le=1)
     """Target Q soft-update rate."""
-    expectile: float = 0.7
+    expectile: float = bounded(0.7, gt=0, lt=1)
     """V fits this expectile of Q(s, a) over the data's actions (0.5 = SARSA mean)."""
-    beta: float = 3.0
+    beta: float = bounded(3.0, ge=0)
     """Inverse temperature of the advantage weights exp(beta * A)."""
-    max_weight: float = 100.0
+    max_weight: float = bounded(100.0, gt=0)
     """Cap on the advantage weights."""
     normalize_reward: bool = True
     """Scale rewards by 1000 / (max return - min return) (IQL's locomotion setting)."""
-    seed: int = 0
-    log_every: int = 1000
+    seed: int = bounded(0, ge=0)
+    log_every: int = bounded(1000, ge=1)
     device: str = "auto"
 
 

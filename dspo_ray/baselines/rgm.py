@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, TransitionSampler,
                                        all_observations, emit, resolve_device, seed_everything,
                                        should_log)
@@ -38,21 +39,21 @@ from dspo_ray.policies import MLPPolicy
 
 @dataclass(frozen=True)
 class RewardCorrectionConfig:
-    discriminator_steps: int = 10_000
+    discriminator_steps: int = bounded(10_000, ge=1)
     """Gradient steps of the demonstrations-vs-unlabelled classifier."""
-    discriminator_batch_size: int = 256
+    discriminator_batch_size: int = bounded(256, ge=1)
     """Transitions per minibatch from EACH of the two sets (balanced: 15 demos vs hundreds)."""
-    discriminator_lr: float = 3e-4
-    discriminator_hidden: tuple[int, ...] = (256, 256)
-    gradient_penalty: float = 10.0
+    discriminator_lr: float = bounded(3e-4, gt=0)
+    discriminator_hidden: tuple[int, ...] = bounded((256, 256), ge=1)
+    gradient_penalty: float = bounded(10.0, ge=0)
     """Weight of the gradient penalty on interpolated inputs (as in DemoDICE); keeps the
     log-ratio smooth instead of memorising 15 demonstrations."""
-    correction_coef: float = 1.0
+    correction_coef: float = bounded(1.0, ge=0)
     """Size of the correction, in units of the per-step reward std."""
-    correction_clip: float = 5.0
+    correction_clip: float = bounded(5.0, gt=0)
     """The log-ratio is clipped to +-this before scaling."""
-    seed: int = 0
-    log_every: int = 1000
+    seed: int = bounded(0, ge=0)
+    log_every: int = bounded(1000, ge=1)
     device: str = "auto"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TransitionSampler, action_bounds,
                                        all_observations, emit, resolve_device, seed_everything,
                                        should_log, soft_update)
@@ -23,25 +24,25 @@ from dspo_ray.policies import MLPPolicy
 
 @dataclass(frozen=True)
 class TD3BCConfig:
-    steps: int = 1_000_000
+    steps: int = bounded(1_000_000, ge=1)
     """Gradient steps (authors: 1M)."""
-    batch_size: int = 256
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    hidden: tuple[int, ...] = (256, 256)
+    batch_size: int = bounded(256, ge=1)
+    actor_lr: float = bounded(3e-4, gt=0)
+    critic_lr: float = bounded(3e-4, gt=0)
+    hidden: tuple[int, ...] = bounded((256, 256), ge=1)
     """Actor and critic MLP hidden sizes."""
-    discount: float = 0.99
-    tau: float = 0.005
+    discount: float = bounded(0.99, ge=0, le=1)
+    tau: float = bounded(0.005, gt=0, le=1)
     """Target network soft-update rate."""
-    policy_noise: float = 0.2
+    policy_noise: float = bounded(0.2, ge=0)
     """Std of the target policy smoothing noise (in action units; actions lie in [-1, 1])."""
-    noise_clip: float = 0.5
-    policy_freq: int = 2
+    noise_clip: float = bounded(0.5, ge=0)
+    policy_freq: int = bounded(2, ge=1)
     """Actor and target updates every this many critic updates."""
-    alpha: float = 2.5
+    alpha: float = bounded(2.5, ge=0)
     """BC trade-off: actor loss = -lambda Q + BC, lambda = alpha / mean|Q|."""
-    seed: int = 0
-    log_every: int = 1000
+    seed: int = bounded(0, ge=0)
+    log_every: int = bounded(1000, ge=1)
     device: str = "auto"
 
 

@@ -26,3 +26,48 @@ def load_task_data(task, dataset=None, split=None):
     if path is None or path.is_dir():
         path = find_dataset(task, path)
     return make_cost_label_free_split(load_trajectories(path, task), task, split or SplitConfig())
+
+
+def check_task_dataset(task, dataset=None):
+    """Find ``task``'s dataset and check its header (the columns, their row counts and widths)
+    without reading the data: what ``sweep.py --check`` runs for each task. Returns the path;
+    raises DatasetError naming the file, the problem and the fix."""
+    from pathlib import Path
+
+    import h5py
+
+    from dspo_ray.data.dsrl import REQUIRED_KEYS, columns_error
+    from dspo_ray.tasks import get_task
+
+    spec = get_task(task)
+    path = Path(dataset) if dataset is not None else None
+    if path is None or path.is_dir():
+        path = find_dataset(spec, path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file; check the path or $DSRL_DATASET_DIR")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in REQUIRED_KEYS if k not in f]
+            if missing:
+                raise DatasetError(
+                    f"{path}: missing key(s) {missing}; a DSRL file holds {list(REQUIRED_KEYS)}")
+            shapes = {k: tuple(f[k].shape) for k in REQUIRED_KEYS}
+    except OSError as e:
+        raise DatasetError(f"{path}: not a readable HDF5 file ({e}); re-download or re-collect it") from e
+    problem = columns_error(path, spec, shapes)
+    if problem:
+        raise DatasetError(problem)
+    return path
+
+
+def check_task_datasets(tasks, dataset=None):
+    """:func:`check_task_dataset` for every task; one DatasetError listing every task whose
+    dataset is missing or unusable."""
+    problems = []
+    for task in tasks:
+        try:
+            check_task_dataset(task, dataset)
+        except DatasetError as e:  # says where it looked or what is wrong, and the fix
+            problems.append(f"{task}: {e}")
+    if problems:
+        raise DatasetError("datasets missing or unusable for some tasks: " + "; ".join(problems))

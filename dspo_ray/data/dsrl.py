@@ -100,19 +100,10 @@ def _validate(path: Path, spec: TaskSpec, data: dict[str, np.ndarray]) -> None:
     for k in ("rewards", "costs", "terminals", "timeouts"):
         if data[k].ndim == 2 and data[k].shape[1] == 1:
             data[k] = data[k][:, 0]
+    problem = columns_error(path, spec, {k: data[k].shape for k in REQUIRED_KEYS})
+    if problem:
+        raise DatasetError(problem)
     n = len(data["rewards"])
-    if n == 0:
-        raise DatasetError(f"{path}: the file holds no transitions")
-    expected = {
-        "observations": (n, spec.obs_dim), "next_observations": (n, spec.obs_dim),
-        "actions": (n, spec.act_dim), "rewards": (n,), "costs": (n,),
-        "terminals": (n,), "timeouts": (n,),
-    }
-    for k, shape in expected.items():
-        if data[k].shape != shape:
-            raise DatasetError(
-                f"{path}: '{k}' has shape {data[k].shape}, task {spec.name} needs {shape} "
-                f"(obs_dim={spec.obs_dim}, act_dim={spec.act_dim}); is this the right task's file?")
     for k in ("observations", "next_observations", "actions", "rewards", "costs"):
         data[k] = data[k].astype(np.float32, copy=False)
         bad = ~np.isfinite(data[k])
@@ -127,6 +118,32 @@ def _validate(path: Path, spec: TaskSpec, data: dict[str, np.ndarray]) -> None:
         raise DatasetError(
             f"{path}: the last trajectory (ending at row {n - 1}) is unterminated: neither "
             "'terminals' nor 'timeouts' is set on the final row; the file is truncated or malformed")
+
+
+def columns_error(path: Path, spec: TaskSpec, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """What is wrong with a DSRL file's column shapes for ``spec`` (None: nothing): columns of
+    different lengths (a damaged file) are told apart from widths of another task."""
+    shapes = {k: tuple(v[:1]) if len(v) == 2 and v[1] == 1 and k in ("rewards", "costs", "terminals",
+                                                                      "timeouts") else tuple(v)
+              for k, v in shapes.items()}
+    lengths = {k: (v[0] if v else None) for k, v in shapes.items()}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{k} {n}" for k, n in lengths.items())
+        return (f"{path}: its columns have different numbers of rows ({listed}); the file is "
+                "truncated or malformed: re-download or re-collect it")
+    n = lengths["rewards"]
+    if not n:
+        return f"{path}: the file holds no transitions"
+    expected = {
+        "observations": (n, spec.obs_dim), "next_observations": (n, spec.obs_dim),
+        "actions": (n, spec.act_dim), "rewards": (n,), "costs": (n,),
+        "terminals": (n,), "timeouts": (n,),
+    }
+    for k, shape in expected.items():
+        if shapes[k] != shape:
+            return (f"{path}: '{k}' has shape {shapes[k]}, task {spec.name} needs {shape} "
+                    f"(obs_dim={spec.obs_dim}, act_dim={spec.act_dim}); is this the right task's file?")
+    return None
 
 
 def split_into_trajectories(data: dict[str, np.ndarray]) -> list[CostedTrajectory]:

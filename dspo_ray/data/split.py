@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from dspo_ray.config import bounded
 from dspo_ray.data.trajectory import CostedTrajectory, Trajectory
 from dspo_ray.tasks import TaskSpec, get_task
 
@@ -59,15 +60,15 @@ class HiddenTruth:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    n_safe: int | None = None
+    n_safe: int | None = bounded(None, ge=1)
     """Number of safe demonstrations; None takes the task's Table 3 value (15)."""
-    n_unlabelled: int | None = None
+    n_unlabelled: int | None = bounded(None, ge=1)
     """Number of unlabelled trajectories; None takes Table 3's (800 / 500 / 400 by suite)."""
     demo_selection: DemoSelection = "top_return"
     """Which safe trajectories become demonstrations: the highest-return ones or a random draw."""
-    cost_limit: float | None = None
+    cost_limit: float | None = bounded(None, ge=0)
     """Safety threshold on the cost return; None takes the task's (paper Table 3)."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     """Seeds the draw of unlabelled trajectories (and of demonstrations when random)."""
 
 

@@ -230,6 +230,7 @@ class SweepConfig:
             raise ConfigError(f"eval_episodes: must be >= 1, got {self.eval_episodes}")
         if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
             raise ConfigError("max_concurrent_trials: must be >= 1 (or null for automatic)")
+        _check_method_names(self.methods)  # before the sections keyed by method name
         for where, per_method in (("search.space", self.search.space), ("overrides", self.overrides)):
             for method in per_method:
                 if method not in self.methods:
@@ -383,6 +384,15 @@ def check_method_configs(config: SweepConfig) -> None:
                 where = (f"search.space.{method}.{next(iter(probe))}" if probe
                          else f"overrides.{method}")
                 raise ConfigError(f"{where}: {e}") from None
+
+
+def _check_method_names(methods: tuple[str, ...]) -> None:
+    from dspo_ray.baselines.common import METHODS
+
+    for i, method in enumerate(methods):
+        if method != DSPO and ":" not in method and method not in METHODS:
+            raise ConfigError(f"methods[{i}]: unknown method {method!r}; known methods: "
+                              f"{', '.join([DSPO, *METHODS])} (or package.module:function)")
 
 
 def _import_custom(path: str):

@@ -467,24 +467,21 @@ def run_sweep(config: SweepConfig, address: str | None = None, resume: bool = Fa
 
 
 def check_datasets(config: SweepConfig) -> None:
-    """Every task of a DSPO or baseline cell has its dataset here (the driver's machine; on a
-    cluster every node has the same checkout), or a clear error before anything starts."""
+    """Every task of a DSPO or baseline cell has a usable dataset here (found, and its header
+    checked: columns, row counts, widths; the driver's machine, on a cluster every node has the
+    same checkout), or a clear error before anything starts."""
     if all(":" in m for m in config.methods):
         return  # custom methods bring their own data
-    from dspo_ray.data import find_dataset
+    from dspo_ray.data import DatasetError, check_task_datasets
 
-    missing = []
-    for task in config.tasks:
-        try:
-            find_dataset(task, config.dataset_dir)
-        except Exception as e:  # DatasetError: says where it looked and how to make one
-            missing.append(f"  {task}: {e}")
-    if missing:
-        raise MissingDatasetError("datasets missing for some tasks:\n" + "\n".join(missing))
+    try:
+        check_task_datasets(config.tasks, config.dataset_dir)
+    except DatasetError as e:
+        raise MissingDatasetError(str(e)) from None
 
 
 class MissingDatasetError(RuntimeError):
-    pass
+    """A task of the sweep has no usable dataset (the message says which and what to do)."""
 
 
 def _ray_log_dir() -> str | None:

@@ -11,7 +11,7 @@ import numpy as np
 from dspo_ray.data import load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
 from dspo_ray.dspo.config import DSPOConfig
-from dspo_ray.io import write_json_atomic
+from dspo_ray.io import unreadable, write_json_atomic
 from dspo_ray.dspo.pipeline import _eval_seed
 from dspo_ray.evaluation import evaluate
 from dspo_ray.policies import save_policy
@@ -29,9 +29,10 @@ def run_bc_baselines(config: DSPOConfig, workdir: str | Path,
     out = {}
     for name, trajs in (("bc_safe", data.safe_demos), ("bc_all", data.all_trajectories)):
         path = workdir / f"{name}.json"
-        if path.exists():
+        if path.exists() and unreadable(path, lambda p: json.loads(p.read_text())) is None:
             out.update(json.loads(path.read_text()))
             continue
+        path.unlink(missing_ok=True)  # missing, or damaged: computed again
         start = time.perf_counter()
         obs = np.concatenate([t.observations for t in trajs])
         act = np.concatenate([t.actions for t in trajs])

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from dspo_ray.config import to_dict
+from dspo_ray.config import ConfigError, to_dict
 from dspo_ray.data import load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
 from dspo_ray.dspo.config import DSPOConfig
@@ -31,7 +31,7 @@ from dspo_ray.dspo.discriminator import (discriminator_metrics, load_discriminat
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.windows import ragged_from_data
 from dspo_ray.evaluation import evaluate
-from dspo_ray.io import write_json_atomic
+from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
 from dspo_ray.policies import load_policy, save_policy
 from dspo_ray.tasks import action_bounds
 from dspo_ray.training import LocalRunner, StageRunner, pick_device, save_atomic
@@ -69,17 +69,19 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     """Run (or resume) DSPO; returns the flat metrics dict also saved as ``result.json``."""
     runner = runner or LocalRunner()
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     _check_same_config(workdir / "config.json", to_dict(config))
+    discard_unreadable_artefacts(workdir)
     result_path = workdir / ARTEFACTS["evaluation"]
     if result_path.exists():
         result = json.loads(result_path.read_text())
         if report is not None:
             report({"stage": "evaluation", **result})
         return result
-    write_json_atomic(workdir / "config.json", to_dict(config))
 
+    # inputs first: nothing is written for a run whose data or split cannot be used
     data, truth = load_task_data(config.task, config.dataset, config.split)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(workdir / "config.json", to_dict(config))
     spec = data.task
     trajectories = ragged_from_data(data)  # learners' data only: no costs anywhere in it
     action_low, action_high = action_bounds(spec)
@@ -91,13 +93,22 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     def stage(name: str, produce: Callable[[], dict[str, Any]]) -> None:
         path = workdir / ARTEFACTS[name]
         if not path.exists():
+            # time spent by earlier, interrupted attempts at this stage counts too
+            spent = _spent_path(workdir, name)
+            before = _read_spent(spent)
             start, cpu_start = time.perf_counter(), time.process_time()
-            stage_metrics = produce()  # computes the artefact, returns its metrics
-            stage_metrics[f"time/{name}_s"] = time.perf_counter() - start
+            try:
+                stage_metrics = produce()  # computes the artefact, returns its metrics
+            except BaseException:
+                write_json_atomic(spent, {"s": before["s"] + time.perf_counter() - start,
+                                          "cpu_s": before["cpu_s"] + time.process_time() - cpu_start})
+                raise
+            stage_metrics[f"time/{name}_s"] = before["s"] + time.perf_counter() - start
             # this process's CPU seconds: on a shared machine, the contention-free cost
-            stage_metrics[f"time/{name}_cpu_s"] = time.process_time() - cpu_start
+            stage_metrics[f"time/{name}_cpu_s"] = before["cpu_s"] + time.process_time() - cpu_start
             write_json_atomic(_sidecar(path), stage_metrics)
             _commit[name](stage_metrics)
+            spent.unlink(missing_ok=True)
         metrics.update(_load_metrics(path))
         if report is not None:
             report({"stage": name, **metrics})
@@ -193,12 +204,17 @@ def _check_same_config(path: Path, config: dict[str, Any]) -> None:
     """Resuming with other settings would mix artefacts of two configs: refuse."""
     if not path.exists():
         return
-    old = json.loads(path.read_text())
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ArtefactError(f"{path} is unreadable ({type(e).__name__}), so the run in {path.parent} "
+                          f"cannot be checked against these settings; start over with "
+                          f"'rm -r {path.parent}' or use another folder") from None
     ignore = {"eval_workers"}  # does not change any result
     changed = sorted(k for k in set(old) | set(config)
                      if k not in ignore and old.get(k) != config.get(k))
     if changed:
-        raise ValueError(f"{path.parent} holds a DSPO run with different settings ({', '.join(changed)} "
+        raise ConfigError(f"{path.parent} holds a DSPO run with different settings ({', '.join(changed)} "
                          "differ); use a fresh folder, or delete the folder to start over")
 
 
@@ -211,3 +227,54 @@ def _finish(workdir: Path, name: str, write: Callable[[Path], Any]) -> None:
 def _eval_seed(seed: int) -> int:
     # evaluation episodes start from seeds the data collection did not use for this run's seed
     return 10_000 * (seed + 1)
+
+
+def _spent_path(workdir: Path, name: str) -> Path:
+    return workdir / f"{name}.time-spent.json"
+
+
+def _read_spent(path: Path) -> dict[str, float]:
+    try:
+        spent = json.loads(path.read_text())
+        return {"s": float(spent["s"]), "cpu_s": float(spent["cpu_s"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"s": 0.0, "cpu_s": 0.0}
+
+
+def _load_torch(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _load_npz(path: Path) -> None:
+    with np.load(path) as f:
+        for key in f.files:
+            f[key]
+
+
+def discard_unreadable_artefacts(workdir: Path) -> list[Path]:
+    """Delete (with a warning naming it) every stage artefact, metrics sidecar and in-progress
+    checkpoint in ``workdir`` that no longer loads (a truncated or corrupted file), so that the
+    run recomputes it instead of failing on every rerun. Returns what was deleted."""
+    import sys
+
+    loaders = {".pt": _load_torch, ".npz": _load_npz, ".json": lambda p: json.loads(p.read_text())}
+    candidates = []
+    for name in STAGES:
+        artefact = workdir / ARTEFACTS[name]
+        candidates += [artefact, _sidecar(artefact), workdir / f"{name}.in-progress.pt"]
+    discarded = []
+    for path in candidates:
+        if not path.is_file():
+            continue
+        reason = unreadable(path, loaders[path.suffix])
+        if reason is not None:
+            print(f"warning: {path} is unreadable ({reason}); deleted, its stage runs again",
+                  file=sys.stderr, flush=True)
+            path.unlink()
+            # an artefact and its metrics sidecar go together: the stage makes both again
+            if path.name in ARTEFACTS.values():
+                _sidecar(path).unlink(missing_ok=True)
+            elif path.name.endswith(".metrics.json"):
+                path.with_name(path.name[: -len(".metrics.json")]).unlink(missing_ok=True)
+            discarded.append(path)
+    return discarded
