@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from dspo_ray.cli import nonnegative_int, positive_int, run_cli  # noqa: E402
 from dspo_ray.data import find_dataset, load_trajectories  # noqa: E402
 from dspo_ray.dspo.architecture_ablation import BACKBONES, run_architecture_ablation  # noqa: E402
 from dspo_ray.dspo.config import profile_config  # noqa: E402
@@ -78,24 +79,18 @@ def plot(runs: pd.DataFrame, path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=SHIPPED, help="tasks (default: the shipped five)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[0, 1, 2])
     p.add_argument("--profile", default="quick", choices=["quick", "paper"],
                    help="discriminator settings of this DSPO profile (default: quick)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's)")
-    p.add_argument("--max-train", type=int, default=600,
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="training steps (default: the profile's)")
+    p.add_argument("--max-train", type=positive_int, default=600,
                    help="at most this many training trajectories (stratified; CPU budget)")
     p.add_argument("--dataset", default=None, help="a folder of DSRL files (default: as elsewhere)")
     p.add_argument("--out", type=Path, default=Path("docs/results/figure4"))
     args = p.parse_args(argv)
-    try:
-        specs = [get_task(t) for t in args.tasks]
-        paths = {s.name: find_dataset(s, args.dataset) for s in specs}
-    except Exception as e:  # unknown task, missing dataset: the message says which and how
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.steps is not None and args.steps < 1:
-        print("error: --steps must be >= 1", file=sys.stderr)
-        return 2
+    specs = [get_task(t) for t in args.tasks]
+    paths = {s.name: find_dataset(s, args.dataset) for s in specs}  # all found before any training
     torch.set_num_threads(1)
     config = profile_config(args.profile).discriminator
     if args.steps is not None:
@@ -131,4 +126,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))
