@@ -69,7 +69,8 @@ def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None)
     if REWARD in out and COST in out:
         out[METRIC] = objective(out[REWARD], out[COST])
         out["final_objective"] = 1
-    elif intermediate and isinstance(out.get(intermediate), (int, float)):
+    elif (intermediate and isinstance(out.get(intermediate), (int, float))
+          and math.isfinite(out[intermediate])):
         out[METRIC] = float(out[intermediate])
         out["final_objective"] = 0
     return out
@@ -134,6 +135,7 @@ class CellGridSearcher(Searcher):
         self.budget = {cell: config.samples_per_cell(cell[0]) for cell in self.cells}
         self.proposed = {cell: 0 for cell in self.cells}
         self.studies: dict[tuple[str, str], OptunaSearch | None] = {}
+        self.grids = {cell: config.grid(cell[0]) for cell in self.cells}  # fixed configurations
         for i, (method, task) in enumerate(self.cells):
             space = config.space(method)
             if not space:
@@ -165,7 +167,11 @@ class CellGridSearcher(Searcher):
             self.proposed[cell] += 1
             group = f"{cell[0]}/{cell[1]}/{k}"
             study = self.studies[cell]
-            params = _flatten(study.suggest(group)) if study is not None else {}
+            grid = getattr(self, "grids", {}).get(cell)
+            if grid:
+                params = dict(grid[k])
+            else:
+                params = _flatten(study.suggest(group)) if study is not None else {}
             self.group_cell[group] = cell
             self.group_results[group] = {}
             self.queue += [{"method": cell[0], "task": cell[1], "seed": s, "group": group,

@@ -32,6 +32,7 @@ from dspo_ray.dspo.safety_transformer import (ReturnClassifier, build_discrimina
                                               vclub_bound)
 from dspo_ray.dspo.windows import (RaggedTrajectories, WindowBatch, cut_windows, random_windows,
                                    tiling_windows)
+from dspo_ray.metrics import HIDDEN_TRUTH_PREFIXES, reads_hidden_truth  # noqa: F401 (re-export)
 from dspo_ray.training import TrainContext, unwrap
 
 
@@ -230,18 +231,6 @@ def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories, windo
         np.add.at(total, idx[lo:lo + batch_size], z)
         np.add.at(count, idx[lo:lo + batch_size], batch.mask.sum(1))
     return 1.0 / (1.0 + np.exp(-total / count))
-
-
-HIDDEN_TRUTH_PREFIXES = ("discriminator/", "neg_return/", "diagnostic/")
-"""Metric names that read the hidden truth (the unlabelled trajectories' costs, or an oracle signal
-built from them): reported columns only. No scheduler, searcher, early stopping or choice of a
-configuration may read them (``dspo_ray.distributed.config`` refuses such a sweep). Label-free
-stage-1 numbers, computed from the learner's data alone, are under ``stage1/``."""
-
-
-def reads_hidden_truth(metric: str) -> bool:
-    """Whether a metric name is one of the hidden-truth metrics (see HIDDEN_TRUTH_PREFIXES)."""
-    return metric.startswith(HIDDEN_TRUTH_PREFIXES)
 
 
 def ranking_metrics(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
