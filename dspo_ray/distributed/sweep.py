@@ -557,6 +557,10 @@ def format_summary(result: SweepResult) -> str:
     t = result.trials
     counts = t["status"].value_counts()
     lines.append("")
+    configured = int(counts.get("stopped_as_configured", 0))
+    if configured:
+        lines.append(f"{configured} trials ran to the stage their config stops after (stop_after; "
+                     "no evaluation): their stage-1 metrics are in Table 2 (make_tables)")
     lines.append(f"trials: {len(t)} ({int(counts.get('finished', 0))} finished, "
                  f"{int(counts.get('incomplete', 0))} stopped early or interrupted, "
                  f"{int(counts.get('error', 0))} errored, {int(t['retries'].sum())} retried)")
