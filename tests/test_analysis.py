@@ -100,6 +100,7 @@ def stage1_trials() -> pd.DataFrame:
                              "discriminator/auroc": 0.5 + 0.1 * k + shift + 0.02 * seed,
                              "discriminator/recall": 0.3, "neg_return/auroc": 0.8 + shift / 2,
                              "stage1/heldout_demo_auroc": 0.7,
+                             "discriminator/unlabelled_safe_fraction": 0.1,
                              **{f"params/{key}": v for key, v in params.items()}})
     return pd.DataFrame(rows)
 
@@ -118,6 +119,7 @@ def test_table2_per_task_every_variant_and_the_negative_return_rule():
     assert md.index("AUROC") < md.index("Recall")  # AUROC first
     assert "**0.910 ± 0.010**" in md  # AntRun's best AUROC (MLP) in bold
     assert "Held-out demo AUROC (label-free)" in md and "Final score" not in md
+    assert "Safe share (chance AP)" in md and "| 0.100 |" in md
     # oracle runs are never in Table 2
     t = stage1_trials().assign(**{"diagnostic/oracle_signal": 1})
     assert "no DSPO trial" in table2(t)

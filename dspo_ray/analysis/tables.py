@@ -43,6 +43,8 @@ NEG_RETURN_METRICS = {"neg_return/auroc": "discriminator/auroc",
                       "neg_return/average_precision": "discriminator/average_precision",
                       "neg_return/pearson": "discriminator/pearson"}
 """The negative-return rule's metrics, and the Table 2 column each goes in."""
+SAFE_SHARE = "discriminator/unlabelled_safe_fraction"
+"""Share of truly safe trajectories among the unlabelled: the average precision of a random score."""
 NEG_RETURN_ROW = "Negative return (score = -return)"
 VARIANT_ORDER = ["SafetyTransformer + return-agnostic (ours)", "w/o return-agnostic",
                  "w/o return-agnostic, w/ gp", "MLP backbone (return-agnostic)",
@@ -199,17 +201,17 @@ def stage1_frame(trials: pd.DataFrame) -> pd.DataFrame:
         for variant in variants:
             g = t[t["variant"] == variant]
             row = {"task": task, "row": variant, "trials": len(g), "seeds": g["seed"].nunique()}
-            for m in list(DISCRIMINATOR_METRICS) + [REWARD, COST]:
+            for m in list(DISCRIMINATOR_METRICS) + [SAFE_SHARE, REWARD, COST]:
                 mean, std, _ = _mean_std(g[m]) if m in g else (math.nan, math.nan, 0)
                 row[m], row[f"{m} std"] = mean, std
             rows.append(row)
-        present = [m for m in NEG_RETURN_METRICS if m in t]
+        present = [m for m in [*NEG_RETURN_METRICS, SAFE_SHARE] if m in t]
         if present:
             # the rule needs no training: one value per seed's split (variants agree)
             per_seed = t.groupby("seed")[present].mean()
             row = {"task": task, "row": NEG_RETURN_ROW, "trials": len(per_seed),
                    "seeds": len(per_seed)}
-            for m, column in NEG_RETURN_METRICS.items():
+            for m, column in [*NEG_RETURN_METRICS.items(), (SAFE_SHARE, SAFE_SHARE)]:
                 mean, std, _ = _mean_std(per_seed[m]) if m in per_seed else (math.nan, math.nan, 0)
                 row[column], row[f"{column} std"] = mean, std
             rows.append(row)
@@ -227,6 +229,7 @@ def table2(trials: pd.DataFrame, fmt: str = "md") -> str:
         return frame.to_csv(index=False)
     metrics = [m for m in DISCRIMINATOR_METRICS if frame[m].notna().any()]
     scored = frame[REWARD].notna().any()
+    share = frame[SAFE_SHARE].notna().any()
     body = []
     for task in frame["task"].unique():
         f = frame[frame["task"] == task]
@@ -239,6 +242,9 @@ def table2(trials: pd.DataFrame, fmt: str = "md") -> str:
                     continue
                 cells.append(_fmt_bold(fmt, f"{r[m]:.3f} ± {r[m + ' std']:.3f}",
                                        bool(np.isclose(r[m], best[m]))))
+            if share:
+                cells.append(_fmt_missing(fmt) if pd.isna(r[SAFE_SHARE])
+                             else _fmt_text(fmt, f"{r[SAFE_SHARE]:.3f}"))
             if scored:
                 cells.append(_fmt_missing(fmt) if pd.isna(r[REWARD]) else _fmt_cell(
                     fmt, f"{r[REWARD]:.2f} / {r[COST]:.2f}", safe=bool(r[COST] <= 1), best=False,
@@ -246,6 +252,7 @@ def table2(trials: pd.DataFrame, fmt: str = "md") -> str:
             body.append([_fmt_text(fmt, task), _fmt_text(fmt, r["row"]), *cells,
                          _fmt_text(fmt, str(int(r["seeds"])))])
     header = ["Task", "Stage-1 signal", *[DISCRIMINATOR_METRICS[m] for m in metrics]]
+    header += (["Safe share (chance AP)"] if share else [])
     header += (["Final score (reward / cost)"] if scored else []) + ["Seeds"]
     return _render_table(fmt, header, body, caption=(
         "Stage 1 per task, mean ± std over seeds: how well each discriminator variant's signal "
