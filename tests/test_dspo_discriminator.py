@@ -194,6 +194,11 @@ def test_heldout_demo_metric_is_label_free_pu_ranking():
     assert m["stage1/heldout_demo_mean_signal"] == pytest.approx(0.55)
     assert not any(reads_hidden_truth(k) for k in m)
     assert np.isnan(heldout_demo_metrics(signals, is_demo, np.zeros(9, bool))["stage1/heldout_demo_auroc"])
+    # return-matched: only unlabelled trajectories with return >= the lowest held-out demo's (5)
+    returns = np.array([9, 9, 6, 5, 8, 1, 7, 2, 3.0])  # unlabelled kept: 0.9 (8), 0.3 (7)
+    m = heldout_demo_metrics(signals, is_demo, heldout, returns)
+    assert m["stage1/heldout_demo_auroc_return_matched"] == pytest.approx(2 / 4)
+    assert m["stage1/heldout_demo_auroc"] == pytest.approx(7 / 10)
 
 
 def separable_data(seed=0):

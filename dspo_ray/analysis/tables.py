@@ -38,7 +38,8 @@ DISCRIMINATOR_METRICS = {
     "discriminator/recall": "Recall", "discriminator/precision": "Precision",
     "discriminator/accuracy": "Accuracy", "discriminator/f1": "F1 Score",
     "discriminator/recall@demo_min": "Recall (demo-min)", "discriminator/f1@demo_min": "F1 (demo-min)",
-    "stage1/heldout_demo_auroc": "Held-out demo AUROC (label-free)"}
+    "stage1/heldout_demo_auroc": "Held-out demo AUROC (label-free)",
+    "stage1/heldout_demo_auroc_return_matched": "Held-out demo AUROC, return-matched (label-free)"}
 NEG_RETURN_METRICS = {"neg_return/auroc": "discriminator/auroc",
                       "neg_return/average_precision": "discriminator/average_precision",
                       "neg_return/pearson": "discriminator/pearson"}
@@ -259,8 +260,9 @@ def table2(trials: pd.DataFrame, fmt: str = "md") -> str:
         "(and the negative-return rule, which needs no training) separates the truly safe "
         "unlabelled trajectories from the unsafe ones, measured against the hidden cost labels "
         "(reported, never used for training or selection). Thresholds: 0.5, and demo-min (the "
-        "paper's rule: the smallest signal given to a demonstration). The last metric is the "
-        "label-free one the sweeps select on. Best per task and column in bold."))
+        "paper's rule: the smallest signal given to a demonstration). The held-out demo AUROCs are "
+        "label-free (from the learner's data alone); the sweeps' ASHA selects on the first. Best "
+        "per task and column in bold."))
 
 
 def oracle_table(trials: pd.DataFrame, fmt: str = "md") -> str | None:

@@ -155,8 +155,10 @@ class DSPOConfig:
     holdout_demos: int = bounded(3, ge=0)
     """Safe demonstrations held out of stage-1 (discriminator) training only, for the label-free
     selection metric ``stage1/heldout_demo_auroc``: how highly they rank among the unlabelled
-    trajectories. Drawn with ``seed``; the diffusion model, generation and BC use every
-    demonstration. 0: train stage 1 on all of them (the metric is then NaN)."""
+    trajectories. Drawn with ``split.seed``, so every run on the same split (every seed and
+    configuration of a sweep's cell) holds out the same demonstrations and their metrics compare;
+    the diffusion model, generation and BC use every demonstration. 0: train stage 1 on all of
+    them (the metric is then NaN)."""
     stage1_oracle: bool = False
     """Diagnostic only (never Table 1): replace the learned safety signal by the hidden truth
     (1 safe, 0 unsafe; demonstrations 1) and run the rest of DSPO unchanged; no discriminator is

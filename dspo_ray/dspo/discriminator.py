@@ -311,8 +311,8 @@ def discriminator_metrics(signals: np.ndarray, is_demo: np.ndarray, truth: Hidde
     return out
 
 
-def heldout_demo_metrics(signals: np.ndarray, is_demo: np.ndarray,
-                         heldout: np.ndarray) -> dict[str, float]:
+def heldout_demo_metrics(signals: np.ndarray, is_demo: np.ndarray, heldout: np.ndarray,
+                         returns: np.ndarray | None = None) -> dict[str, float]:
     """Label-free stage-1 quality, from the learner's data alone: how highly the demonstrations
     held out of stage-1 training rank among the unlabelled trajectories (PU ranking).
 
@@ -321,15 +321,27 @@ def heldout_demo_metrics(signals: np.ndarray, is_demo: np.ndarray,
     ``stage1/heldout_demo_mean_signal``. NaN without held-out demonstrations. Because some
     unlabelled trajectories are safe, a perfect safety signal scores below 1 (it ties held-out
     demonstrations with the safe unlabelled ones); it still rises with how well the signal ranks
-    safe demonstration-like behaviour above the rest.
+    safe demonstration-like behaviour above the rest. With top-return demonstrations it also
+    rewards a signal that merely follows the return; given ``returns``,
+    ``stage1/heldout_demo_auroc_return_matched`` compares the held-out demonstrations only with
+    the unlabelled trajectories whose return is at least the lowest held-out one, where return
+    alone does not separate them.
     """
     signals, is_demo = np.asarray(signals, dtype=float), np.asarray(is_demo, dtype=bool)
     heldout = np.asarray(heldout, dtype=bool)
+    out = {"stage1/heldout_demo_auroc": math.nan, "stage1/heldout_demo_average_precision": math.nan,
+           "stage1/heldout_demo_mean_signal": math.nan}
+    if returns is not None:
+        out["stage1/heldout_demo_auroc_return_matched"] = math.nan
     if not heldout.any():
-        return {"stage1/heldout_demo_auroc": math.nan,
-                "stage1/heldout_demo_average_precision": math.nan,
-                "stage1/heldout_demo_mean_signal": math.nan}
+        return out
     pool = heldout | ~is_demo
     auroc, ap = ranking_metrics(signals[pool], heldout[pool])
-    return {"stage1/heldout_demo_auroc": auroc, "stage1/heldout_demo_average_precision": ap,
-            "stage1/heldout_demo_mean_signal": float(signals[heldout].mean())}
+    out.update({"stage1/heldout_demo_auroc": auroc, "stage1/heldout_demo_average_precision": ap,
+                "stage1/heldout_demo_mean_signal": float(signals[heldout].mean())})
+    if returns is not None:
+        returns = np.asarray(returns, dtype=float)
+        matched = heldout | (~is_demo & (returns >= returns[heldout].min()))
+        out["stage1/heldout_demo_auroc_return_matched"] = ranking_metrics(
+            signals[matched], heldout[matched])[0]
+    return out

@@ -119,7 +119,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
                                "data/n_safe_demos": len(data.safe_demos),
                                "data/n_unlabelled": len(data.unlabelled)}
     heldout = (np.zeros(len(trajectories), bool) if config.stage1_oracle else
-               heldout_demo_mask(trajectories.is_demo, config.holdout_demos, config.seed))
+               heldout_demo_mask(trajectories.is_demo, config.holdout_demos, config.split.seed))
 
     def stage(name: str, produce: Callable[[], dict[str, Any]]) -> None:
         path = workdir / ARTEFACTS[name]
@@ -174,7 +174,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
                                   weights_only=False)
             signals = score_trajectories(load_discriminator(artefact), trajectories,
                                          config.discriminator.window, device=device)
-            out.update(heldout_demo_metrics(signals, is_demo, heldout))
+            out.update(heldout_demo_metrics(signals, is_demo, heldout, trajectories.returns))
         pending["labels"] = dict(safety_signal=signals, returns=trajectories.returns,
                                  is_demo=is_demo, lengths=trajectories.lengths,
                                  heldout_demo=heldout)
