@@ -539,7 +539,9 @@ def format_summary(result: SweepResult) -> str:
     s = result.summary
     evaluated = s[s["seeds"] > 0] if not s.empty else s
     if evaluated.empty:
-        lines.append("no trial finished")
+        stage_only = (result.trials["status"] == "stopped_as_configured").any()
+        lines.append("no evaluated trial (these trials stop before evaluation: stop_after)"
+                     if stage_only else "no trial finished")
     else:
         mw = max(8, *(len(m) for m in evaluated["method"]))
         header = (f"{'method':<{mw}} {'task':<14} {'seeds':>5} {'reward':>8} {'cost':>7} "
