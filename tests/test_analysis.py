@@ -173,3 +173,12 @@ def test_cli_rejects_missing_results(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "analysis/make_tables.py"),
                           "--results", str(tmp_path / "empty")], capture_output=True, text=True)
     assert out.returncode == 2 and "no trial folders" in out.stderr
+
+
+def test_stage1_only_results_make_tables_without_evaluation(tmp_path):
+    from dspo_ray.analysis import hyperparameter_plots
+
+    t = stage1_trials()
+    assert reward_cost_plots(t, tmp_path) == [] and hyperparameter_plots(t, tmp_path) == []
+    assert parameter_importances(t).empty
+    assert "no result" in table1(t)
