@@ -182,3 +182,15 @@ def test_stage1_only_results_make_tables_without_evaluation(tmp_path):
     assert reward_cost_plots(t, tmp_path) == [] and hyperparameter_plots(t, tmp_path) == []
     assert parameter_importances(t).empty
     assert "no result" in table1(t)
+
+
+def test_an_oracle_sweeps_summary_shows_its_runs_apart():
+    from dspo_ray.analysis.tables import sweep_summary
+
+    t = crafted_trials()
+    t = t[t["method"] == "dspo"].assign(**{"diagnostic/oracle_signal": 1})
+    summary = sweep_summary(t)
+    assert list(summary["method"]) == ["dspo (oracle signal)"] and summary["seeds"].iloc[0] == 2
+    mixed = sweep_summary(pd.concat([crafted_trials(), t], ignore_index=True)).set_index(["method", "task"])
+    assert mixed.loc[("dspo", "CarCircle"), "group"] == "dspo/b"
+    assert ("dspo (oracle signal)", "CarCircle") in mixed.index

@@ -100,6 +100,26 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+ORACLE_METHOD_SUFFIX = " (oracle signal)"
+
+
+def sweep_summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's per-(method, task) summary: :func:`choose_configurations`, plus, when the
+    sweep holds oracle-signal runs (a diagnostic), their own rows as method ``dspo (oracle
+    signal)``, so an oracle sweep's summary shows them without them competing with learned runs."""
+    summary = choose_configurations(trials)
+    oracle = is_oracle(trials)
+    if oracle.any():
+        rows = trials[oracle].assign(**{ORACLE: 0})
+        rows["method"] = rows["method"] + ORACLE_METHOD_SUFFIX
+        summary = pd.concat([summary, choose_configurations(rows)], ignore_index=True)
+        # a cell whose trials are all oracle runs has no learned result: drop its empty row
+        learned = set(zip(trials.loc[~oracle, "method"], trials.loc[~oracle, "task"]))
+        summary = summary[[(m, t) in learned or m.endswith(ORACLE_METHOD_SUFFIX)
+                           for m, t in zip(summary["method"], summary["task"])]]
+    return summary.reset_index(drop=True)
+
+
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 

@@ -44,7 +44,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from dspo_ray.analysis.results import COST, REWARD, load_results, objective
-from dspo_ray.analysis.tables import choose_configurations
+from dspo_ray.analysis.tables import sweep_summary
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
                                          method_config, sweep_config_from_dict, _import_custom)
@@ -513,7 +513,7 @@ def collect_results(config: SweepConfig, ray_logs: str | None = None) -> SweepRe
     trials["failures"] = [int(failures.get(i, 0)) for i in trials["trial_id"]]
     # a retry is a failure followed by another attempt: an errored trial's last failure was not
     trials["retries"] = trials["failures"] - (trials["status"] == "error").astype(int)
-    summary = choose_configurations(trials)
+    summary = sweep_summary(trials)
     _write_csv(trials, f"{path}/trials.csv")
     _write_csv(summary, f"{path}/summary.csv")
     return SweepResult(path, trials, summary, config.work_root(), ray_logs)
