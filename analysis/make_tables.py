@@ -3,7 +3,9 @@
     python analysis/make_tables.py --results results/quick [--results s3://bucket/sweeps/paper]
                                    [--format md|latex|html|csv] [--out DIR]
 
-Prints Table 1 and writes, in --out (default: ./analysis_out): table1.<ext>, table2.<ext>,
+Prints Table 1 and writes, in --out (default: ./analysis_out): table1.<ext>, table2.<ext> (stage 1
+per task), oracle.<ext> (only when the results hold oracle-signal runs: DSPO learned vs oracle vs
+BC-Safe, a diagnostic kept out of Table 1),
 hyperparameters.<ext> (Optuna importances), trials.csv (the tidy DataFrame) and the PNG plots
 (reward vs cost per task, learning curves, objective vs each swept parameter).
 """
@@ -17,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's dspo_ray
 
 from dspo_ray.analysis import (FORMATS, hyperparameter_plots, learning_curves,  # noqa: E402
-                               load_results, parameter_importances, reward_cost_plots, table1,
-                               table2)
+                               load_results, oracle_table, parameter_importances,
+                               reward_cost_plots, table1, table2)
 from dspo_ray.cli import run_cli  # noqa: E402
 from dspo_ray.io import write_bytes_atomic  # noqa: E402
 
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     t1 = table1(trials, args.format)
     _write(out / f"table1.{ext}", t1)
     _write(out / f"table2.{ext}", table2(trials, args.format))
+    oracle = oracle_table(trials, args.format)
+    if oracle is not None:
+        _write(out / f"oracle.{ext}", oracle)
     importances = parameter_importances(trials)
     _write(out / "hyperparameters.csv", importances.to_csv(index=False))
     _write(out / "trials.csv", trials.to_csv(index=False))

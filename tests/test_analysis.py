@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dspo_ray.analysis import (average_ranks, choose_configurations, parameter_importances,
-                               rank_methods, reward_cost_plots, table1, table2)
+from dspo_ray.analysis import (average_ranks, choose_configurations, oracle_table,
+                               parameter_importances, rank_methods, reward_cost_plots,
+                               stage1_frame, table1, table2)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,16 +86,67 @@ def test_table1_csv_and_bad_format():
         table1(crafted_trials(), "pdf")
 
 
-def test_table2_variants():
+def stage1_trials() -> pd.DataFrame:
+    """Stage-1-only DSPO trials (stop_after: labels) of two tasks, four variants, two seeds."""
+    variants = [dict(), {"discriminator.return_agnostic": False},
+                {"discriminator.return_agnostic": False, "discriminator.gradient_penalty": 1.0},
+                {"discriminator.variant": "mlp"}]
+    rows = []
+    for task, shift in (("DroneRun", 0.0), ("AntRun", 0.1)):
+        for k, params in enumerate(variants):
+            for seed in range(2):
+                rows.append({"method": "dspo", "task": task, "suite": "BulletGym", "seed": seed,
+                             "group": f"dspo/{task}/{k}", "status": "stopped_as_configured",
+                             "discriminator/auroc": 0.5 + 0.1 * k + shift + 0.02 * seed,
+                             "discriminator/recall": 0.3, "neg_return/auroc": 0.8 + shift / 2,
+                             "stage1/heldout_demo_auroc": 0.7,
+                             "discriminator/unlabelled_safe_fraction": 0.1,
+                             **{f"params/{key}": v for key, v in params.items()}})
+    return pd.DataFrame(rows)
+
+
+def test_table2_per_task_every_variant_and_the_negative_return_rule():
+    frame = stage1_frame(stage1_trials()).set_index(["task", "row"])
+    assert len(frame) == 2 * 5  # never pooled across tasks
+    ours = frame.loc[("AntRun", "SafetyTransformer + return-agnostic (ours)")]
+    assert ours["discriminator/auroc"] == pytest.approx(0.61)  # seeds 0.60, 0.62
+    assert ours["discriminator/auroc std"] == pytest.approx(0.01) and ours["seeds"] == 2
+    assert frame.loc[("DroneRun", "MLP backbone (return-agnostic)"), "discriminator/auroc"] == pytest.approx(0.81)
+    assert frame.loc[("DroneRun", "w/o return-agnostic, w/ gp"), "discriminator/auroc"] == pytest.approx(0.71)
+    neg = frame.loc[("AntRun", "Negative return (score = -return)")]
+    assert neg["discriminator/auroc"] == pytest.approx(0.85) and np.isnan(neg["discriminator/recall"])
+    md = table2(stage1_trials(), "md")
+    assert md.index("AUROC") < md.index("Recall")  # AUROC first
+    assert "**0.910 ± 0.010**" in md  # AntRun's best AUROC (MLP) in bold
+    assert "Held-out demo AUROC (label-free)" in md and "Final score" not in md
+    assert "Safe share (chance AP)" in md and "| 0.100 |" in md
+    # oracle runs are never in Table 2
+    t = stage1_trials().assign(**{"diagnostic/oracle_signal": 1})
+    assert "no DSPO trial" in table2(t)
+
+
+def test_oracle_runs_only_in_their_own_table():
     t = crafted_trials()
-    dspo = t["method"] == "dspo"
-    t.loc[dspo, "discriminator/recall"] = [0.9, 0.5, 0.8, 0.6]
-    t.loc[dspo, "discriminator/accuracy"] = 0.7
-    t["params/discriminator.return_agnostic"] = None
-    t.loc[dspo, "params/discriminator.return_agnostic"] = [True, False, True, False]
-    md = table2(t, "md")
-    assert "SafetyTransformer (return-agnostic)" in md and "w/o return-agnostic" in md
-    assert "**0.850**" in md  # best recall in bold
+    oracle = t[t["group"] == "dspo/a"].assign(group="dspo/oracle", **{"eval/normalized_reward": 0.99,
+                                                                      "eval/normalized_cost": 0.1})
+    bc = t[t["method"] == "timid"].assign(method="bc_safe")
+    t = pd.concat([t, oracle.assign(**{"diagnostic/oracle_signal": 1}), bc], ignore_index=True)
+    chosen = choose_configurations(t).set_index(["task", "method"])
+    assert chosen.loc[("CarCircle", "dspo"), "group"] == "dspo/b"  # the oracle is never chosen
+    assert "0.99" not in table1(t)
+    md = oracle_table(t)
+    assert "DSPO (oracle signal, upper bound)" in md and "**0.99 ± 0.00 / 0.10 ± 0.00**" in md
+    assert "**0.40 ± 0.00 / 0.80 ± 0.00**" in md  # DSPO (learned)
+    assert oracle_table(crafted_trials()) is None
+
+
+def test_stage1_only_trials_have_their_own_status():
+    from dspo_ray.analysis.results import trial_status
+
+    done = {"completed": True, "run/stopped_after_stage": 2, "discriminator/auroc": 0.7}
+    assert trial_status([{"progress": 1}, done], errored=False) == "stopped_as_configured"
+    assert trial_status([{"progress": 1}], errored=False) == "incomplete"
+    assert trial_status([{"eval/normalized_reward": 0.1, "eval/normalized_cost": 0.2}], False) == "finished"
 
 
 def test_plots_and_importances(tmp_path):
@@ -121,3 +173,24 @@ def test_cli_rejects_missing_results(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "analysis/make_tables.py"),
                           "--results", str(tmp_path / "empty")], capture_output=True, text=True)
     assert out.returncode == 2 and "no trial folders" in out.stderr
+
+
+def test_stage1_only_results_make_tables_without_evaluation(tmp_path):
+    from dspo_ray.analysis import hyperparameter_plots
+
+    t = stage1_trials()
+    assert reward_cost_plots(t, tmp_path) == [] and hyperparameter_plots(t, tmp_path) == []
+    assert parameter_importances(t).empty
+    assert "no result" in table1(t)
+
+
+def test_an_oracle_sweeps_summary_shows_its_runs_apart():
+    from dspo_ray.analysis.tables import sweep_summary
+
+    t = crafted_trials()
+    t = t[t["method"] == "dspo"].assign(**{"diagnostic/oracle_signal": 1})
+    summary = sweep_summary(t)
+    assert list(summary["method"]) == ["dspo (oracle signal)"] and summary["seeds"].iloc[0] == 2
+    mixed = sweep_summary(pd.concat([crafted_trials(), t], ignore_index=True)).set_index(["method", "task"])
+    assert mixed.loc[("dspo", "CarCircle"), "group"] == "dspo/b"
+    assert ("dspo (oracle signal)", "CarCircle") in mixed.index

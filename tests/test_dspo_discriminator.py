@@ -6,7 +6,8 @@ import torch
 
 from dspo_ray.data import HiddenTruth
 from dspo_ray.dspo.config import DiscriminatorConfig
-from dspo_ray.dspo.discriminator import (discriminator_metrics, load_discriminator, return_bins,
+from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
+                                         reads_hidden_truth, load_discriminator, return_bins,
                                          score_trajectories, train_discriminator)
 from dspo_ray.dspo.safety_transformer import (MLPDiscriminator, ReturnClassifier,
                                               SafetyTransformer, vclub_bound)
@@ -133,6 +134,71 @@ def test_metrics_read_truth_only_for_unlabelled():
     assert m["discriminator/precision"] == pytest.approx(1 / 2)
     assert m["discriminator/accuracy"] == pytest.approx(2 / 5)
     assert -1 <= m["discriminator/pearson"] <= 1
+
+
+def test_metrics_match_sklearn_and_hand_computed_values():
+    from sklearn.metrics import (accuracy_score, average_precision_score, f1_score,
+                                 precision_score, recall_score, roc_auc_score)
+
+    # 3 demos (signals 0.95, 0.6, 0.9 -> demo_min 0.6), 8 unlabelled
+    truth = HiddenTruth(cost_limit=10, demo_cost_returns=np.zeros(3),
+                        unlabelled_cost_returns=np.array([0, 40, 5, 30, 9, 50, 1, 20.0]))
+    safe = np.array([1, 0, 1, 0, 1, 0, 1, 0], bool)
+    unl = np.array([0.8, 0.7, 0.55, 0.3, 0.65, 0.45, 0.4, 0.62])
+    signals = np.concatenate([[0.95, 0.6, 0.9], unl])
+    is_demo = np.arange(11) < 3
+    returns = np.concatenate([[100, 90, 95], [10, 60, 30, 50, 5, 70, 40, 45.0]])
+    m = discriminator_metrics(signals, is_demo, truth, 0.5, returns=returns)
+    assert m["discriminator/auroc"] == pytest.approx(roc_auc_score(safe, unl))
+    assert m["discriminator/auroc"] == pytest.approx(10 / 16)  # pairs (safe > unsafe) by hand
+    assert m["discriminator/average_precision"] == pytest.approx(average_precision_score(safe, unl))
+    assert m["discriminator/pearson"] == pytest.approx(np.corrcoef(unl, safe)[0, 1])
+    for rule, pred in (("", unl > 0.5), ("@demo_min", unl >= 0.6)):
+        assert m[f"discriminator/recall{rule}"] == pytest.approx(recall_score(safe, pred))
+        assert m[f"discriminator/precision{rule}"] == pytest.approx(precision_score(safe, pred))
+        assert m[f"discriminator/accuracy{rule}"] == pytest.approx(accuracy_score(safe, pred))
+        assert m[f"discriminator/f1{rule}"] == pytest.approx(f1_score(safe, pred))
+        assert m[f"discriminator/label_pearson{rule}"] == pytest.approx(np.corrcoef(pred, safe)[0, 1])
+    # at 0.5: predicted safe = {0.8, 0.7, 0.55, 0.65, 0.62} -> tp 3 of 4 safe, 5 predicted
+    assert m["discriminator/recall"] == pytest.approx(3 / 4)
+    assert m["discriminator/precision"] == pytest.approx(3 / 5)
+    # demo_min 0.6: predicted safe = {0.8, 0.7, 0.65, 0.62} -> tp 2
+    assert m["discriminator/recall@demo_min"] == pytest.approx(2 / 4)
+    neg = -returns[3:]
+    assert m["neg_return/auroc"] == pytest.approx(roc_auc_score(safe, neg)) == 1.0
+    assert m["neg_return/average_precision"] == pytest.approx(average_precision_score(safe, neg))
+    assert m["discriminator/unlabelled_safe_fraction"] == 0.5
+    assert all(reads_hidden_truth(k) for k in m)
+
+
+def test_metrics_one_class_unlabelled_set_gives_nan_rankings():
+    truth = HiddenTruth(cost_limit=10, demo_cost_returns=np.zeros(1),
+                        unlabelled_cost_returns=np.array([0, 1, 2.0]))
+    m = discriminator_metrics(np.array([0.9, 0.8, 0.2, 0.6]), np.arange(4) < 1, truth,
+                              returns=np.arange(4.0))
+    assert np.isnan(m["discriminator/auroc"]) and np.isnan(m["discriminator/average_precision"])
+    assert np.isnan(m["neg_return/auroc"]) and np.isnan(m["discriminator/pearson"])
+    assert m["discriminator/recall"] == pytest.approx(2 / 3) and m["discriminator/precision"] == 1
+
+
+def test_heldout_demo_metric_is_label_free_pu_ranking():
+    from sklearn.metrics import roc_auc_score
+
+    is_demo = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0], bool)
+    heldout = np.array([0, 0, 1, 1, 0, 0, 0, 0, 0], bool)
+    signals = np.array([0.99, 0.98, 0.7, 0.4, 0.9, 0.5, 0.3, 0.2, 0.1])
+    m = heldout_demo_metrics(signals, is_demo, heldout)
+    pool = heldout | ~is_demo
+    assert m["stage1/heldout_demo_auroc"] == pytest.approx(roc_auc_score(heldout[pool], signals[pool]))
+    assert m["stage1/heldout_demo_auroc"] == pytest.approx((4 + 3) / 10)  # by hand
+    assert m["stage1/heldout_demo_mean_signal"] == pytest.approx(0.55)
+    assert not any(reads_hidden_truth(k) for k in m)
+    assert np.isnan(heldout_demo_metrics(signals, is_demo, np.zeros(9, bool))["stage1/heldout_demo_auroc"])
+    # return-matched: only unlabelled trajectories with return >= the lowest held-out demo's (5)
+    returns = np.array([9, 9, 6, 5, 8, 1, 7, 2, 3.0])  # unlabelled kept: 0.9 (8), 0.3 (7)
+    m = heldout_demo_metrics(signals, is_demo, heldout, returns)
+    assert m["stage1/heldout_demo_auroc_return_matched"] == pytest.approx(2 / 4)
+    assert m["stage1/heldout_demo_auroc"] == pytest.approx(7 / 10)
 
 
 def separable_data(seed=0):

@@ -45,6 +45,8 @@ def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_pat
     assert [r["stage"] for r in reports] == ["discriminator", "labels", "diffusion", "generation",
                                              "bc", "evaluation"]
     assert "discriminator/recall" in reports[1] and "eval/normalized_reward" not in reports[1]
+    assert 0 <= reports[1]["stage1/heldout_demo_auroc"] <= 1  # the label-free selection metric
+    assert reports[1]["stage1/n_heldout_demos"] == 3 and "diagnostic/oracle_signal" not in result
     for key in ("eval/normalized_reward", "eval/normalized_cost", "eval/safe", "discriminator/recall",
                 "discriminator/accuracy", "discriminator/f1", "discriminator/pearson",
                 "time/discriminator_s", "time/diffusion_s", "time/bc_s", "time/evaluation_s"):
@@ -57,13 +59,14 @@ def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_pat
     with np.load(run / "labels.npz") as labels:
         assert labels["safety_signal"].shape == (45,) and labels["is_demo"].sum() == 5
         assert np.all((labels["safety_signal"] > 0) & (labels["safety_signal"] < 1))
-        min_demo_signal = labels["safety_signal"][:5].min()
+        min_demo_signal = labels["safety_signal"][:5].min()  # every demo, held out or not
+        assert labels["heldout_demo"].sum() == 3 and not labels["heldout_demo"][5:].any()
     with np.load(run / "generated.npz") as gen:
         assert gen["observations"].shape == (8, 16, 8) and gen["actions"].shape == (8, 16, 2)
         assert np.allclose(gen["safety_condition"], min_demo_signal)
     policy = load_policy(run / "policy.pt")
     assert policy.act(np.zeros(8, np.float32)).shape == (2,)
-    assert json.loads((run / "result.json").read_text()) == pytest.approx(result)
+    assert json.loads((run / "result.json").read_text()) == pytest.approx(result, nan_ok=True)
 
     # resume: with generation and later artefacts gone, only those stages run again
     disc_mtime = (run / "discriminator.pt").stat().st_mtime_ns
@@ -76,10 +79,56 @@ def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_pat
     assert result2["time/discriminator_s"] == result["time/discriminator_s"]  # kept, not re-measured
     # a finished run returns its result without running anything
     runner3 = RecordingRunner()
-    assert run_dspo(config, run, runner=runner3) == pytest.approx(result2) and runner3.stages == []
+    assert run_dspo(config, run, runner=runner3) == pytest.approx(result2, nan_ok=True) and runner3.stages == []
     # resuming with other settings would mix two configs' artefacts: refused, naming the setting
     with pytest.raises(ValueError, match="discriminator"):
         run_dspo(tiny_config(carcircle_dataset, **{"discriminator.vclub_coef": 0.5}), run)
+
+
+class KeepingRunner(LocalRunner):
+    """Records what each stage trained on."""
+
+    def __init__(self):
+        super().__init__()
+        self.kwargs = {}
+
+    def run(self, stage, train_fn, workdir, **kwargs):
+        self.kwargs[stage] = kwargs
+        return super().run(stage, train_fn, workdir, **kwargs)
+
+
+def test_stage1_only_run_holds_demos_out_of_stage1(carcircle_dataset, tmp_path):
+    config = tiny_config(carcircle_dataset, stop_after="labels", holdout_demos=2)
+    runner, reports = KeepingRunner(), []
+    result = run_dspo(config, tmp_path / "run", runner=runner, report=reports.append)
+    assert list(runner.kwargs) == ["discriminator"]  # no diffusion, no BC, no evaluation
+    trained_on = runner.kwargs["discriminator"]["trajectories"]
+    assert len(trained_on) == 43 and trained_on.is_demo.sum() == 3  # 2 of 5 demos held out
+    assert result["run/stopped_after_stage"] == 2 and "eval/normalized_reward" not in result
+    assert 0 <= result["stage1/heldout_demo_auroc"] <= 1
+    for key in ("discriminator/auroc", "discriminator/average_precision", "discriminator/f1@demo_min",
+                "neg_return/auroc"):
+        assert key in result, key
+    assert not (tmp_path / "run" / "result.json").exists()
+    assert not (tmp_path / "run" / "diffusion.pt").exists()
+    with pytest.raises(ValueError, match="holdout_demos"):
+        run_dspo(tiny_config(carcircle_dataset, stop_after="labels", holdout_demos=5), tmp_path / "x")
+
+
+def test_oracle_signal_is_the_hidden_truth_and_marked(carcircle_dataset, tmp_path):
+    from dspo_ray.data import load_task_data
+
+    config = tiny_config(carcircle_dataset, stop_after="generation", stage1_oracle=True)
+    runner = KeepingRunner()
+    result = run_dspo(config, tmp_path / "run", runner=runner)
+    assert list(runner.kwargs) == ["diffusion"]  # no discriminator trained
+    _, truth = load_task_data(TASK, str(carcircle_dataset), config.split)
+    with np.load(tmp_path / "run" / "labels.npz") as labels:
+        np.testing.assert_array_equal(labels["safety_signal"], truth.is_safe.astype(float))
+    np.testing.assert_array_equal(runner.kwargs["diffusion"]["signals"], truth.is_safe.astype(float))
+    assert result["diagnostic/oracle_signal"] == 1 and result["discriminator/auroc"] == 1.0
+    assert "stage1/heldout_demo_auroc" not in result  # nothing label-free to select on
+    assert result["generation/safety_condition"] == 1.0
 
 
 def shipped_tasks():

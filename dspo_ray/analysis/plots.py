@@ -31,6 +31,8 @@ def _save(fig, path: Path) -> Path:
 def reward_cost_plots(trials: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Per task: normalised reward vs normalised cost of every finished trial, by method."""
     plt = _pyplot()
+    if REWARD not in trials:  # no evaluated trial (e.g. a stage-1-only sweep)
+        return []
     done = trials[(trials["status"] == "finished") & trials[REWARD].notna()]
     paths = []
     for task, t in done.groupby("task"):
@@ -86,6 +88,8 @@ def parameter_importances(trials: pd.DataFrame, method: str | None = None) -> pd
     """
     import optuna
 
+    if OBJECTIVE not in trials:  # no evaluated trial (e.g. a stage-1-only sweep)
+        return pd.DataFrame(columns=["parameter", "importance"])
     done = trials[(trials["status"] == "finished") & trials[OBJECTIVE].notna()]
     if method is not None:
         done = done[done["method"] == method]
@@ -122,6 +126,8 @@ def parameter_importances(trials: pd.DataFrame, method: str | None = None) -> pd
 def hyperparameter_plots(trials: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """For each swept parameter: the objective of every finished trial against its value."""
     plt = _pyplot()
+    if OBJECTIVE not in trials:  # no evaluated trial (e.g. a stage-1-only sweep)
+        return []
     done = trials[(trials["status"] == "finished") & trials[OBJECTIVE].notna()]
     paths = []
     for p in swept_parameters(done):

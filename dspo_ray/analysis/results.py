@@ -11,6 +11,9 @@ and the tables (``analysis/make_tables.py``) both use it, so they cannot disagre
 trials finished. A trial is *finished* when one of its reports carries the simulator evaluation
 (normalised reward and cost), whichever scheduler ran it: ASHA ends an evaluated trial at its
 ``max_t`` rung, before the trial's closing report, so "the last report says completed" is not it.
+A trial whose config ends it before evaluation (DSPO's ``stop_after``, e.g. Table 2's stage-1-only
+runs) is ``stopped_as_configured`` once it reports completion: done, but not evaluated, so never in
+Table 1.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from dspo_ray.tasks import TASKS
 REWARD = "eval/normalized_reward"
 COST = "eval/normalized_cost"
 OBJECTIVE = "objective"
+STOPPED_AFTER = "run/stopped_after_stage"
+"""Reported by a run that its config stopped after a stage (DSPO's ``stop_after``)."""
+ORACLE = "diagnostic/oracle_signal"
+"""1 on a DSPO run whose signal was the hidden truth (a diagnostic; never in Table 1)."""
 KEY_COLUMNS = ["sweep", "trial", "method", "task", "suite", "seed", "group", "status", "trial_id"]
 
 
@@ -54,10 +61,13 @@ def is_evaluated(report: dict) -> bool:
 
 
 def trial_status(reports: list[dict], errored: bool) -> str:
-    """``finished`` (evaluated), ``error`` (failed before evaluation) or ``incomplete`` (stopped
-    early by the scheduler, or interrupted). The one definition, for every scheduler."""
+    """``finished`` (evaluated), ``stopped_as_configured`` (completed at the stage its config
+    stopped it after, without evaluation), ``error`` (failed before evaluation) or ``incomplete``
+    (stopped early by the scheduler, or interrupted). The one definition, for every scheduler."""
     if any(is_evaluated(r) for r in reports):
         return "finished"
+    if any(r.get("completed") and isinstance(r.get(STOPPED_AFTER), (int, float)) for r in reports):
+        return "stopped_as_configured"
     return "error" if errored else "incomplete"
 
 

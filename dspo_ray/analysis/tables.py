@@ -5,7 +5,15 @@ sweep's objective chose (best mean objective over seeds). A cell is *safe* when 
 cost over its seeds is <= 1. Ranking (the paper's rule): a safe result outranks an unsafe one; then
 the higher reward ranks higher. Average ranks are taken per suite over the tasks a method has.
 
-Table 2: discriminator metrics of the ablation variants (DSPO trials only).
+Table 2, per task (never pooled across tasks): every stage-1 variant a row (SafetyTransformer +
+return-agnostic, w/o return-agnostic, w/o + gradient penalty, MLP backbone) with its AUROC and
+average precision against the hidden truth first, then the threshold metrics, mean ± std over
+seeds; the negative-return rule as its own row beside them. It reads evaluated DSPO trials and
+stage-1-only ones (``stop_after``) alike.
+
+Oracle table: DSPO with its learned signal vs DSPO with the oracle signal (the hidden truth, an
+upper bound: ``stage1_oracle``) vs BC-Safe, per task. Oracle runs appear only there: Table 1 and
+the sweep's choice of configurations leave them out.
 Partial results are never averaged away silently: a cell says how many seeds it holds out of how
 many the sweep ran, and how many trials failed.
 """
@@ -18,12 +26,37 @@ import math
 import numpy as np
 import pandas as pd
 
-from dspo_ray.analysis.results import COST, OBJECTIVE, REWARD, objective
+from dspo_ray.analysis.results import COST, OBJECTIVE, ORACLE, REWARD, objective
 from dspo_ray.tasks import SUITES, TASKS
 
 FORMATS = ("md", "latex", "html", "csv")
-DISCRIMINATOR_METRICS = {"discriminator/recall": "Recall", "discriminator/accuracy": "Accuracy",
-                         "discriminator/f1": "F1 Score", "discriminator/pearson": "Pearson Corr."}
+# Table 2's columns: the ranking metrics first, then the paper's threshold metrics (at 0.5 and at
+# the paper's rule, threshold = the smallest signal of a demonstration), then the label-free one
+DISCRIMINATOR_METRICS = {
+    "discriminator/auroc": "AUROC", "discriminator/average_precision": "Avg. Precision",
+    "discriminator/pearson": "Pearson Corr.",
+    "discriminator/recall": "Recall", "discriminator/precision": "Precision",
+    "discriminator/accuracy": "Accuracy", "discriminator/f1": "F1 Score",
+    "discriminator/recall@demo_min": "Recall (demo-min)", "discriminator/f1@demo_min": "F1 (demo-min)",
+    "stage1/heldout_demo_auroc": "Held-out demo AUROC (label-free)",
+    "stage1/heldout_demo_auroc_return_matched": "Held-out demo AUROC, return-matched (label-free)"}
+NEG_RETURN_METRICS = {"neg_return/auroc": "discriminator/auroc",
+                      "neg_return/average_precision": "discriminator/average_precision",
+                      "neg_return/pearson": "discriminator/pearson"}
+"""The negative-return rule's metrics, and the Table 2 column each goes in."""
+SAFE_SHARE = "discriminator/unlabelled_safe_fraction"
+"""Share of truly safe trajectories among the unlabelled: the average precision of a random score."""
+NEG_RETURN_ROW = "Negative return (score = -return)"
+VARIANT_ORDER = ["SafetyTransformer + return-agnostic (ours)", "w/o return-agnostic",
+                 "w/o return-agnostic, w/ gp", "MLP backbone (return-agnostic)",
+                 "MLP backbone w/o return-agnostic", "MLP backbone w/o return-agnostic, w/ gp"]
+
+
+def is_oracle(trials: pd.DataFrame) -> pd.Series:
+    """Rows of runs whose signal was the hidden truth (``stage1_oracle``)."""
+    if ORACLE not in trials:
+        return pd.Series(False, index=trials.index)
+    return trials[ORACLE].fillna(0).astype(float) == 1
 
 
 def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
@@ -33,7 +66,7 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
     (finished), seeds_expected, failed, safe, objective (the group's mean), config (the group's
     sampled hyperparameters as JSON).
     """
-    trials = trials.copy()
+    trials = trials[~is_oracle(trials)].copy()  # a diagnostic, never a candidate
     for column in (REWARD, COST, OBJECTIVE):  # a sweep where no trial was evaluated yet
         if column not in trials:
             trials[column] = np.nan
@@ -65,6 +98,26 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
                     "objective": float(by_group.loc[group, "objective"]),
                     "config": json.dumps(params, default=str)})
     return pd.DataFrame(out)
+
+
+ORACLE_METHOD_SUFFIX = " (oracle signal)"
+
+
+def sweep_summary(trials: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's per-(method, task) summary: :func:`choose_configurations`, plus, when the
+    sweep holds oracle-signal runs (a diagnostic), their own rows as method ``dspo (oracle
+    signal)``, so an oracle sweep's summary shows them without them competing with learned runs."""
+    summary = choose_configurations(trials)
+    oracle = is_oracle(trials)
+    if oracle.any():
+        rows = trials[oracle].assign(**{ORACLE: 0})
+        rows["method"] = rows["method"] + ORACLE_METHOD_SUFFIX
+        summary = pd.concat([summary, choose_configurations(rows)], ignore_index=True)
+        # a cell whose trials are all oracle runs has no learned result: drop its empty row
+        learned = set(zip(trials.loc[~oracle, "method"], trials.loc[~oracle, "task"]))
+        summary = summary[[(m, t) in learned or m.endswith(ORACLE_METHOD_SUFFIX)
+                           for m, t in zip(summary["method"], summary["task"])]]
+    return summary.reset_index(drop=True)
 
 
 def _plain(value):
@@ -144,31 +197,129 @@ def table1(trials: pd.DataFrame, fmt: str = "md") -> str:
         "of each task is blue (★ in Markdown). Ranks: safe above unsafe, then higher reward."))
 
 
+def _mean_std(values: pd.Series) -> tuple[float, float, int]:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=0)), int(len(v))
+
+
+def stage1_frame(trials: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's rows as data: per task, each variant's (and the negative-return rule's) metrics,
+    mean and std over its trials (seeds). Columns: task, row, trials, and ``<metric>`` /
+    ``<metric> std`` for each metric of DISCRIMINATOR_METRICS (the negative-return rule's under
+    the matching discriminator columns), plus the final score where evaluated."""
+    ok = trials["status"].isin(["finished", "stopped_as_configured"])
+    dspo = trials[(trials["method"] == "dspo") & ok & ~is_oracle(trials)].copy()
+    if dspo.empty or "discriminator/auroc" not in dspo and "discriminator/recall" not in dspo:
+        return pd.DataFrame()
+    dspo["variant"] = dspo.apply(ablation_variant, axis=1)
+    rows = []
+    for task in _task_order(dspo["task"].unique()):
+        t = dspo[dspo["task"] == task]
+        variants = [v for v in VARIANT_ORDER if v in set(t["variant"])]
+        variants += sorted(set(t["variant"]) - set(variants))
+        for variant in variants:
+            g = t[t["variant"] == variant]
+            row = {"task": task, "row": variant, "trials": len(g), "seeds": g["seed"].nunique()}
+            for m in list(DISCRIMINATOR_METRICS) + [SAFE_SHARE, REWARD, COST]:
+                mean, std, _ = _mean_std(g[m]) if m in g else (math.nan, math.nan, 0)
+                row[m], row[f"{m} std"] = mean, std
+            rows.append(row)
+        present = [m for m in [*NEG_RETURN_METRICS, SAFE_SHARE] if m in t]
+        if present:
+            # the rule needs no training: one value per seed's split (variants agree)
+            per_seed = t.groupby("seed")[present].mean()
+            row = {"task": task, "row": NEG_RETURN_ROW, "trials": len(per_seed),
+                   "seeds": len(per_seed)}
+            for m, column in [*NEG_RETURN_METRICS.items(), (SAFE_SHARE, SAFE_SHARE)]:
+                mean, std, _ = _mean_std(per_seed[m]) if m in per_seed else (math.nan, math.nan, 0)
+                row[column], row[f"{column} std"] = mean, std
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def table2(trials: pd.DataFrame, fmt: str = "md") -> str:
-    """Discriminator metrics per ablation variant (DSPO trials), mean over trials."""
+    """Stage-1 metrics per task: every variant a row, the negative-return rule beside them."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-    dspo = trials[(trials["method"] == "dspo") & (trials["status"] == "finished")].copy()
-    metrics = [m for m in DISCRIMINATOR_METRICS if m in dspo]
-    if dspo.empty or not metrics:
-        return _render_table(fmt, ["Variant"], [[_fmt_text(fmt, "no finished DSPO trial with discriminator metrics")]])
-    dspo["variant"] = dspo.apply(ablation_variant, axis=1)
-    agg = dspo.groupby("variant")[metrics + [REWARD, COST]].mean()
-    agg["trials"] = dspo.groupby("variant").size()
+    frame = stage1_frame(trials)
+    if frame.empty:
+        return _render_table(fmt, ["Variant"], [[_fmt_text(fmt, "no DSPO trial with stage-1 metrics")]])
     if fmt == "csv":
-        return agg.reset_index().to_csv(index=False)
-    best = {m: agg[m].max() for m in metrics}
+        return frame.to_csv(index=False)
+    metrics = [m for m in DISCRIMINATOR_METRICS if frame[m].notna().any()]
+    scored = frame[REWARD].notna().any()
+    share = frame[SAFE_SHARE].notna().any()
     body = []
-    for variant, r in agg.iterrows():
-        cells = [_fmt_cell(fmt, f"{r[m]:.3f}", safe=bool(np.isclose(r[m], best[m])), best=False,
-                           notes=[], cost=None) for m in metrics]
-        score = _fmt_cell(fmt, f"{r[REWARD]:.2f}", safe=bool(r[COST] <= 1), best=False, notes=[],
-                          cost=r[COST])
-        body.append([variant, *cells, score, _fmt_text(fmt, str(int(r["trials"])))])
-    return _render_table(fmt, ["Variant", *[DISCRIMINATOR_METRICS[m] for m in metrics],
-                               "Final Score", "Trials"], body, caption=(
-        "Discriminator metrics against the hidden truth (best per column in bold); Final Score is "
-        "the normalised reward, grey when unsafe."))
+    for task in frame["task"].unique():
+        f = frame[frame["task"] == task]
+        best = {m: f[m].max() for m in metrics}
+        for _, r in f.iterrows():
+            cells = []
+            for m in metrics:
+                if pd.isna(r[m]):
+                    cells.append(_fmt_missing(fmt))
+                    continue
+                cells.append(_fmt_bold(fmt, f"{r[m]:.3f} ± {r[m + ' std']:.3f}",
+                                       bool(np.isclose(r[m], best[m]))))
+            if share:
+                cells.append(_fmt_missing(fmt) if pd.isna(r[SAFE_SHARE])
+                             else _fmt_text(fmt, f"{r[SAFE_SHARE]:.3f}"))
+            if scored:
+                cells.append(_fmt_missing(fmt) if pd.isna(r[REWARD]) else _fmt_cell(
+                    fmt, f"{r[REWARD]:.2f} / {r[COST]:.2f}", safe=bool(r[COST] <= 1), best=False,
+                    notes=[], cost=r[COST]))
+            body.append([_fmt_text(fmt, task), _fmt_text(fmt, r["row"]), *cells,
+                         _fmt_text(fmt, str(int(r["seeds"])))])
+    header = ["Task", "Stage-1 signal", *[DISCRIMINATOR_METRICS[m] for m in metrics]]
+    header += (["Safe share (chance AP)"] if share else [])
+    header += (["Final score (reward / cost)"] if scored else []) + ["Seeds"]
+    return _render_table(fmt, header, body, caption=(
+        "Stage 1 per task, mean ± std over seeds: how well each discriminator variant's signal "
+        "(and the negative-return rule, which needs no training) separates the truly safe "
+        "unlabelled trajectories from the unsafe ones, measured against the hidden cost labels "
+        "(reported, never used for training or selection). Thresholds: 0.5, and demo-min (the "
+        "paper's rule: the smallest signal given to a demonstration). The held-out demo AUROCs are "
+        "label-free (from the learner's data alone); the sweeps' ASHA selects on the first. Best "
+        "per task and column in bold."))
+
+
+def oracle_table(trials: pd.DataFrame, fmt: str = "md") -> str | None:
+    """DSPO (learned signal) vs DSPO (oracle signal, upper bound) vs BC-Safe, per task; None when
+    no oracle run is in ``trials``. Each cell: the chosen configuration (best mean objective)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    oracle = is_oracle(trials)
+    if not oracle.any():
+        return None
+    columns = {"DSPO (learned)": choose_configurations(trials[(trials["method"] == "dspo") & ~oracle]),
+               "DSPO (oracle signal, upper bound)": choose_configurations(
+                   trials[(trials["method"] == "dspo") & oracle].assign(**{ORACLE: 0})),
+               "BC-Safe": choose_configurations(trials[trials["method"] == "bc_safe"])}
+    if fmt == "csv":
+        return pd.concat([c.assign(column=name) for name, c in columns.items()]).to_csv(index=False)
+    tasks = _task_order(trials.loc[oracle, "task"].unique())
+    body = []
+    for task in tasks:
+        cells = []
+        for name, c in columns.items():
+            row = c[c["task"] == task] if not c.empty else c
+            if row.empty or int(row["seeds"].iloc[0]) == 0:
+                cells.append(_fmt_missing(fmt))
+                continue
+            r = row.iloc[0]
+            cells.append(_fmt_cell(fmt, f"{r['reward_mean']:.2f} ± {r['reward_std']:.2f} / "
+                                        f"{r['cost_mean']:.2f} ± {r['cost_std']:.2f}",
+                                   safe=bool(r["safe"]), best=False,
+                                   notes=[f"{r['seeds']}/{r['seeds_expected']} seeds"]
+                                   if r["seeds"] < r["seeds_expected"] else [],
+                                   cost=r["cost_mean"]))
+        body.append([_fmt_text(fmt, task), *cells])
+    return _render_table(fmt, ["Task", *columns], body, caption=(
+        "Diagnostic, not Table 1: DSPO with its learned stage-1 signal, DSPO with the hidden truth "
+        "as its signal (an upper bound on what a better stage 1 can give the rest of DSPO), and "
+        "BC-Safe. Normalised reward / cost, mean ± std over seeds; safe (cost <= 1) in bold."))
 
 
 def ablation_variant(row: pd.Series) -> str:
@@ -177,13 +328,12 @@ def ablation_variant(row: pd.Series) -> str:
         v = row.get(f"params/discriminator.{key}", default)
         return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
-    if param("variant", "safety_transformer") == "mlp":
-        base = "MLP discriminator"
-    else:
-        base = "SafetyTransformer"
+    mlp = param("variant", "safety_transformer") == "mlp"
+    gp = ", w/ gp" if float(param("gradient_penalty", 0.0)) > 0 else ""
     if bool(param("return_agnostic", True)):
-        return f"{base} (return-agnostic)"
-    return f"{base} w/o return-agnostic" + (", w/ gp" if float(param("gradient_penalty", 0.0)) > 0 else "")
+        return ("MLP backbone (return-agnostic)" if mlp
+                else "SafetyTransformer + return-agnostic (ours)") + gp
+    return ("MLP backbone " if mlp else "") + "w/o return-agnostic" + gp
 
 
 # --------------------------------------------------------------------------------- rendering
@@ -202,6 +352,13 @@ def _escape(fmt: str, text: str) -> str:
     if fmt == "html":
         return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text
+
+
+def _fmt_bold(fmt: str, text: str, bold: bool) -> str:
+    t = _escape(fmt, text)
+    if not bold:
+        return t
+    return {"md": f"**{t}**", "latex": rf"\textbf{{{t}}}", "html": f"<b>{t}</b>"}[fmt]
 
 
 def _fmt_cell(fmt: str, text: str, safe: bool, best: bool, notes: list[str], cost) -> str:

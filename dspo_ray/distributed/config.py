@@ -14,8 +14,20 @@ for DSPO, ``alpha`` for TD3+BC, ...) with a distribution::
     generation.return_condition: {type: uniform, low: 0.5, high: 1.2}
     discriminator.variant: {type: choice, values: [safety_transformer, mlp]}
 
+A method can instead run a fixed list of configurations (``search.grid``, no Optuna), each a
+group of its own, e.g. Table 2's discriminator variants::
+
+    grid:
+      dspo:
+        - {discriminator.return_agnostic: true}
+        - {discriminator.return_agnostic: false}
+
 Validation builds each method's config with every search-space bound and every choice applied (and
 the fixed ``overrides``), so a misspelt key or an out-of-range bound is reported by name here.
+
+Selection never reads the hidden truth (``dspo_ray.metrics``): a scheduler metric named like a
+hidden-truth metric (``discriminator/...``, ``neg_return/...``, ``diagnostic/...``) is refused, and
+so is DSPO's ``stage1_oracle`` diagnostic in a search space or in a Table 1 sweep.
 """
 
 from __future__ import annotations
@@ -28,12 +40,19 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from dspo_ray.config import ConfigError, from_dict, load_yaml, unflatten
+from dspo_ray.metrics import (EVALUATION_PREFIX, HIDDEN_TRUTH_PREFIXES, LABEL_FREE_STAGE1_METRIC,
+                              reads_hidden_truth)
 
 DSPO = "dspo"
 """The paper's method; every other name is a baseline from ``dspo_ray.baselines`` or an import
 path ``package.module:function`` of a custom method (see ``dspo_ray.distributed.sweep``)."""
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+
+TABLE1_BASELINES = ("bc_all", "bc_safe", "td3bc", "iql", "cql", "dwbc", "rgm", "cdtv")
+"""Table 1's baselines: a sweep that runs DSPO beside any of them (or is named ``table1...``) is
+a Table 1 sweep, where the ``stage1_oracle`` diagnostic is refused."""
+ORACLE_KEY = "stage1_oracle"
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,10 @@ class SearchSettings:
     space: dict[str, dict[str, Distribution]] = field(default_factory=dict)
     """method -> {dotted config key -> distribution}. A method without a space runs its
     defaults (plus ``overrides``) once per seed."""
+    grid: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    """method -> a list of configurations ({dotted config key -> value}), each run once per seed
+    as its own group, in order (no Optuna; ``num_samples`` does not apply). A method has a space
+    or a grid, not both."""
 
 
 @dataclass(frozen=True)
@@ -156,18 +179,32 @@ class SchedulerSettings:
     grace_period: int = 2
     """The first rung: at progress 2 the discriminator's quality is known."""
     reduction_factor: float = 3.0
-    intermediate_metric: str | None = "discriminator/f1"
+    intermediate_metric: str | None = LABEL_FREE_STAGE1_METRIC
     """Before evaluation there is no reward or cost: trials report this metric as ``objective``
-    so ASHA can stop configurations whose discriminator separates safe from unsafe trajectories
-    worse than the cell's others (it is scored against the hidden truth, like the evaluation's
-    costs: selection metrics, never training inputs). Optuna only ever sees final objectives.
-    null: no intermediate objective, ASHA then only acts on evaluated results."""
+    so ASHA can stop configurations whose stage 1 looks worse than the cell's others. It must be
+    computed from the learner's data alone: the default, ``stage1/heldout_demo_auroc``, is how
+    highly the demonstrations held out of stage-1 training rank among the unlabelled
+    trajectories. Metrics that read the hidden truth (``discriminator/...``, ``neg_return/...``,
+    ``diagnostic/...``) are refused. Optuna only ever sees final objectives (the simulator
+    evaluation). null: no intermediate objective, ASHA then only acts on evaluated results."""
 
     def __post_init__(self):
         if self.grace_period < 1 or self.max_t < self.grace_period:
             raise ConfigError("scheduler: need 1 <= grace_period <= max_t")
         if self.reduction_factor <= 1:
             raise ConfigError("scheduler.reduction_factor: must be > 1")
+        m = self.intermediate_metric
+        if m is not None and reads_hidden_truth(m):
+            raise ConfigError(
+                f"scheduler.intermediate_metric: {m!r} reads the hidden truth (the unlabelled "
+                f"trajectories' cost labels: metrics under {', '.join(HIDDEN_TRUTH_PREFIXES)}); "
+                "in the cost-label-free setting no cost label may reach selection. Use a "
+                f"label-free metric such as {LABEL_FREE_STAGE1_METRIC!r}, or null")
+        if m is not None and m.startswith(EVALUATION_PREFIX):
+            raise ConfigError(
+                f"scheduler.intermediate_metric: {m!r} is the final simulator evaluation, which "
+                "is already the objective; the intermediate metric is for before it (e.g. "
+                f"{LABEL_FREE_STAGE1_METRIC!r}), or null")
 
 
 @dataclass(frozen=True)
@@ -231,11 +268,16 @@ class SweepConfig:
         if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
             raise ConfigError("max_concurrent_trials: must be >= 1 (or null for automatic)")
         _check_method_names(self.methods)  # before the sections keyed by method name
-        for where, per_method in (("search.space", self.search.space), ("overrides", self.overrides)):
+        for where, per_method in (("search.space", self.search.space), ("overrides", self.overrides),
+                                  ("search.grid", self.search.grid)):
             for method in per_method:
                 if method not in self.methods:
                     raise ConfigError(f"{where}.{method}: not one of the sweep's methods "
                                       f"({', '.join(self.methods)})")
+        for method in self.search.grid:
+            if method in self.search.space:
+                raise ConfigError(f"search.grid.{method}: {method} also has a search.space; "
+                                  "give a method one or the other")
         if not self.name or "/" in self.name:
             raise ConfigError(f"name: must be non-empty without '/', got {self.name!r}")
 
@@ -244,9 +286,31 @@ class SweepConfig:
     def space(self, method: str) -> dict[str, Distribution]:
         return dict(self.search.space.get(method, {}))
 
+    def grid(self, method: str) -> list[dict[str, Any]]:
+        return [dict(point) for point in self.search.grid.get(method, ())]
+
     def samples_per_cell(self, method: str) -> int:
-        """A method without a search space has one configuration: its defaults."""
+        """A grid's length; ``num_samples`` with a search space; else one: the defaults."""
+        if self.grid(method):
+            return len(self.grid(method))
         return self.num_samples if self.space(method) else 1
+
+    def is_table1(self) -> bool:
+        """DSPO beside Table 1's baselines, or a sweep named ``table1...``."""
+        return DSPO in self.methods and (
+            any(m in TABLE1_BASELINES for m in self.methods) or self.name.startswith("table1"))
+
+    def selection_metrics(self) -> dict[str, list[str]]:
+        """The metrics each selecting component reads: ``scheduler`` (ASHA: the intermediate
+        metric, then the final objective), ``searcher`` (Optuna: the final objective only). The
+        final objective is computed from the simulator evaluation's normalised reward and cost."""
+        final = ["eval/normalized_reward", "eval/normalized_cost"]  # analysis.results.REWARD, COST
+        scheduler: list[str] = []
+        if self.scheduler.type == "asha":
+            scheduler = ([self.scheduler.intermediate_metric]
+                         if self.scheduler.intermediate_metric else []) + final
+        searcher = final if any(self.space(m) for m in self.methods) else []
+        return {"scheduler": scheduler, "searcher": searcher}
 
     def cells(self) -> list[tuple[str, str]]:
         """(method, task) pairs in a fixed order (also the order Optuna studies are seeded in)."""
@@ -306,7 +370,18 @@ def sweep_config_from_dict(data: Mapping[str, Any]) -> SweepConfig:
         if not isinstance(dims, Mapping):
             raise ConfigError(f"search.space.{method}: expected a mapping of key -> distribution")
         parsed[method] = {k: _distribution(method, k, v) for k, v in dims.items()}
+    grid = search.get("grid") or {}
+    if not isinstance(grid, Mapping):
+        raise ConfigError("search.grid: expected a mapping of method -> [{key: value}, ...]")
+    parsed_grid: dict[str, tuple[dict[str, Any], ...]] = {}
+    for method, points in grid.items():
+        if (not isinstance(points, (list, tuple)) or not points
+                or not all(isinstance(p, Mapping) for p in points)):
+            raise ConfigError(f"search.grid.{method}: expected a non-empty list of "
+                              "{dotted key: value} mappings")
+        parsed_grid[method] = tuple(dict(p) for p in points)
     search["space"] = {}
+    search["grid"] = {}
     data["search"] = search
     for key in ("overrides",):
         if key in data and data[key] is not None:
@@ -314,10 +389,32 @@ def sweep_config_from_dict(data: Mapping[str, Any]) -> SweepConfig:
                     isinstance(v, Mapping) for v in data[key].values()):
                 raise ConfigError(f"{key}: expected a mapping of method -> {{key: value}}")
     config = from_dict(SweepConfig, data)
+    # replace() re-runs __post_init__, now with the space and grid in place
     config = dataclasses.replace(
-        config, search=dataclasses.replace(config.search, space=parsed))
+        config, search=dataclasses.replace(config.search, space=parsed, grid=parsed_grid))
     check_method_configs(config)
+    check_oracle(config)
     return config
+
+
+def check_oracle(config: SweepConfig) -> None:
+    """DSPO's ``stage1_oracle`` (the hidden truth as the signal) is a diagnostic upper bound:
+    never something to search over (that would select on the truth) and never in Table 1."""
+    if DSPO not in config.methods:
+        return
+    if ORACLE_KEY in config.space(DSPO):
+        raise ConfigError(f"search.space.{DSPO}.{ORACLE_KEY}: the oracle signal is the hidden "
+                          "truth; searching over it would select on cost labels. Run it as a fixed "
+                          "override or a search.grid entry in a diagnostic sweep")
+    fixed = config.overrides.get(DSPO, {})
+    uses = [f"overrides.{DSPO}.{ORACLE_KEY}"] if fixed.get(ORACLE_KEY) else []
+    uses += [f"search.grid.{DSPO}[{i}].{ORACLE_KEY}" for i, point in enumerate(config.grid(DSPO))
+             if {**fixed, **point}.get(ORACLE_KEY)]
+    if uses and config.is_table1():
+        raise ConfigError(f"{uses[0]}: the oracle signal (hidden truth) is a diagnostic upper bound "
+                          "and is kept out of Table 1; this sweep runs DSPO beside Table 1's "
+                          "baselines (or is named table1...). Run the oracle in its own sweep "
+                          "(methods: [dspo]); make_tables shows it in its own table")
 
 
 def load_sweep_config(path: str | Path, **overrides: Any) -> SweepConfig:
@@ -373,16 +470,16 @@ def check_method_configs(config: SweepConfig) -> None:
                 raise ConfigError(f"methods: {e}") from None
         fixed = config.overrides.get(method, {})
         space = config.space(method)
-        probes: list[dict[str, Any]] = [{}]
+        probes: list[tuple[str, dict[str, Any]]] = [(f"overrides.{method}", {})]
         for key, dist in space.items():
-            probes += [{key: v} for v in dist.extremes()]
-        for probe in probes:
+            probes += [(f"search.space.{method}.{key}", {key: v}) for v in dist.extremes()]
+        probes += [(f"search.grid.{method}[{i}]", point)
+                   for i, point in enumerate(config.grid(method))]
+        for where, probe in probes:
             try:
                 method_config(method, config.tasks[0], config.seeds[0], fixed, probe,
                               config.eval_episodes, config.dataset_dir)
             except (ConfigError, ValueError, TypeError) as e:
-                where = (f"search.space.{method}.{next(iter(probe))}" if probe
-                         else f"overrides.{method}")
                 raise ConfigError(f"{where}: {e}") from None
 
 

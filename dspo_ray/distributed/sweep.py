@@ -44,7 +44,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from dspo_ray.analysis.results import COST, REWARD, load_results, objective
-from dspo_ray.analysis.tables import choose_configurations
+from dspo_ray.analysis.tables import sweep_summary
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
                                          method_config, sweep_config_from_dict, _import_custom)
@@ -69,7 +69,8 @@ def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None)
     if REWARD in out and COST in out:
         out[METRIC] = objective(out[REWARD], out[COST])
         out["final_objective"] = 1
-    elif intermediate and isinstance(out.get(intermediate), (int, float)):
+    elif (intermediate and isinstance(out.get(intermediate), (int, float))
+          and math.isfinite(out[intermediate])):
         out[METRIC] = float(out[intermediate])
         out["final_objective"] = 0
     return out
@@ -134,6 +135,7 @@ class CellGridSearcher(Searcher):
         self.budget = {cell: config.samples_per_cell(cell[0]) for cell in self.cells}
         self.proposed = {cell: 0 for cell in self.cells}
         self.studies: dict[tuple[str, str], OptunaSearch | None] = {}
+        self.grids = {cell: config.grid(cell[0]) for cell in self.cells}  # fixed configurations
         for i, (method, task) in enumerate(self.cells):
             space = config.space(method)
             if not space:
@@ -165,7 +167,11 @@ class CellGridSearcher(Searcher):
             self.proposed[cell] += 1
             group = f"{cell[0]}/{cell[1]}/{k}"
             study = self.studies[cell]
-            params = _flatten(study.suggest(group)) if study is not None else {}
+            grid = getattr(self, "grids", {}).get(cell)
+            if grid:
+                params = dict(grid[k])
+            else:
+                params = _flatten(study.suggest(group)) if study is not None else {}
             self.group_cell[group] = cell
             self.group_results[group] = {}
             self.queue += [{"method": cell[0], "task": cell[1], "seed": s, "group": group,
@@ -504,7 +510,7 @@ def collect_results(config: SweepConfig, ray_logs: str | None = None) -> SweepRe
     trials["failures"] = [int(failures.get(i, 0)) for i in trials["trial_id"]]
     # a retry is a failure followed by another attempt: an errored trial's last failure was not
     trials["retries"] = trials["failures"] - (trials["status"] == "error").astype(int)
-    summary = choose_configurations(trials)
+    summary = sweep_summary(trials)
     _write_csv(trials, f"{path}/trials.csv")
     _write_csv(summary, f"{path}/summary.csv")
     return SweepResult(path, trials, summary, config.work_root(), ray_logs)
@@ -530,7 +536,9 @@ def format_summary(result: SweepResult) -> str:
     s = result.summary
     evaluated = s[s["seeds"] > 0] if not s.empty else s
     if evaluated.empty:
-        lines.append("no trial finished")
+        stage_only = (result.trials["status"] == "stopped_as_configured").any()
+        lines.append("no evaluated trial (these trials stop before evaluation: stop_after)"
+                     if stage_only else "no trial finished")
     else:
         mw = max(8, *(len(m) for m in evaluated["method"]))
         header = (f"{'method':<{mw}} {'task':<14} {'seeds':>5} {'reward':>8} {'cost':>7} "
@@ -548,6 +556,10 @@ def format_summary(result: SweepResult) -> str:
     t = result.trials
     counts = t["status"].value_counts()
     lines.append("")
+    configured = int(counts.get("stopped_as_configured", 0))
+    if configured:
+        lines.append(f"{configured} trials ran to the stage their config stops after (stop_after; "
+                     "no evaluation): their stage-1 metrics are in Table 2 (make_tables)")
     lines.append(f"trials: {len(t)} ({int(counts.get('finished', 0))} finished, "
                  f"{int(counts.get('incomplete', 0))} stopped early or interrupted, "
                  f"{int(counts.get('error', 0))} errored, {int(t['retries'].sum())} retried)")

@@ -152,6 +152,21 @@ class DSPOConfig:
     """Table 1: 20 evaluation episodes."""
     eval_workers: int | None = bounded(None, ge=1)
     """Processes for evaluation; None: the available CPUs."""
+    holdout_demos: int = bounded(3, ge=0)
+    """Safe demonstrations held out of stage-1 (discriminator) training only, for the label-free
+    selection metric ``stage1/heldout_demo_auroc``: how highly they rank among the unlabelled
+    trajectories. Drawn with ``split.seed``, so every run on the same split (every seed and
+    configuration of a sweep's cell) holds out the same demonstrations and their metrics compare;
+    the diffusion model, generation and BC use every demonstration. 0: train stage 1 on all of
+    them (the metric is then NaN)."""
+    stage1_oracle: bool = False
+    """Diagnostic only (never Table 1): replace the learned safety signal by the hidden truth
+    (1 safe, 0 unsafe; demonstrations 1) and run the rest of DSPO unchanged; no discriminator is
+    trained. The run is marked ``diagnostic/oracle_signal: 1``."""
+    stop_after: Literal["discriminator", "labels", "diffusion", "generation", "bc"] | None = None
+    """Stop after this stage (no simulator evaluation), e.g. ``labels`` for a stage-1-only run
+    (Table 2): the run reports its metrics so far and ``run/stopped_after_stage`` (1-5). None:
+    run everything."""
 
     def __post_init__(self):
         from dspo_ray.tasks import get_task

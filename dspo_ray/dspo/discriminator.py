@@ -32,6 +32,7 @@ from dspo_ray.dspo.safety_transformer import (ReturnClassifier, build_discrimina
                                               vclub_bound)
 from dspo_ray.dspo.windows import (RaggedTrajectories, WindowBatch, cut_windows, random_windows,
                                    tiling_windows)
+from dspo_ray.metrics import HIDDEN_TRUTH_PREFIXES, reads_hidden_truth  # noqa: F401 (re-export)
 from dspo_ray.training import TrainContext, unwrap
 
 
@@ -232,26 +233,115 @@ def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories, windo
     return 1.0 / (1.0 + np.exp(-total / count))
 
 
-def discriminator_metrics(signals: np.ndarray, is_demo: np.ndarray, truth: HiddenTruth,
-                          threshold: float = 0.5) -> dict[str, float]:
-    """Recall of the safe trajectories among the unlabelled ones, accuracy, precision, F1 and the
-    Pearson correlation between signal and true safety, on the unlabelled trajectories.
+def ranking_metrics(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    """(AUROC, average precision) of ``scores`` ranking the ``positive`` items first; NaN for
+    both when only one class is present."""
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
+        return math.nan, math.nan
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
-    The only code of DSPO that reads the hidden truth: for reporting, never for training.
-    """
-    signals = np.asarray(signals)[~np.asarray(is_demo)]
-    safe = truth.unlabelled_is_safe
-    if len(signals) != len(safe):
-        raise ValueError(f"{len(signals)} unlabelled signals for {len(safe)} unlabelled trajectories")
-    predicted = signals > threshold
+    return (float(roc_auc_score(positive, scores)),
+            float(average_precision_score(positive, scores)))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def threshold_metrics(predicted: np.ndarray, safe: np.ndarray) -> dict[str, float]:
+    """Recall, precision, accuracy, F1 of ``predicted`` (safe) against ``safe``, and the Pearson
+    correlation of the two 0/1 vectors (phi). Recall/precision/F1 are 0 when undefined
+    (no safe trajectory / none predicted safe); Pearson is NaN when either vector is constant."""
+    predicted, safe = np.asarray(predicted, dtype=bool), np.asarray(safe, dtype=bool)
     tp = float(np.sum(predicted & safe))
-    recall = tp / max(1.0, float(safe.sum()))
-    precision = tp / max(1.0, float(predicted.sum()))
+    recall = tp / float(safe.sum()) if safe.any() else 0.0
+    precision = tp / float(predicted.sum()) if predicted.any() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    pearson = 0.0
-    if signals.std() > 0 and safe.std() > 0:
-        pearson = float(np.corrcoef(signals, safe.astype(float))[0, 1])
-    return {"discriminator/recall": recall, "discriminator/precision": precision,
-            "discriminator/accuracy": float(np.mean(predicted == safe)),
-            "discriminator/f1": f1, "discriminator/pearson": pearson,
-            "discriminator/unlabelled_safe_fraction": float(safe.mean())}
+    return {"recall": recall, "precision": precision,
+            "accuracy": float(np.mean(predicted == safe)), "f1": f1,
+            "label_pearson": _pearson(predicted, safe)}
+
+
+def discriminator_metrics(signals: np.ndarray, is_demo: np.ndarray, truth: HiddenTruth,
+                          threshold: float = 0.5,
+                          returns: np.ndarray | None = None) -> dict[str, float]:
+    """How well the safety signal (and, given ``returns``, the negative-return rule) separates
+    the truly safe unlabelled trajectories from the unsafe ones. All on the unlabelled set:
+
+    * ``discriminator/auroc``, ``discriminator/average_precision`` (safe = positive; NaN when the
+      unlabelled set has one class only) and ``discriminator/pearson`` (signal vs 0/1 safety);
+    * at ``threshold`` (0.5 for balanced training): ``discriminator/recall``, ``/precision``,
+      ``/accuracy``, ``/f1``, ``/label_pearson`` (phi of the 0/1 labels);
+    * the same five with ``@demo_min``: the paper's rule, safe when the signal is >= the smallest
+      signal given to a demonstration (every demonstration, held out or not);
+    * ``discriminator/unlabelled_safe_fraction``;
+    * the negative-return rule (score = -return: lower return ranks safer), threshold-free only:
+      ``neg_return/auroc``, ``neg_return/average_precision``, ``neg_return/pearson``. (Its
+      "smallest score of a demonstration" threshold would be -(best demo return), which with
+      top-return demonstrations calls almost everything safe; so no threshold metrics.)
+
+    The only code of DSPO that reads the hidden truth: for reporting, never for training or
+    selection (every key is under HIDDEN_TRUTH_PREFIXES).
+    """
+    signals, is_demo = np.asarray(signals, dtype=float), np.asarray(is_demo, dtype=bool)
+    unlabelled = signals[~is_demo]
+    safe = np.asarray(truth.unlabelled_is_safe, dtype=bool)
+    if len(unlabelled) != len(safe):
+        raise ValueError(f"{len(unlabelled)} unlabelled signals for {len(safe)} unlabelled trajectories")
+    out: dict[str, float] = {}
+    auroc, ap = ranking_metrics(unlabelled, safe)
+    out.update({"discriminator/auroc": auroc, "discriminator/average_precision": ap,
+                "discriminator/pearson": _pearson(unlabelled, safe)})
+    out.update({f"discriminator/{k}": v
+                for k, v in threshold_metrics(unlabelled > threshold, safe).items()})
+    if is_demo.any():
+        demo_min = float(signals[is_demo].min())
+        out.update({f"discriminator/{k}@demo_min": v
+                    for k, v in threshold_metrics(unlabelled >= demo_min, safe).items()})
+    out["discriminator/unlabelled_safe_fraction"] = float(safe.mean()) if len(safe) else math.nan
+    if returns is not None:
+        neg = -np.asarray(returns, dtype=float)[~is_demo]
+        auroc, ap = ranking_metrics(neg, safe)
+        out.update({"neg_return/auroc": auroc, "neg_return/average_precision": ap,
+                    "neg_return/pearson": _pearson(neg, safe)})
+    return out
+
+
+def heldout_demo_metrics(signals: np.ndarray, is_demo: np.ndarray, heldout: np.ndarray,
+                         returns: np.ndarray | None = None) -> dict[str, float]:
+    """Label-free stage-1 quality, from the learner's data alone: how highly the demonstrations
+    held out of stage-1 training rank among the unlabelled trajectories (PU ranking).
+
+    ``stage1/heldout_demo_auroc``: AUROC of held-out demonstrations (positive) vs unlabelled
+    trajectories (negative); ``stage1/heldout_demo_average_precision``; and
+    ``stage1/heldout_demo_mean_signal``. NaN without held-out demonstrations. Because some
+    unlabelled trajectories are safe, a perfect safety signal scores below 1 (it ties held-out
+    demonstrations with the safe unlabelled ones); it still rises with how well the signal ranks
+    safe demonstration-like behaviour above the rest. With top-return demonstrations it also
+    rewards a signal that merely follows the return; given ``returns``,
+    ``stage1/heldout_demo_auroc_return_matched`` compares the held-out demonstrations only with
+    the unlabelled trajectories whose return is at least the lowest held-out one, where return
+    alone does not separate them.
+    """
+    signals, is_demo = np.asarray(signals, dtype=float), np.asarray(is_demo, dtype=bool)
+    heldout = np.asarray(heldout, dtype=bool)
+    out = {"stage1/heldout_demo_auroc": math.nan, "stage1/heldout_demo_average_precision": math.nan,
+           "stage1/heldout_demo_mean_signal": math.nan}
+    if returns is not None:
+        out["stage1/heldout_demo_auroc_return_matched"] = math.nan
+    if not heldout.any():
+        return out
+    pool = heldout | ~is_demo
+    auroc, ap = ranking_metrics(signals[pool], heldout[pool])
+    out.update({"stage1/heldout_demo_auroc": auroc, "stage1/heldout_demo_average_precision": ap,
+                "stage1/heldout_demo_mean_signal": float(signals[heldout].mean())})
+    if returns is not None:
+        returns = np.asarray(returns, dtype=float)
+        matched = heldout | (~is_demo & (returns >= returns[heldout].min()))
+        out["stage1/heldout_demo_auroc_return_matched"] = ranking_metrics(
+            signals[matched], heldout[matched])[0]
+    return out

@@ -3,12 +3,19 @@
 Stages and their artefacts under ``workdir`` (each written atomically, with a ``<name>.metrics.json``
 sidecar written just before it; a rerun skips every stage whose artefact exists):
 
-1. ``discriminator.pt``  stage 1 training (runner.run("discriminator", ...))
-2. ``labels.npz``        the safety signal of every trajectory + discriminator metrics vs the truth
+1. ``discriminator.pt``  stage 1 training (runner.run("discriminator", ...)), on every trajectory
+                         except ``holdout_demos`` demonstrations held out for selection
+2. ``labels.npz``        the safety signal of every trajectory, the label-free selection metric
+                         (``stage1/...``) and the metrics against the hidden truth
+                         (``discriminator/...``, ``neg_return/...``: reported, never selected on)
 3. ``diffusion.pt``      stage 2 training (runner.run("diffusion", ...))
 4. ``generated.npz``     the generated windows and their conditions
 5. ``policy.pt``         behaviour cloning (runner.run("bc", ...)), saved with save_policy
 6. ``result.json``       evaluation in the simulator and every metric above
+
+``stop_after`` ends the run after a stage (no evaluation, no ``result.json``): a stage-1-only run
+(``stop_after="labels"``) is Table 2's. ``stage1_oracle`` (a diagnostic, never Table 1) skips
+stage 1 and uses the hidden truth as the signal.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from dspo_ray.data import load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
 from dspo_ray.dspo.config import DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
-from dspo_ray.dspo.discriminator import (discriminator_metrics, load_discriminator,
-                                         score_trajectories, train_discriminator)
+from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
+                                         load_discriminator, score_trajectories,
+                                         train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
-from dspo_ray.dspo.windows import ragged_from_data
+from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
 from dspo_ray.evaluation import evaluate
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
 from dspo_ray.policies import load_policy, save_policy
@@ -64,9 +72,32 @@ def bc_dataset_dspo(data, generated: dict[str, np.ndarray]) -> tuple[np.ndarray,
     return np.concatenate(obs).astype(np.float32), np.concatenate(act).astype(np.float32)
 
 
+def heldout_demo_mask(is_demo: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Which demonstrations stage 1 does not train on (``n`` of them, drawn with ``seed``)."""
+    demos = np.flatnonzero(is_demo)
+    if n >= len(demos):
+        raise ValueError(f"holdout_demos: {n} held out of {len(demos)} safe demonstrations leaves "
+                         "none to train the discriminator on; use fewer (or 0)")
+    mask = np.zeros(len(is_demo), bool)
+    if n > 0:
+        mask[np.random.default_rng([seed, 1701]).choice(demos, n, replace=False)] = True
+    return mask
+
+
+def subset_trajectories(trajectories: RaggedTrajectories, keep: np.ndarray) -> RaggedTrajectories:
+    """The trajectories where ``keep`` is True, in order."""
+    starts, lengths = trajectories.starts, trajectories.lengths
+    rows = np.concatenate([np.arange(starts[i], starts[i] + lengths[i])
+                           for i in np.flatnonzero(keep)])
+    return RaggedTrajectories(observations=trajectories.observations[rows],
+                              actions=trajectories.actions[rows], lengths=lengths[keep],
+                              returns=trajectories.returns[keep], is_demo=trajectories.is_demo[keep])
+
+
 def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None = None,
              report: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) DSPO; returns the flat metrics dict also saved as ``result.json``."""
+    """Run (or resume) DSPO; returns the flat metrics dict also saved as ``result.json`` (with
+    ``stop_after``: the metrics up to that stage, nothing saved beyond the stages' sidecars)."""
     runner = runner or LocalRunner()
     workdir = Path(workdir)
     _check_same_config(workdir / "config.json", to_dict(config))
@@ -89,6 +120,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     metrics: dict[str, Any] = {"task": spec.name, "seed": config.seed,
                                "data/n_safe_demos": len(data.safe_demos),
                                "data/n_unlabelled": len(data.unlabelled)}
+    heldout = (np.zeros(len(trajectories), bool) if config.stage1_oracle else
+               heldout_demo_mask(trajectories.is_demo, config.holdout_demos, config.split.seed))
 
     def stage(name: str, produce: Callable[[], dict[str, Any]]) -> None:
         path = workdir / ARTEFACTS[name]
@@ -117,33 +150,57 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     pending: dict[str, Any] = {}
     _commit: dict[str, Callable[[dict], None]] = {}
 
-    # 1. discriminator
+    def stopping(name: str) -> bool:
+        if config.stop_after != name:
+            return False
+        metrics["run/stopped_after_stage"] = STAGES.index(name) + 1
+        return True
+
+    # 1. discriminator, on all but the held-out demonstrations (the oracle diagnostic has none)
     def train_stage_1():
         artefact = runner.run("discriminator", train_discriminator, workdir,
-                              trajectories=trajectories, config=config.discriminator,
+                              trajectories=subset_trajectories(trajectories, ~heldout),
+                              config=config.discriminator,
                               max_timestep=spec.max_episode_steps, seed=config.seed)
         pending["discriminator"] = artefact
         return {}
     _commit["discriminator"] = lambda m: _finish(workdir, "discriminator",
                                                  lambda p: save_atomic(pending["discriminator"], p))
-    stage("discriminator", train_stage_1)
+    if not config.stage1_oracle:
+        stage("discriminator", train_stage_1)
+    if stopping("discriminator"):
+        return metrics
 
-    # 2. labels (+ the metrics that read the hidden truth)
+    # 2. labels: the signal of every trajectory, the label-free selection metric (stage1/...),
+    # and the metrics that read the hidden truth (discriminator/..., neg_return/...: reported only)
     def label():
-        artefact = torch.load(workdir / ARTEFACTS["discriminator"], map_location="cpu",
-                              weights_only=False)
-        signals = score_trajectories(load_discriminator(artefact), trajectories,
-                                     config.discriminator.window, device=device)
+        is_demo = trajectories.is_demo
+        out: dict[str, Any] = {}
+        if config.stage1_oracle:
+            # diagnostic upper bound: the hidden truth as the signal (demonstrations are safe)
+            signals = truth.is_safe.astype(np.float64)
+            out["diagnostic/oracle_signal"] = 1
+        else:
+            artefact = torch.load(workdir / ARTEFACTS["discriminator"], map_location="cpu",
+                                  weights_only=False)
+            signals = score_trajectories(load_discriminator(artefact), trajectories,
+                                         config.discriminator.window, device=device)
+            out.update(heldout_demo_metrics(signals, is_demo, heldout, trajectories.returns))
         pending["labels"] = dict(safety_signal=signals, returns=trajectories.returns,
-                                 is_demo=trajectories.is_demo, lengths=trajectories.lengths)
-        out = discriminator_metrics(signals, trajectories.is_demo, truth,
-                                    config.discriminator.label_threshold)
-        out["discriminator/min_demo_signal"] = float(signals[trajectories.is_demo].min())
-        out["discriminator/mean_unlabelled_signal"] = float(signals[~trajectories.is_demo].mean())
+                                 is_demo=is_demo, lengths=trajectories.lengths,
+                                 heldout_demo=heldout)
+        out["stage1/n_heldout_demos"] = int(heldout.sum())
+        out["stage1/min_demo_signal"] = float(signals[is_demo].min())
+        out["stage1/mean_unlabelled_signal"] = float(signals[~is_demo].mean())
+        out.update(discriminator_metrics(signals, is_demo, truth,
+                                         config.discriminator.label_threshold,
+                                         returns=trajectories.returns))
         return out
     _commit["labels"] = lambda m: _finish(workdir, "labels",
                                           lambda p: _save_npz_atomic(p, **pending["labels"]))
     stage("labels", label)
+    if stopping("labels"):
+        return metrics
     with np.load(workdir / ARTEFACTS["labels"]) as f:
         signals = f["safety_signal"]
 
@@ -156,6 +213,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     _commit["diffusion"] = lambda m: _finish(workdir, "diffusion",
                                              lambda p: save_atomic(pending["diffusion"], p))
     stage("diffusion", train_stage_2)
+    if stopping("diffusion"):
+        return metrics
 
     # 4. generation
     def generation():
@@ -172,6 +231,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     _commit["generation"] = lambda m: _finish(workdir, "generation",
                                               lambda p: save_generated(p, pending["generation"]))
     stage("generation", generation)
+    if stopping("generation"):
+        return metrics
 
     # 5. behaviour cloning on D^S u D^G
     def clone():
@@ -183,6 +244,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
         return {"bc/n_samples": int(len(obs))}
     _commit["bc"] = lambda m: _finish(workdir, "bc", lambda p: save_policy(p, pending["bc"]))
     stage("bc", clone)
+    if stopping("bc"):
+        return metrics
 
     # 6. evaluation
     start = time.perf_counter()
