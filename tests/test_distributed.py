@@ -195,6 +195,18 @@ def test_a_trial_that_raises_is_retried_and_completes(local_ray, tmp_path):
     assert len(t) == 1 and t.loc[0, "status"] == "finished" and t.loc[0, "retries"] == 1
 
 
+def test_a_relative_storage_puts_work_folders_where_the_summary_says(local_ray, tmp_path,
+                                                                    monkeypatch):
+    from dspo_ray.distributed.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)  # trials run in Tune's folders, not here: the path must travel
+    cfg = tiny_linear_config(tmp_path, name="relative", num_samples=1, storage="rel-results",
+                             train={"num_workers": 0})
+    result = run_sweep(sweep_config_from_dict(cfg))
+    assert result.work_root == tmp_path / "rel-results" / "relative" / "work"
+    assert len(list(result.work_root.iterdir())) == 1  # the trial's work folder
+
+
 # ------------------------------------------------------------------------- DSPO through the sweep
 
 def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset, tmp_path):

@@ -420,8 +420,13 @@ def build_tuner(config: SweepConfig, resume: bool = False,
         raise ExperimentExistsError(
             f"experiment {config.name!r} already exists at {path}; pass --resume to continue it, "
             f"or --name to start a new one")
+    # Trials run in Tune's own working folders: a relative storage or workdir must reach them
+    # resolved against the driver's folder, or work folders land in Ray's session folder
+    # (where the summary does not point and --resume in a new Ray session cannot find them).
+    resolved = dataclasses.replace(config, storage=config.storage_uri(),
+                                   workdir=str(config.work_root()))
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, sweep=to_dict(config)),
+        tune.with_parameters(run_trial, sweep=to_dict(resolved)),
         {"cpu": config.trial.cpus, "gpu": config.trial.gpus,
          "memory": config.trial.memory_mb * 2 ** 20,
          "custom_resources": dict(config.trial.resources)})
