@@ -47,6 +47,10 @@ def main(argv=None) -> int:
                    help="training episodes of each run (overrides --episodes)")
     p.add_argument("--keep", type=int, default=None,
                    help="trajectories in the file (default: 1.25 x Table 3's N_safe + N_unlabelled)")
+    p.add_argument("--min-safe-share", type=float, default=0.0,
+                   help="at least this share of the kept trajectories safe, when the recorded ones "
+                        "allow it (the paper's setting needs many safe unlabelled ones; default 0: "
+                        "the plain grid filter)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first run (run k uses seed + k)")
     p.add_argument("--n-envs", type=int, default=8)
     p.add_argument("--cost-limit-start", type=float, default=None)
@@ -76,6 +80,8 @@ def main(argv=None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if not 0.0 <= args.min_safe_share <= 1.0:
+        p.error(f"--min-safe-share must be in [0, 1], got {args.min_safe_share}")
     if args.address and not args.ray:
         p.error("--address needs --ray (it names the Ray cluster to run on)")
     per_run = args.episodes_per_run or args.episodes // args.runs
@@ -108,9 +114,11 @@ def main(argv=None) -> int:
             from dspo_ray.distributed.collect import collect_on_ray
 
             results = collect_on_ray(plans, args.out, keep=args.keep, address=args.address,
-                                     num_cpus=args.num_cpus, progress=not args.no_progress, log=log)
+                                     num_cpus=args.num_cpus, progress=not args.no_progress, log=log,
+                                     min_safe_share=args.min_safe_share)
         else:
-            results = {task: collect_task(runs, args.out, keep=args.keep, log=log)
+            results = {task: collect_task(runs, args.out, keep=args.keep, log=log,
+                                          min_safe_share=args.min_safe_share)
                        for task, runs in plans.items()}
     except ValueError as e:  # e.g. --out holds runs made with other settings
         print(f"error: {e}", file=sys.stderr)

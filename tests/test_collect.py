@@ -38,6 +38,26 @@ def test_grid_filter_is_even_across_full_cells():
     assert counts.tolist() == [13, 12, 5] or counts.tolist() == [12, 13, 5]
 
 
+def test_thinning_keeps_the_asked_safe_share_when_the_episodes_allow_it():
+    from dspo_ray.data.collect import thin_episodes
+
+    rng = np.random.default_rng(0)
+    # costs spread evenly over 0-100 with a limit of 10: the plain grid keeps about 10% safe
+    costs, rewards = rng.uniform(0, 100, 3000), rng.uniform(0, 500, 3000)
+    plain = thin_episodes(costs, rewards, keep=600, cost_limit=10, seed=1)
+    np.testing.assert_array_equal(plain, grid_filter(costs, rewards, 600, seed=1))
+    assert (costs[plain] <= 10).mean() < 0.15
+    idx = thin_episodes(costs, rewards, keep=600, cost_limit=10, min_safe_share=0.3, seed=1)
+    assert len(idx) == 600 and len(set(idx)) == 600 and (np.diff(idx) > 0).all()
+    assert (costs[idx] <= 10).sum() == 180
+    # the safe ones still span the reward range, and the unsafe ones the cost range
+    assert np.ptp(rewards[idx][costs[idx] <= 10]) > 400 and costs[idx].max() > 95
+    # fewer safe episodes than the share asks for: all of them, the rest unsafe
+    few = np.r_[rng.uniform(0, 10, 20), rng.uniform(10.5, 100, 980)]
+    idx = thin_episodes(few, rng.uniform(0, 1, 1000), keep=300, cost_limit=10, min_safe_share=0.5)
+    assert len(idx) == 300 and (few[idx] <= 10).sum() == 20
+
+
 def test_short_collection_writes_a_valid_dsrl_file(tmp_path):
     """A real (tiny) run on CarCircle: the file loads, is named the DSRL way, and is reproducible."""
     cfg = CollectConfig(task="CarCircle", episodes=6, keep=4, n_envs=2, steps_per_env=150, seed=3)

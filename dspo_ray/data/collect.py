@@ -314,6 +314,37 @@ def grid_filter(cost_returns: np.ndarray, reward_returns: np.ndarray, keep: int,
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
+def thin_episodes(cost_returns: np.ndarray, reward_returns: np.ndarray, keep: int,
+                  cost_limit: float, min_safe_share: float = 0.0, cost_bins: int = 60,
+                  reward_bins: int = 50, seed: int = 0) -> np.ndarray:
+    """:func:`grid_filter`, with at least ``min_safe_share`` of the kept episodes safe (cost
+    return <= ``cost_limit``) when the recorded ones allow it.
+
+    The grid spans the cost axis evenly, so with a cost limit far below the maximum cost (10 of
+    100-150 for Bullet) it keeps few safe episodes (5-13% here), while the paper's setting needs
+    many safe trajectories among the unlabelled ones. When the plain filter keeps too few, the
+    safe and the unsafe episodes are grid-filtered apart: safe ones up to the share, unsafe ones
+    for the rest, each spread over its own part of the plane.
+    """
+    if not 0.0 <= min_safe_share <= 1.0:
+        raise ValueError(f"min_safe_share must be in [0, 1], got {min_safe_share}")
+    cost_returns, reward_returns = np.asarray(cost_returns, float), np.asarray(reward_returns, float)
+    plain = grid_filter(cost_returns, reward_returns, keep, cost_bins, reward_bins, seed)
+    safe = cost_returns <= cost_limit
+    wanted = int(np.ceil(min_safe_share * len(plain)))
+    if safe[plain].sum() >= wanted:
+        return plain
+    safe_idx, unsafe_idx = np.flatnonzero(safe), np.flatnonzero(~safe)
+    n_safe = min(wanted, len(safe_idx))
+    n_unsafe = min(len(plain) - n_safe, len(unsafe_idx))
+    chosen = [safe_idx[grid_filter(cost_returns[safe_idx], reward_returns[safe_idx], n_safe,
+                                   cost_bins, reward_bins, seed)]]
+    if n_unsafe > 0:
+        chosen.append(unsafe_idx[grid_filter(cost_returns[unsafe_idx], reward_returns[unsafe_idx],
+                                             n_unsafe, cost_bins, reward_bins, seed)])
+    return np.sort(np.concatenate(chosen))
+
+
 @dataclass
 class CollectResult:
     path: Path
@@ -469,17 +500,20 @@ def sequential_map(fn: Callable, items: Iterable) -> list:
 
 
 def collect_task(runs: list[CollectRun], out_dir: str | Path, keep: int | None = None,
-                 map_fn: Callable[[Callable, list], list] = sequential_map, log=print) -> CollectResult:
+                 map_fn: Callable[[Callable, list], list] = sequential_map, log=print,
+                 min_safe_share: float = 0.0) -> CollectResult:
     """Run the runs not finished yet (through ``map_fn(fn, runs)``), then :func:`finish_task`."""
     missing = [r for r in runs if not run_is_finished(r, out_dir)]
     if missing:
         map_fn(lambda r: run_collect_run(r, out_dir, log=log), missing)
-    return finish_task(runs, out_dir, keep=keep, trained=len(missing), log=log)
+    return finish_task(runs, out_dir, keep=keep, trained=len(missing), log=log,
+                       min_safe_share=min_safe_share)
 
 
 def finish_task(runs: list[CollectRun], out_dir: str | Path, keep: int | None = None,
-                trained: int = 0, log=print) -> CollectResult:
-    """Merge the finished runs' episodes, drop those above DSRL's max cost, grid-filter, and write
+                trained: int = 0, log=print, min_safe_share: float = 0.0) -> CollectResult:
+    """Merge the finished runs' episodes, drop those above DSRL's max cost, thin them
+    (:func:`thin_episodes`: the grid filter, with at least ``min_safe_share`` safe), and write
     the DSRL file, its JSON summary and ``<file>.png`` (the scatter plot) into ``out_dir``."""
     if not runs or len({r.task for r in runs}) != 1:
         raise ValueError("finish_task needs the runs of exactly one task")
@@ -496,15 +530,16 @@ def finish_task(runs: list[CollectRun], out_dir: str | Path, keep: int | None = 
     ok = [t for t in recorded if t.cost_return <= cfg.max_cost]
     if not ok:
         raise RuntimeError(f"{spec.name}: every recorded episode costs more than {cfg.max_cost:g}")
-    idx = grid_filter([t.cost_return for t in ok], [t.reward_return for t in ok], keep,
-                      cfg.cost_bins, cfg.reward_bins, cfg.seed)
+    idx = thin_episodes([t.cost_return for t in ok], [t.reward_return for t in ok], keep,
+                        spec.cost_limit, min_safe_share, cfg.cost_bins, cfg.reward_bins, cfg.seed)
     kept = [ok[i] for i in idx]
     path = write_dsrl(Path(out_dir) / dsrl_filename(spec, len(kept)), kept, compression=None)
     stats = {"recorded": summarize_returns(recorded, spec.cost_limit),
              "kept": summarize_returns(kept, spec.cost_limit)}
     seconds = [s["seconds"] for s in run_summaries]
     result = CollectResult(
-        path=path, config=_jsonable({**asdict(cfg), "keep": keep, "runs": len(runs)}),
+        path=path, config=_jsonable({**asdict(cfg), "keep": keep, "runs": len(runs),
+                                     "min_safe_share": min_safe_share}),
         recorded=len(recorded), dropped_over_max_cost=len(recorded) - len(ok), kept=len(kept),
         safe_kept=stats["kept"]["safe"], seconds=round(max(seconds), 1), stats=stats)
     result.stats["runs"] = [{"run": s["run"], "seed": s["config"]["seed"],

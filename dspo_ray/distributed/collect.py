@@ -56,7 +56,7 @@ def _run_remote(run: CollectRun, out_dir: str) -> dict:
 
 def collect_on_ray(plans: dict[str, list[CollectRun]], out_dir: str | Path, keep: int | None = None,
                    address: str | None = None, num_cpus: int | None = None, progress: bool = True,
-                   log=print) -> dict[str, CollectResult]:
+                   log=print, min_safe_share: float = 0.0) -> dict[str, CollectResult]:
     """Collect every task of ``plans`` (task -> its runs): the unfinished runs of all tasks run
     in parallel as Ray tasks; finished ones (from an interrupted earlier call) are skipped."""
     from tqdm import tqdm
@@ -75,7 +75,8 @@ def collect_on_ray(plans: dict[str, list[CollectRun]], out_dir: str | Path, keep
                 pending[_run_remote.remote(r, out_dir)] = (task, r)
         left = {task: len(runs) for task, runs in missing.items()}
         for task in [t for t, n in left.items() if n == 0]:
-            results[task] = finish_task(plans[task], out_dir, keep=keep, trained=0, log=log)
+            results[task] = finish_task(plans[task], out_dir, keep=keep, trained=0, log=log,
+                                        min_safe_share=min_safe_share)
         failed = []
         with tqdm(total=n_missing, desc="collection runs", unit="run", disable=not progress) as bar:
             while pending:
@@ -93,7 +94,8 @@ def collect_on_ray(plans: dict[str, list[CollectRun]], out_dir: str | Path, keep
                 left[task] -= 1
                 if left[task] == 0:
                     results[task] = finish_task(plans[task], out_dir, keep=keep,
-                                                trained=len(missing[task]), log=log)
+                                                trained=len(missing[task]), log=log,
+                                                min_safe_share=min_safe_share)
         if failed:
             raise RuntimeError("collection runs failed (rerun the same command to resume):\n  "
                                + "\n  ".join(failed))
