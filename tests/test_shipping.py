@@ -6,7 +6,7 @@ import lzma
 import numpy as np
 import pytest
 
-from dspo_ray.data import DatasetError, dsrl_filename, find_dataset, read_dsrl
+from dspo_ray.data import DatasetError, dsrl_filename, find_dataset, load_trajectories, read_dsrl
 from dspo_ray.data import dsrl as dsrl_module
 from dspo_ray.data.collect import CollectConfig, collect, collection_reset_seeds
 from dspo_ray.data.shipping import can_replay, pack_dataset, unpack_columns
@@ -14,8 +14,8 @@ from dspo_ray.data.shipping import can_replay, pack_dataset, unpack_columns
 
 @pytest.fixture(scope="module")
 def swimmer_collection(tmp_path_factory):
-    """A real (tiny) SwimmerVel collection: one run of 3 episodes of 1000 steps, of which the grid
-    filter keeps 2 (the pack must find which of the run's reset seeds they had)."""
+    """A real (tiny) SwimmerVel collection: one run of 3 episodes of 1000 steps, of which at
+    most 2 are kept (the pack must find which of the run's reset seeds they had)."""
     cfg = CollectConfig(task="SwimmerVel", episodes=3, keep=2, n_envs=1, steps_per_env=500, seed=4)
     return collect(cfg, tmp_path_factory.mktemp("swimmer"), log=lambda m: None).path
 
@@ -57,8 +57,11 @@ def test_replay_pack_re_simulates_a_collection_exactly(swimmer_collection, tmp_p
 
 
 def test_replay_needs_the_collections_seeds(swimmer_collection, carcircle_dataset, tmp_path):
-    with pytest.raises(ValueError, match=r"2 episode\(s\).*start in no state"):
-        pack_dataset(swimmer_collection, "SwimmerVel", tmp_path, reset_seeds=range(10))
+    # seeds the collection (seed 4: resets from 400012 on, and 4 itself) never used: every kept
+    # episode is named (how many are kept depends on the run: those above the max cost are dropped)
+    kept = len(load_trajectories(swimmer_collection, "SwimmerVel"))
+    with pytest.raises(ValueError, match=rf"{kept} episode\(s\).*start in no state"):
+        pack_dataset(swimmer_collection, "SwimmerVel", tmp_path, reset_seeds=range(1000, 1010))
     with pytest.raises(ValueError, match="cannot be replayed"):
         pack_dataset(carcircle_dataset / dsrl_filename("CarCircle", 50), "CarCircle", tmp_path,
                      reset_seeds=range(10))
