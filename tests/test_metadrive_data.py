@@ -43,8 +43,8 @@ def test_short_idm_collection_loads_and_splits(tmp_path):
     assert sidecar["config"]["driver"] == "idm" and sidecar["stats"]["kept"] == summarize_returns(
         trajs, spec.cost_limit)
     assert result.path.with_suffix(".png").is_file()
-    raw = tmp_path / "runs" / "hardsparse" / "idm-seed3-5.hdf5"
-    styles = json.loads(raw.with_suffix(".json").read_text())["styles"]
+    chunk = json.loads((tmp_path / "runs" / "hardsparse" / "idm-seed3" / "chunk-00000.json").read_text())
+    styles = chunk["styles"]
     assert len(styles) == 5 and len({s["target_speed"] for s in styles}) == 5
     # the split: top-return "safe" demos and unlabelled ones (a loose cost limit: fast drivers)
     data, truth = load_task_data("hardsparse", result.path,
@@ -54,5 +54,5 @@ def test_short_idm_collection_loads_and_splits(tmp_path):
     # a rerun with the same config reuses the recorded episodes and writes the same file
     before = result.path.read_bytes()
     again = collect_metadrive(cfg, tmp_path, log=logs.append)
-    assert any("reusing 5 recorded episodes" in m for m in logs)
+    assert any("reusing 1 recorded chunk(s)" in m for m in logs)
     assert again.path.read_bytes() == before

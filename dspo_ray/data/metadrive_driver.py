@@ -141,61 +141,124 @@ def drive_episode(env, style: DriverStyle, seed: int, max_steps: int) -> CostedT
     raise ValueError(f"max_steps must be >= 1, got {max_steps}")
 
 
-def drive_and_record(cfg: DriverConfig, log=print, log_every: int = 50
-                     ) -> tuple[list[CostedTrajectory], list[dict]]:
-    """Drive ``cfg.episodes`` episodes, each with its own style; every one is returned, with its
-    style and seed (in the same order)."""
+CHUNK = 25
+"""Episodes per saved chunk of a recording: an interrupted collection loses at most this many."""
+
+
+def _recording_dir(cfg: DriverConfig, out_dir: Path) -> Path:
+    return out_dir / "runs" / cfg.task / f"idm-seed{cfg.seed}"
+
+
+def _style_settings(cfg: DriverConfig) -> dict:
+    """What decides each episode (besides its index): a recording made with other settings is refused."""
+    d = _jsonable(asdict(cfg))
+    return {k: v for k, v in d.items() if k not in ("episodes", "keep", "cost_bins", "reward_bins",
+                                                       "max_cost")}
+
+
+def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print
+                    ) -> tuple[list[CostedTrajectory], list[dict], float]:
+    """Episodes ``0 .. cfg.episodes - 1``, driven and saved in chunks of :data:`CHUNK` to
+    ``<out>/runs/<task>/idm-seed<s>/chunk-<first>.hdf5`` (+ ``.json`` with the styles, written last).
+
+    Chunks already there are reused, so a rerun resumes an interrupted collection, and a
+    collection of fewer episodes reuses the first chunks of a longer one (episode k's style and
+    seed do not depend on the total). MetaDrive's traffic depends on what the process drove before,
+    so the chunks driven after a restart differ from those an uninterrupted run would have driven:
+    every chunk is still a faithful recording. Returns the episodes, their styles and the seconds
+    spent driving them (summed over the chunks' own times).
+    """
+    cfg = cfg.resolved()
+    folder = _recording_dir(cfg, Path(out_dir))
+    settings = _style_settings(cfg)
+    episodes, styles, seconds = [], [], 0.0
+    pending: list[int] = []  # chunks to drive
+    firsts = list(range(0, cfg.episodes, CHUNK))
+    chunks: dict[int, tuple] = {}
+    for first in firsts:
+        path = folder / f"chunk-{first:05d}.hdf5"
+        meta = path.with_suffix(".json")
+        m = json.loads(meta.read_text()) if path.is_file() and meta.is_file() else None
+        if m is not None and m["settings"] != settings:
+            raise ValueError(f"{meta} was recorded with other driver settings than this "
+                             "collection's; use a new --out folder or another --seed")
+        if m is not None and m["episodes"] >= min(CHUNK, cfg.episodes - first):
+            chunks[first] = (path, m)
+        else:  # missing, or the short last chunk of a smaller collection
+            pending.append(first)
+    if chunks:
+        log(f"[drive {cfg.task}] reusing {len(chunks)} recorded chunk(s) of {CHUNK} episodes in {folder}")
+    for first in pending:  # in order, in this process's one environment
+        started = time.time()
+        n = min(CHUNK, cfg.episodes - first)
+        eps, sty = _drive_chunk(cfg, first, n, log)
+        path = folder / f"chunk-{first:05d}.hdf5"
+        write_dsrl(path, eps, compression="gzip")
+        m = {"settings": settings, "first": first, "episodes": n,
+             "seconds": round(time.time() - started, 1), "styles": sty}
+        write_json_atomic(path.with_suffix(".json"), m)
+        chunks[first] = (path, m)
+    spec = get_task(cfg.task)
+    for first in firsts:
+        path, m = chunks[first]
+        n = min(CHUNK, cfg.episodes - first)
+        episodes += load_trajectories(path, spec)[:n]
+        styles += m["styles"][:n]
+        seconds += m["seconds"] * n / m["episodes"]
+    return episodes, styles, round(seconds, 1)
+
+
+_ENV = {}
+
+
+def _drive_chunk(cfg: DriverConfig, first: int, count: int, log) -> tuple[list, list]:
+    """Drive episodes ``first .. first + count - 1`` in this process's MetaDrive environment
+    (created on first use and kept: MetaDrive allows one per process, and creating one costs
+    seconds)."""
     from dspo_ray.envs import make_env
 
-    cfg = cfg.resolved()
     spec = get_task(cfg.task)
-    env = make_env(spec, seed=episode_seed(cfg.seed, 0))
-    episodes, styles = [], []
+    env = _ENV.get(spec.name)
+    if env is None:
+        for other in list(_ENV):
+            _ENV.pop(other).close()
+        env = _ENV[spec.name] = make_env(spec, seed=episode_seed(cfg.seed, first))
     started = time.time()
-    try:
-        for k in range(cfg.episodes):
-            s = episode_seed(cfg.seed, k)
-            style = draw_style(cfg, np.random.default_rng([s, 1]))
-            t = drive_episode(env, style, s, spec.max_episode_steps)
-            episodes.append(t)
-            styles.append({"seed": s, **asdict(style)})
-            if log is not None and ((k + 1) % log_every == 0 or k + 1 == cfg.episodes):
-                recent = episodes[-log_every:]
-                costs = np.array([e.cost_return for e in recent])
-                log(f"[drive {spec.name}] episodes {k + 1}/{cfg.episodes}: reward "
-                    f"{np.mean([e.reward_return for e in recent]):.1f} cost {costs.mean():.1f} "
-                    f"safe {np.mean(costs <= spec.cost_limit):.0%} "
-                    f"({time.time() - started:.0f} s, {(time.time() - started) / (k + 1):.2f} s/episode)")
-    finally:
-        env.close()
+    episodes, styles = [], []
+    for k in range(first, first + count):
+        s = episode_seed(cfg.seed, k)
+        style = draw_style(cfg, np.random.default_rng([s, 1]))
+        episodes.append(drive_episode(env, style, s, spec.max_episode_steps))
+        styles.append({"episode": k, "seed": s, **asdict(style)})
+    costs = np.array([e.cost_return for e in episodes])
+    log(f"[drive {spec.name}] episodes {first + count}/{cfg.episodes}: reward "
+        f"{np.mean([e.reward_return for e in episodes]):.1f} cost {costs.mean():.1f} "
+        f"safe {np.mean(costs <= spec.cost_limit):.0%} "
+        f"({(time.time() - started) / count:.2f} s/episode)")
     return episodes, styles
+
+
+def close_environment() -> None:
+    """Close this process's MetaDrive environment, if the collector made one."""
+    for name in list(_ENV):
+        _ENV.pop(name).close()
 
 
 def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print) -> CollectResult:
     """Drive, record every episode, drop those above the max cost, grid-thin, write the DSRL file.
 
-    Writes, into ``out_dir``: ``runs/<task>/idm-seed<s>-<episodes>.hdf5`` (every recorded episode,
-    with a ``.json`` of each episode's style, written last: a rerun of the same config reuses it),
-    and ``<dsrl id>-<cost>-<count>.hdf5`` with its ``.json`` summary and ``.png`` scatter plot, as
+    Every episode is saved in chunks under ``out_dir/runs/<task>/idm-seed<s>/`` (see
+    :func:`record_episodes`: a rerun resumes), then ``<dsrl id>-<cost>-<count>.hdf5`` is written
+    into ``out_dir`` with its ``.json`` summary and ``.png`` scatter plot, as
     :func:`dspo_ray.data.collect.finish_task` writes them for the RL-collected tasks.
     """
     cfg = config.resolved()
     spec = get_task(cfg.task)
-    out_dir = Path(out_dir)
-    raw = out_dir / "runs" / spec.name / f"idm-seed{cfg.seed}-{cfg.episodes}.hdf5"
-    raw_json = raw.with_suffix(".json")
-    cfg_dict = _jsonable(asdict(cfg))
-    if raw.is_file() and raw_json.is_file() and json.loads(raw_json.read_text())["config"] == cfg_dict:
-        recorded = load_trajectories(raw, spec)
-        seconds = json.loads(raw_json.read_text())["seconds"]
-        log(f"[drive {spec.name}] reusing {len(recorded)} recorded episodes from {raw}")
-    else:
-        started = time.time()
-        recorded, styles = drive_and_record(cfg, log=log)
-        seconds = round(time.time() - started, 1)
-        write_dsrl(raw, recorded, compression="gzip")
-        write_json_atomic(raw_json, {"config": cfg_dict, "seconds": seconds, "styles": styles})
-    return finish_metadrive(spec, cfg, recorded, seconds, out_dir, log=log)
+    try:
+        recorded, _, seconds = record_episodes(cfg, Path(out_dir), log=log)
+    finally:
+        close_environment()
+    return finish_metadrive(spec, cfg, recorded, seconds, Path(out_dir), log=log)
 
 
 def finish_metadrive(spec: TaskSpec, cfg: DriverConfig, recorded: list[CostedTrajectory],
