@@ -6,7 +6,7 @@
     python experiments/collect.py --task DroneRun --runs 1 --episodes 4000 --keep 600 --ship
     python experiments/collect.py --task CarCircle --no-ray --budget 300 --out /tmp/d
     python experiments/collect.py --task CarCircle --address auto        # on a running cluster
-    python experiments/collect.py --task hardsparse --episodes 700 --ship  # MetaDrive: rule-based driver
+    python experiments/collect.py --task hardsparse --ship  # MetaDrive: rule-based driver, 600 episodes
 
 Each task gets ``--runs`` PPO-Lagrangian runs (seeds ``--seed``, ``--seed``+1, ...; cost limit moved
 from DSRL's max cost down to an end target that differs per run). EVERY episode of a run is saved to
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3, help="behaviour-agent runs per task")
     p.add_argument("--episodes", "--budget", dest="episodes", type=int, default=None,
                    help="training episodes per task, all runs together (split evenly over the runs; "
-                        "default 2000); with --driver idm the episodes driven (default 700)")
+                        "default 2000); with --driver idm the episodes driven (default 600)")
     p.add_argument("--driver", choices=("auto", "ppo", "idm"), default="auto",
                    help="behaviour policy: ppo (our PPO-Lagrangian), idm (MetaDrive's rule-based "
                         "driver with varied settings, as DSRL); auto: idm for MetaDrive, else ppo")

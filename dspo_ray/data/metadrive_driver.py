@@ -59,9 +59,9 @@ class DriverConfig:
     """Everything that shapes a rule-based MetaDrive collection."""
 
     task: str
-    episodes: int = 700
-    """Episodes to drive (all recorded; the grid filter thins them afterwards). 700 take about
-    40 min on one core of our shared 2-core machine (hardsparse, 3-4 s per episode)."""
+    episodes: int = 600
+    """Episodes to drive (all recorded; the grid filter thins them afterwards). 600 take about
+    45 min on our shared, busy 2-core machine (hardsparse, 3-5 s per episode)."""
     keep: int | None = None
     """Trajectories in the written file; None: 1.25 x the task's N_safe + N_unlabelled (Table 3)."""
     seed: int = 0
