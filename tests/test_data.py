@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dspo_ray.data import (CostedTrajectory, DatasetError, SplitConfig, SplitError,
-                           TrailingRowsWarning, Trajectory, find_dataset, load_trajectories, make_cost_label_free_split,
-                           read_dsrl, stack_transitions, write_dsrl)
+                           TrailingRowsWarning, Trajectory, find_dataset, load_trajectories,
+                           make_cost_label_free_split, read_dsrl, stack_transitions, write_dsrl)
 from dspo_ray.tasks import TASKS, get_task
 
 TASK = "CarCircle"  # obs 8, act 2, cost limit 10

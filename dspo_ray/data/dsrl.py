@@ -4,7 +4,8 @@ Format (one file per task, N rows, episodes concatenated in order): observations
 (N x obs), actions (N x act), rewards, costs (N), terminals, timeouts (N, bool). An episode ends at a
 row where terminals or timeouts is true; rows after the last such row end no episode and are
 dropped with a :class:`TrailingRowsWarning` (DSRL's own loader ignores them). DSRL names files
-``<EnvId>-<max cost>-<count>.hdf5`` (the task registry knows each published name) and keeps them in ``$DSRL_DATASET_DIR`` (default ``~/.dsrl/datasets``).
+``<EnvId>-<max cost>-<count>.hdf5`` (the task registry knows each published name) and keeps them
+in ``$DSRL_DATASET_DIR`` (default ``~/.dsrl/datasets``).
 """
 
 from __future__ import annotations
