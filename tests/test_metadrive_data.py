@@ -56,3 +56,16 @@ def test_short_idm_collection_loads_and_splits(tmp_path):
     again = collect_metadrive(cfg, tmp_path, log=logs.append)
     assert any("reusing 1 recorded chunk(s)" in m for m in logs)
     assert again.path.read_bytes() == before
+
+
+def test_cli_drives_only_metadrive(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "collect_cli", Path(__file__).resolve().parents[1] / "experiments" / "collect.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as e:
+        module.main(["--task", "CarCircle", "--driver", "idm"])
+    assert e.value.code == 2 and "--driver idm drives MetaDrive only, not CarCircle" in capsys.readouterr().err
