@@ -6,6 +6,7 @@
     python experiments/collect.py --task DroneRun --runs 1 --episodes 4000 --keep 600 --ship
     python experiments/collect.py --task CarCircle --no-ray --budget 300 --out /tmp/d
     python experiments/collect.py --task CarCircle --address auto        # on a running cluster
+    python experiments/collect.py --task hardsparse --ship  # MetaDrive: rule-based driver, 600 episodes
 
 Each task gets ``--runs`` PPO-Lagrangian runs (seeds ``--seed``, ``--seed``+1, ...; cost limit moved
 from DSRL's max cost down to an end target that differs per run). EVERY episode of a run is saved to
@@ -16,6 +17,12 @@ DSRL's max cost dropped, and a (cost, reward) grid filter keeps ``--keep`` of th
 (see dspo_ray/data/collect.py). With ``--ray`` (default) the runs of all tasks run in parallel as
 Ray tasks, one CPU each. Point $DSRL_DATASET_DIR at --out, or use --ship to replace the
 repository's shipped file.
+
+MetaDrive tasks are collected as DSRL did, with no RL: ``--driver idm`` (the default for them)
+drives ``--episodes`` episodes with MetaDrive's rule-based IDM driver, each with its own settings
+(target speed, following distance, lane-change eagerness, action noise), in this process
+(dspo_ray/data/metadrive_driver.py); every episode is saved to ``<out>/runs/<task>/`` and the same
+grid filter, file, summary and plot follow. ``--runs``, ``--ray`` and the PPO options do not apply.
 """
 
 from __future__ import annotations
@@ -41,8 +48,12 @@ def main(argv=None) -> int:
     p.add_argument("--plot-shipped", action="store_true",
                    help="draw datasets/<file>.png for every shipped dataset from its file and exit")
     p.add_argument("--runs", type=int, default=3, help="behaviour-agent runs per task")
-    p.add_argument("--episodes", "--budget", dest="episodes", type=int, default=2000,
-                   help="training episodes per task, all runs together (split evenly over the runs)")
+    p.add_argument("--episodes", "--budget", dest="episodes", type=int, default=None,
+                   help="training episodes per task, all runs together (split evenly over the runs; "
+                        "default 2000); with --driver idm the episodes driven (default 600)")
+    p.add_argument("--driver", choices=("auto", "ppo", "idm"), default="auto",
+                   help="behaviour policy: ppo (our PPO-Lagrangian), idm (MetaDrive's rule-based "
+                        "driver with varied settings, as DSRL); auto: idm for MetaDrive, else ppo")
     p.add_argument("--episodes-per-run", type=int, default=None,
                    help="training episodes of each run (overrides --episodes)")
     p.add_argument("--keep", type=int, default=None,
@@ -84,9 +95,16 @@ def main(argv=None) -> int:
         p.error(f"--min-safe-share must be in [0, 1], got {args.min_safe_share}")
     if args.address and not args.ray:
         p.error("--address needs --ray (it names the Ray cluster to run on)")
-    per_run = args.episodes_per_run or args.episodes // args.runs
+    tasks = list(dict.fromkeys(args.task))
+    drivers = {t: (args.driver if args.driver != "auto"
+                   else "idm" if TASKS[t].suite == "MetaDrive" else "ppo") for t in tasks}
+    bad = [t for t, d in drivers.items() if d == "idm" and TASKS[t].suite != "MetaDrive"]
+    if bad:
+        p.error(f"--driver idm drives MetaDrive only, not {', '.join(bad)}")
+    episodes = args.episodes if args.episodes is not None else 2000
+    per_run = args.episodes_per_run or episodes // args.runs
     if per_run < 1:
-        p.error(f"--episodes {args.episodes} is fewer than --runs {args.runs}: "
+        p.error(f"--episodes {episodes} is fewer than --runs {args.runs}: "
                 "every run needs at least one episode")
     if args.cost_limit_start is not None and args.cost_limit_start < 0:
         p.error(f"--cost-limit-start must be >= 0, got {args.cost_limit_start}")
@@ -102,24 +120,31 @@ def main(argv=None) -> int:
     from dspo_ray.io import write_bytes_atomic
 
     log = lambda m: print(m, flush=True)  # noqa: E731
-    tasks = list(dict.fromkeys(args.task))
     plans = {}
-    for task in tasks:
+    for task in (t for t in tasks if drivers[t] == "ppo"):
         base = CollectConfig(task=task, keep=args.keep, n_envs=args.n_envs,
                              cost_limit_start=args.cost_limit_start, cost_limit_end=args.cost_limit_end,
                              **({"lr": args.lr} if args.lr is not None else {}))
         plans[task] = plan_runs(task, args.runs, per_run, seed=args.seed, base=base)
+    results = {}
     try:
-        if args.ray:
+        if any(d == "idm" for d in drivers.values()):
+            from dspo_ray.data.metadrive_driver import DriverConfig, collect_metadrive
+
+            for task in (t for t in tasks if drivers[t] == "idm"):
+                cfg = DriverConfig(task=task, keep=args.keep, seed=args.seed,
+                                   **({"episodes": args.episodes} if args.episodes else {}))
+                results[task] = collect_metadrive(cfg, args.out, log=log)
+        if plans and args.ray:
             from dspo_ray.distributed.collect import collect_on_ray
 
-            results = collect_on_ray(plans, args.out, keep=args.keep, address=args.address,
-                                     num_cpus=args.num_cpus, progress=not args.no_progress, log=log,
-                                     min_safe_share=args.min_safe_share)
-        else:
-            results = {task: collect_task(runs, args.out, keep=args.keep, log=log,
-                                          min_safe_share=args.min_safe_share)
-                       for task, runs in plans.items()}
+            results |= collect_on_ray(plans, args.out, keep=args.keep, address=args.address,
+                                      num_cpus=args.num_cpus, progress=not args.no_progress, log=log,
+                                      min_safe_share=args.min_safe_share)
+        elif plans:
+            results |= {task: collect_task(runs, args.out, keep=args.keep, log=log,
+                                           min_safe_share=args.min_safe_share)
+                        for task, runs in plans.items()}
     except ValueError as e:  # e.g. --out holds runs made with other settings
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -129,7 +154,7 @@ def main(argv=None) -> int:
         if args.ship:
             # replayable simulators ship as actions + initial states (dspo_ray/data/shipping.py)
             seeds = (collection_reset_seeds(json.loads(result.path.with_suffix(".json").read_text()))
-                     if can_replay(task) else None)
+                     if can_replay(task) and drivers[task] == "ppo" else None)
             shipped = pack_dataset(result.path, task, SHIPPED_DATASET_DIR, reset_seeds=seeds)
             new = {shipped}
             for suffix in (".json", ".png"):

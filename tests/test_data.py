@@ -1,15 +1,16 @@
 """DSRL files, validation errors and the cost-label-free split, on real HDF5 files."""
 
 import dataclasses
+import warnings
 
 import h5py
 import numpy as np
 import pytest
 
-from dspo_ray.data import (CostedTrajectory, DatasetError, SplitConfig, SplitError, Trajectory,
-                           find_dataset, load_trajectories, make_cost_label_free_split,
-                           read_dsrl, stack_transitions, write_dsrl)
-from dspo_ray.tasks import get_task
+from dspo_ray.data import (CostedTrajectory, DatasetError, SplitConfig, SplitError,
+                           TrailingRowsWarning, Trajectory, find_dataset, load_trajectories,
+                           make_cost_label_free_split, read_dsrl, stack_transitions, write_dsrl)
+from dspo_ray.tasks import TASKS, get_task
 
 TASK = "CarCircle"  # obs 8, act 2, cost limit 10
 
@@ -83,7 +84,7 @@ def _rewrite(path, key, value):
      r"'observations' has shape \(\d+, 5\), task CarCircle needs"),
     ("nan", lambda d: ("rewards", np.r_[np.ones(d - 1), np.nan].astype(np.float32)),
      r"'rewards' holds 1 NaN/inf value\(s\), first at row"),
-    ("unterminated", lambda d: ("timeouts", np.zeros(d, bool)), r"unterminated"),
+    ("unterminated", lambda d: ("timeouts", np.zeros(d, bool)), r"no trajectory ends in the file"),
 ])
 def test_bad_files_name_the_problem(tmp_path, episodes, problem, edit, message):
     path = write_dsrl(tmp_path / "data.hdf5", episodes[:3])
@@ -110,6 +111,92 @@ def test_wrong_task_shape_is_caught(tmp_path, episodes):
     path = write_dsrl(tmp_path / "data.hdf5", episodes[:2])
     with pytest.raises(DatasetError, match="DroneRun needs"):
         read_dsrl(path, "DroneRun")
+
+
+# DSRL's dataset table: the published file of each of the paper's 23 tasks
+DSRL_FILES = {
+    "CarButton1": "SafetyCarButton1Gymnasium-v0-250-2656.hdf5",
+    "CarButton2": "SafetyCarButton2Gymnasium-v0-300-3755.hdf5",
+    "CarGoal1": "SafetyCarGoal1Gymnasium-v0-120-1671.hdf5",
+    "CarGoal2": "SafetyCarGoal2Gymnasium-v0-200-4105.hdf5",
+    "CarPush1": "SafetyCarPush1Gymnasium-v0-200-2871.hdf5",
+    "CarPush2": "SafetyCarPush2Gymnasium-v0-250-4407.hdf5",
+    "PointButton1": "SafetyPointButton1Gymnasium-v0-200-2268.hdf5",
+    "PointButton2": "SafetyPointButton2Gymnasium-v0-250-3288.hdf5",
+    "PointGoal1": "SafetyPointGoal1Gymnasium-v0-100-2022.hdf5",
+    "PointGoal2": "SafetyPointGoal2Gymnasium-v0-200-3442.hdf5",
+    "PointPush1": "SafetyPointPush1Gymnasium-v0-150-2379.hdf5",
+    "PointPush2": "SafetyPointPush2Gymnasium-v0-200-3242.hdf5",
+    "HalfCheetahVel": "SafetyHalfCheetahVelocityGymnasium-v1-250-2495.hdf5",
+    "SwimmerVel": "SafetySwimmerVelocityGymnasium-v1-200-1686.hdf5",
+    "Walker2dVel": "SafetyWalker2dVelocityGymnasium-v1-300-2729.hdf5",
+    "AntCircle": "SafetyAntCircle-v0-200-5728.hdf5",
+    "AntRun": "SafetyAntRun-v0-150-1816.hdf5",
+    "CarCircle": "SafetyCarCircle-v0-100-1450.hdf5",
+    "DroneCircle": "SafetyDroneCircle-v0-100-1923.hdf5",
+    "DroneRun": "SafetyDroneRun-v0-140-1990.hdf5",
+    "easydense": "SafeMetaDrive-easydense-v0-85-1000.hdf5",
+    "mediummean": "SafeMetaDrive-mediummean-v0-50-1000.hdf5",
+    "hardsparse": "SafeMetaDrive-hardsparse-v0-85-1000.hdf5",
+}
+
+
+def test_registry_knows_dsrls_published_file_names():
+    assert set(DSRL_FILES) == set(TASKS)
+    for name, spec in TASKS.items():
+        assert spec.dsrl_published_filename == DSRL_FILES[name]
+        assert DSRL_FILES[name].startswith(spec.dsrl_filename_prefix)
+
+
+def _dsrl_like_file(path, spec, lengths, trailing=0, seed=0):
+    """A file written the way DSRL's published ones are, quirks included: float64 observations,
+    (N, 1) float flag columns and rewards, one end row with both terminal and timeout set, extra
+    keys and a group, and ``trailing`` rows after the last episode end."""
+    rng = np.random.default_rng(seed)
+    n = sum(lengths) + trailing
+    ends = np.cumsum(lengths) - 1
+    terminals = np.zeros((n, 1), np.float32)
+    timeouts = np.zeros((n, 1), np.float32)
+    terminals[ends[0]] = 1.0
+    timeouts[ends[1:]] = 1.0
+    terminals[ends[-1]] = 1.0  # both flags on one row
+    with h5py.File(path, "w") as f:
+        f["observations"] = rng.normal(size=(n, spec.obs_dim))  # float64
+        f["next_observations"] = rng.normal(size=(n, spec.obs_dim))
+        f["actions"] = rng.uniform(-1, 1, (n, spec.act_dim)).astype(np.float32)
+        f["rewards"] = rng.normal(size=(n, 1))
+        f["costs"] = (rng.uniform(size=n) < 0.1).astype(np.float64)
+        f["terminals"] = terminals
+        f["timeouts"] = timeouts
+        f["infos/goal_met"] = np.zeros(n, bool)  # a group
+        f["qpos"] = np.zeros((n, 3))  # an extra key
+    return path
+
+
+@pytest.mark.parametrize("task", ["CarCircle", "hardsparse"])
+def test_reads_dsrl_files_as_they_are(tmp_path, monkeypatch, task):
+    spec = get_task(task)
+    folder = tmp_path / "dsrl"
+    folder.mkdir()
+    path = _dsrl_like_file(folder / spec.dsrl_published_filename, spec, [5, 7, 4], trailing=3)
+    monkeypatch.setenv("DSRL_DATASET_DIR", str(folder))
+    assert find_dataset(task) == path  # DSRL's own name is found (MetaDrive: -85-, not -85.01-)
+    with pytest.warns(TrailingRowsWarning, match=r"rows 16\.\.18 \(3 row\(s\)\) end no trajectory"):
+        trajs = load_trajectories(path, task)
+    assert [len(t) for t in trajs] == [5, 7, 4]
+    assert trajs[-1].terminals[-1] and trajs[-1].timeouts[-1]
+    for t in trajs:
+        assert t.observations.dtype == np.float32 and t.observations.shape[1] == spec.obs_dim
+        assert t.rewards.dtype == np.float32 and t.rewards.ndim == 1
+        assert t.terminals.dtype == bool and t.timeouts.dtype == bool
+        assert (t.terminals | t.timeouts).sum() == 1 and (t.terminals[-1] or t.timeouts[-1])
+    with h5py.File(path) as f:
+        np.testing.assert_array_equal(trajs[1].observations, f["observations"][5:12].astype(np.float32))
+    # without trailing rows: no warning
+    clean = _dsrl_like_file(tmp_path / "clean.hdf5", spec, [5, 7, 4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_trajectories(clean, task)) == 3
 
 
 def test_split_counts_safety_and_no_costs(episodes):

@@ -2,13 +2,16 @@
 
 Format (one file per task, N rows, episodes concatenated in order): observations, next_observations
 (N x obs), actions (N x act), rewards, costs (N), terminals, timeouts (N, bool). An episode ends at a
-row where terminals or timeouts is true. DSRL names files ``<EnvId>-<max cost>-<count>.hdf5`` and
-keeps them in ``$DSRL_DATASET_DIR`` (default ``~/.dsrl/datasets``).
+row where terminals or timeouts is true; rows after the last such row end no episode and are
+dropped with a :class:`TrailingRowsWarning` (DSRL's own loader ignores them). DSRL names files
+``<EnvId>-<max cost>-<count>.hdf5`` (the task registry knows each published name) and keeps them
+in ``$DSRL_DATASET_DIR`` (default ``~/.dsrl/datasets``).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import h5py
@@ -29,6 +32,10 @@ SHIPPED_CACHE_DIR = Path(os.environ.get("DSPO_CACHE_DIR", "~/.cache/dspo-ray")).
 
 class DatasetError(ValueError):
     """A dataset file that cannot be used; the message names the file, the problem and the fix."""
+
+
+class TrailingRowsWarning(UserWarning):
+    """A file's last rows end no trajectory; they are dropped (DSRL's loader ignores them too)."""
 
 
 def dataset_dir() -> Path:
@@ -104,6 +111,22 @@ def _validate(path: Path, spec: TaskSpec, data: dict[str, np.ndarray]) -> None:
     if problem:
         raise DatasetError(problem)
     n = len(data["rewards"])
+    data["terminals"] = data["terminals"].astype(bool)
+    data["timeouts"] = data["timeouts"].astype(bool)
+    ends = np.flatnonzero(data["terminals"] | data["timeouts"])
+    if len(ends) == 0:
+        raise DatasetError(
+            f"{path}: no trajectory ends in the file: 'terminals' and 'timeouts' are set on none of "
+            f"its {n} rows; the file is truncated or malformed")
+    last = int(ends[-1])
+    if last < n - 1:
+        # DSRL's and OSRL's loaders cut episodes at the flags and ignore rows after the last one
+        warnings.warn(
+            f"{path}: rows {last + 1}..{n - 1} ({n - 1 - last} row(s)) end no trajectory (neither "
+            "'terminals' nor 'timeouts' is set after them): dropped, as DSRL's loader does",
+            TrailingRowsWarning, stacklevel=3)
+        for k in data:
+            data[k] = data[k][: last + 1]
     for k in ("observations", "next_observations", "actions", "rewards", "costs"):
         data[k] = data[k].astype(np.float32, copy=False)
         bad = ~np.isfinite(data[k])
@@ -112,12 +135,6 @@ def _validate(path: Path, spec: TaskSpec, data: dict[str, np.ndarray]) -> None:
             raise DatasetError(
                 f"{path}: '{k}' holds {int(bad.sum())} NaN/inf value(s), first at row {row}; "
                 "clean or re-collect the dataset")
-    data["terminals"] = data["terminals"].astype(bool)
-    data["timeouts"] = data["timeouts"].astype(bool)
-    if not (data["terminals"][-1] or data["timeouts"][-1]):
-        raise DatasetError(
-            f"{path}: the last trajectory (ending at row {n - 1}) is unterminated: neither "
-            "'terminals' nor 'timeouts' is set on the final row; the file is truncated or malformed")
 
 
 def columns_error(path: Path, spec: TaskSpec, shapes: dict[str, tuple[int, ...]]) -> str | None:

@@ -1,0 +1,287 @@
+"""MetaDrive data the way DSRL made it: a rule-based driver with varied settings, no RL training.
+
+DSRL's MetaDrive datasets came from MetaDrive's own rule-based driver (its IDM car-following and
+lane-change policy) run with different settings, not from a trained agent. Here every episode draws
+its own :class:`DriverStyle` (target speed, following distance and time gap, lane-change eagerness,
+action noise) from a seeded RNG, and MetaDrive 0.2.6's ``IDMPolicy``, with those settings, drives
+the ego car of :func:`dspo_ray.envs.make_env`'s environment (DSRL's task settings). The executed
+action, ``clip(IDM action + noise, -1, 1)``, is what is recorded, with the step cost of the task, so
+each episode is a DSRL-format :class:`~dspo_ray.data.trajectory.CostedTrajectory`.
+
+The cost of the task is mostly speeding (``0.01 x max(0, km/h - 10)`` per step) plus crashes and
+leaving the road; the reward is progress along the route. So slow, careful styles give safe
+episodes with little reward and fast, tail-gating, noisy ones give unsafe episodes with more:
+the reward-cost spread the paper's method needs. :func:`collect_metadrive` records every episode,
+drops those above DSRL's max cost, grid-filters them as :mod:`dspo_ray.data.collect` does for the
+RL-collected tasks and writes the same DSRL file, JSON summary and scatter plot.
+
+No Ray here (one MetaDrive environment per process); ``experiments/collect.py --driver idm`` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from dspo_ray.data.collect import (CollectResult, _jsonable, grid_filter, scatter_plot,
+                                   summarize_returns)
+from dspo_ray.data.dsrl import dsrl_filename, load_trajectories, write_dsrl
+from dspo_ray.data.rollout import EpisodeRecorder
+from dspo_ray.data.trajectory import CostedTrajectory
+from dspo_ray.io import write_json_atomic
+from dspo_ray.tasks import TaskSpec, get_task
+
+
+@dataclass(frozen=True)
+class DriverStyle:
+    """One episode's driver settings (the IDM's parameters, MetaDrive's names in comments)."""
+
+    target_speed: float
+    """Cruising speed in km/h (``NORMAL_SPEED``; MetaDrive's default 30)."""
+    distance_wanted: float
+    """Jam distance to the car in front, m (``DISTANCE_WANTED``; default 10)."""
+    time_wanted: float
+    """Desired time gap to the car in front, s (``TIME_WANTED``; default 1.5)."""
+    lane_change_freq: int
+    """Steps between overtaking attempts (``LANE_CHANGE_FREQ``; default 50): lower is more eager."""
+    safe_lane_change_distance: float
+    """Free gap needed beside the car to change lanes, m (``SAFE_LANE_CHANGE_DISTANCE``; default 15)."""
+    action_noise: float
+    """Std of the Gaussian noise added to both action components before clipping to [-1, 1]."""
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """Everything that shapes a rule-based MetaDrive collection."""
+
+    task: str
+    episodes: int = 600
+    """Episodes to drive (all recorded; the grid filter thins them afterwards). 600 take about
+    45 min on our shared, busy 2-core machine (hardsparse, 3-5 s per episode)."""
+    keep: int | None = None
+    """Trajectories in the written file; None: 1.25 x the task's N_safe + N_unlabelled (Table 3)."""
+    seed: int = 0
+    speed_range: tuple[float, float] = (4.0, 40.0)
+    """Target speed (km/h) drawn log-uniformly from this range: the main safety/reward knob."""
+    distance_range: tuple[float, float] = (2.0, 15.0)
+    time_gap_range: tuple[float, float] = (0.3, 2.0)
+    lane_change_freq_range: tuple[int, int] = (10, 100)
+    safe_lane_change_distance_range: tuple[float, float] = (5.0, 20.0)
+    noise_range: tuple[float, float] = (0.0, 0.3)
+    """Action noise std drawn uniformly from this range (0: the IDM's own actions)."""
+    cost_bins: int = 60
+    reward_bins: int = 50
+    max_cost: float | None = None
+    """Episodes with a cost return above this are dropped; None: the task's DSRL max cost."""
+
+    def resolved(self) -> "DriverConfig":
+        spec = get_task(self.task)
+        if spec.suite != "MetaDrive":
+            raise ValueError(f"the rule-based driver is for MetaDrive tasks, not {spec.name!r}")
+        return replace(
+            self,
+            keep=self.keep if self.keep is not None else int(round(1.25 * (spec.n_safe + spec.n_unlabelled))),
+            max_cost=self.max_cost if self.max_cost is not None else spec.dsrl_max_cost)
+
+
+def episode_seed(seed: int, k: int) -> int:
+    """Episode ``k``'s seed: its driver style, IDM randomness, action noise and traffic."""
+    return seed * 100_003 + k
+
+
+def draw_style(cfg: DriverConfig, rng: np.random.Generator) -> DriverStyle:
+    lo, hi = np.log(cfg.speed_range[0]), np.log(cfg.speed_range[1])
+    return DriverStyle(
+        target_speed=round(float(np.exp(rng.uniform(lo, hi))), 3),
+        distance_wanted=round(float(rng.uniform(*cfg.distance_range)), 3),
+        time_wanted=round(float(rng.uniform(*cfg.time_gap_range)), 3),
+        lane_change_freq=int(rng.integers(cfg.lane_change_freq_range[0], cfg.lane_change_freq_range[1] + 1)),
+        safe_lane_change_distance=round(float(rng.uniform(*cfg.safe_lane_change_distance_range)), 3),
+        action_noise=round(float(rng.uniform(*cfg.noise_range)), 4),
+    )
+
+
+def _idm_driver(env, style: DriverStyle, seed: int):
+    """MetaDrive's IDMPolicy with ``style``'s settings, driving ``env``'s ego car (after a reset)."""
+    from metadrive.policy.idm_policy import IDMPolicy
+
+    class StyledIDM(IDMPolicy):
+        NORMAL_SPEED = style.target_speed
+        CREEP_SPEED = min(IDMPolicy.CREEP_SPEED, style.target_speed)
+        DISTANCE_WANTED = style.distance_wanted
+        TIME_WANTED = style.time_wanted
+        LANE_CHANGE_FREQ = style.lane_change_freq
+        SAFE_LANE_CHANGE_DISTANCE = style.safe_lane_change_distance
+
+    md = env.unwrapped._env
+    return StyledIDM(md.vehicle, seed % 2**32)
+
+
+def drive_episode(env, style: DriverStyle, seed: int, max_steps: int) -> CostedTrajectory:
+    """One episode: reset with ``seed`` (the traffic), drive with the styled IDM, record it all."""
+    obs, _ = env.reset(seed=seed)
+    policy = _idm_driver(env, style, seed)
+    noise = np.random.default_rng(seed)
+    recorder = EpisodeRecorder()
+    for step in range(max_steps):
+        action = np.asarray(policy.act(), dtype=np.float64)
+        if style.action_noise > 0:
+            action = action + noise.normal(0.0, style.action_noise, size=2)
+        action = np.clip(action, -1.0, 1.0).astype(np.float32)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        trajectory = recorder.add(obs, action, reward, next_obs, terminated,
+                                  truncated or step == max_steps - 1, info["cost"])
+        if trajectory is not None:
+            return trajectory
+        obs = next_obs
+    raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+
+
+CHUNK = 25
+"""Episodes per saved chunk of a recording: an interrupted collection loses at most this many."""
+
+
+def _recording_dir(cfg: DriverConfig, out_dir: Path) -> Path:
+    return out_dir / "runs" / cfg.task / f"idm-seed{cfg.seed}"
+
+
+def _style_settings(cfg: DriverConfig) -> dict:
+    """What decides each episode (besides its index): a recording made with other settings is refused."""
+    d = _jsonable(asdict(cfg))
+    return {k: v for k, v in d.items() if k not in ("episodes", "keep", "cost_bins", "reward_bins",
+                                                       "max_cost")}
+
+
+def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print
+                    ) -> tuple[list[CostedTrajectory], list[dict], float]:
+    """Episodes ``0 .. cfg.episodes - 1``, driven and saved in chunks of :data:`CHUNK` to
+    ``<out>/runs/<task>/idm-seed<s>/chunk-<first>.hdf5`` (+ ``.json`` with the styles, written last).
+
+    Chunks already there are reused, so a rerun resumes an interrupted collection, and a
+    collection of fewer episodes reuses the first chunks of a longer one (episode k's style and
+    seed do not depend on the total). MetaDrive's traffic depends on what the process drove before,
+    so the chunks driven after a restart differ from those an uninterrupted run would have driven:
+    every chunk is still a faithful recording. Returns the episodes, their styles and the seconds
+    spent driving them (summed over the chunks' own times).
+    """
+    cfg = cfg.resolved()
+    folder = _recording_dir(cfg, Path(out_dir))
+    settings = _style_settings(cfg)
+    episodes, styles, seconds = [], [], 0.0
+    pending: list[int] = []  # chunks to drive
+    firsts = list(range(0, cfg.episodes, CHUNK))
+    chunks: dict[int, tuple] = {}
+    for first in firsts:
+        path = folder / f"chunk-{first:05d}.hdf5"
+        meta = path.with_suffix(".json")
+        m = json.loads(meta.read_text()) if path.is_file() and meta.is_file() else None
+        if m is not None and m["settings"] != settings:
+            raise ValueError(f"{meta} was recorded with other driver settings than this "
+                             "collection's; use a new --out folder or another --seed")
+        if m is not None and m["episodes"] >= min(CHUNK, cfg.episodes - first):
+            chunks[first] = (path, m)
+        else:  # missing, or the short last chunk of a smaller collection
+            pending.append(first)
+    if chunks:
+        log(f"[drive {cfg.task}] reusing {len(chunks)} recorded chunk(s) of {CHUNK} episodes in {folder}")
+    for first in pending:  # in order, in this process's one environment
+        started = time.time()
+        n = min(CHUNK, cfg.episodes - first)
+        eps, sty = _drive_chunk(cfg, first, n, log)
+        path = folder / f"chunk-{first:05d}.hdf5"
+        write_dsrl(path, eps, compression="gzip")
+        m = {"settings": settings, "first": first, "episodes": n,
+             "seconds": round(time.time() - started, 1), "styles": sty}
+        write_json_atomic(path.with_suffix(".json"), m)
+        chunks[first] = (path, m)
+    spec = get_task(cfg.task)
+    for first in firsts:
+        path, m = chunks[first]
+        n = min(CHUNK, cfg.episodes - first)
+        episodes += load_trajectories(path, spec)[:n]
+        styles += m["styles"][:n]
+        seconds += m["seconds"] * n / m["episodes"]
+    return episodes, styles, round(seconds, 1)
+
+
+_ENV = {}
+
+
+def _drive_chunk(cfg: DriverConfig, first: int, count: int, log) -> tuple[list, list]:
+    """Drive episodes ``first .. first + count - 1`` in this process's MetaDrive environment
+    (created on first use and kept: MetaDrive allows one per process, and creating one costs
+    seconds)."""
+    from dspo_ray.envs import make_env
+
+    spec = get_task(cfg.task)
+    env = _ENV.get(spec.name)
+    if env is None:
+        for other in list(_ENV):
+            _ENV.pop(other).close()
+        env = _ENV[spec.name] = make_env(spec, seed=episode_seed(cfg.seed, first))
+    started = time.time()
+    episodes, styles = [], []
+    for k in range(first, first + count):
+        s = episode_seed(cfg.seed, k)
+        style = draw_style(cfg, np.random.default_rng([s, 1]))
+        episodes.append(drive_episode(env, style, s, spec.max_episode_steps))
+        styles.append({"episode": k, "seed": s, **asdict(style)})
+    costs = np.array([e.cost_return for e in episodes])
+    log(f"[drive {spec.name}] episodes {first + count}/{cfg.episodes}: reward "
+        f"{np.mean([e.reward_return for e in episodes]):.1f} cost {costs.mean():.1f} "
+        f"safe {np.mean(costs <= spec.cost_limit):.0%} "
+        f"({(time.time() - started) / count:.2f} s/episode)")
+    return episodes, styles
+
+
+def close_environment() -> None:
+    """Close this process's MetaDrive environment, if the collector made one."""
+    for name in list(_ENV):
+        _ENV.pop(name).close()
+
+
+def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print) -> CollectResult:
+    """Drive, record every episode, drop those above the max cost, grid-thin, write the DSRL file.
+
+    Every episode is saved in chunks under ``out_dir/runs/<task>/idm-seed<s>/`` (see
+    :func:`record_episodes`: a rerun resumes), then ``<dsrl id>-<cost>-<count>.hdf5`` is written
+    into ``out_dir`` with its ``.json`` summary and ``.png`` scatter plot, as
+    :func:`dspo_ray.data.collect.finish_task` writes them for the RL-collected tasks.
+    """
+    cfg = config.resolved()
+    spec = get_task(cfg.task)
+    try:
+        recorded, _, seconds = record_episodes(cfg, Path(out_dir), log=log)
+    finally:
+        close_environment()
+    return finish_metadrive(spec, cfg, recorded, seconds, Path(out_dir), log=log)
+
+
+def finish_metadrive(spec: TaskSpec, cfg: DriverConfig, recorded: list[CostedTrajectory],
+                     seconds: float, out_dir: Path, log=print) -> CollectResult:
+    ok = [t for t in recorded if t.cost_return <= cfg.max_cost]
+    if not ok:
+        raise RuntimeError(f"{spec.name}: every recorded episode costs more than {cfg.max_cost:g}")
+    idx = grid_filter([t.cost_return for t in ok], [t.reward_return for t in ok], cfg.keep,
+                      cfg.cost_bins, cfg.reward_bins, cfg.seed)
+    kept = [ok[i] for i in idx]
+    path = write_dsrl(Path(out_dir) / dsrl_filename(spec, len(kept)), kept, compression=None)
+    stats = {"recorded": summarize_returns(recorded, spec.cost_limit),
+             "kept": summarize_returns(kept, spec.cost_limit)}
+    result = CollectResult(
+        path=path, config=_jsonable({**asdict(cfg), "driver": "idm", "runs": 1}),
+        recorded=len(recorded), dropped_over_max_cost=len(recorded) - len(ok), kept=len(kept),
+        safe_kept=stats["kept"]["safe"], seconds=round(seconds, 1), stats=stats)
+    result.stats["run_cpu_seconds"] = round(seconds, 1)
+    scatter_plot(path.with_suffix(".png"), spec,
+                 [(t.cost_return, t.reward_return) for t in recorded],
+                 [(t.cost_return, t.reward_return) for t in kept])
+    write_json_atomic(path.with_suffix(".json"), result.to_dict())
+    if result.safe_kept < spec.n_safe:
+        log(f"[drive {spec.name}] WARNING: only {result.safe_kept} safe trajectories (cost <= "
+            f"{spec.cost_limit:g}) kept; the paper's split needs {spec.n_safe}")
+    return result
