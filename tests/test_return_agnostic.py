@@ -132,3 +132,22 @@ def test_nnpu_risk_is_balanced_and_non_negative():
     # objective becomes its negation (a step back up), never a reward for overfitting
     objective, risk_n = nnpu_risk(torch.tensor([-3.0, -3.0, -9.0, -9.0, -9.0]), labels, prior=0.5)
     assert risk_n < 0 and objective == pytest.approx(-risk_n.item())
+
+
+def test_min_window_scoring_is_the_least_safe_window_and_follows_the_artefact():
+    traj, _ = independent_safety_and_return(0, n_unlabelled=5)
+    cfg = DiscriminatorConfig(variant="mlp", mlp_hidden=(8,), dropout=0.0, window=5, batch_size=4,
+                              steps=2, warmup_steps=1, log_every=2, return_agnostic=False,
+                              score_reduction="min_window")
+    artefact = train_discriminator(LocalContext(device=torch.device("cpu")), traj, cfg, T, seed=0)
+    model = load_discriminator(artefact)
+    lowest = score_trajectories(model, traj, 5)  # the artefact's reduction: min_window
+    mean = score_trajectories(model, traj, 5, reduction="mean")
+    with torch.no_grad():
+        z = model.step_values(torch.as_tensor(traj.observations[:T])[None],
+                              torch.as_tensor(traj.actions[:T])[None], torch.arange(T)[None],
+                              torch.ones(1, T, dtype=torch.bool))[0]
+    window_means = z.view(T // 5, 5).mean(1)
+    assert lowest[0] == pytest.approx(torch.sigmoid(window_means.min()).item(), abs=1e-5)
+    assert mean[0] == pytest.approx(torch.sigmoid(z.mean()).item(), abs=1e-5)
+    assert np.all(lowest <= mean + 1e-9)

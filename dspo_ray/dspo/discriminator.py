@@ -75,6 +75,8 @@ def load_discriminator(artefact: dict) -> nn.Module:
     """The trained discriminator from train_discriminator's return value (or its saved file)."""
     model = build_discriminator(artefact["variant"], **artefact["model_config"])
     model.load_state_dict(artefact["state_dict"])
+    # how score_trajectories reduces windows unless told otherwise (artefacts before: the mean)
+    model.score_reduction = artefact.get("config", {}).get("score_reduction", "mean")
     return model.eval()
 
 
@@ -341,10 +343,12 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
 @torch.no_grad()
 def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories, window: int,
                        batch_size: int = 256, device: torch.device | str = "cpu",
-                       reduction: str = "mean") -> np.ndarray:
+                       reduction: str | None = None) -> np.ndarray:
     """The safety signal z_tau of every trajectory, z_t computed in windows that tile the
     trajectory (padding masked): sigmoid of the mean of z_t over all its steps (``mean``), or of
-    the smallest window mean of z_t (``min_window``; DiscriminatorConfig.score_reduction)."""
+    the smallest window mean of z_t (``min_window``). None: the model's ``score_reduction``
+    (set by :func:`load_discriminator` from DiscriminatorConfig.score_reduction), else ``mean``."""
+    reduction = reduction or getattr(model, "score_reduction", "mean")
     if reduction not in ("mean", "min_window"):
         raise ValueError(f"reduction must be 'mean' or 'min_window', got {reduction!r}")
     model = model.to(device).eval()
