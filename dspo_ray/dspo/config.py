@@ -55,7 +55,12 @@ class DiscriminatorConfig:
     trajectories only; ``batch``: the balanced demonstration/unlabelled batch of the BCE loss (the
     behaviour before issue 12). On the balanced batch the demonstration label nearly fixes the
     return bin (demonstrations are the highest-return safe trajectories), so lowering MI(z; r)
-    there lowers exactly the separation the discriminator is trained for."""
+    there lowers exactly the separation the discriminator is trained for. ``data``/``unlabelled``
+    cost one more forward/backward pass per step (quick profile: ~2x stage-1 CPU time). Measured
+    (benchmarks/results/stage1_options.md): on data where safety and return are independent it
+    removes the return from the signal and recovers safety (tests/test_return_agnostic.py); on the
+    shipped datasets, where unsafe trajectories are the high-return ones, coefficient 0.1 changes
+    AUROC little and 1.0 lowers it."""
     vclub_batch_size: int | None = bounded(None, ge=2)
     """Trajectories in the extra vCLUB batch (``data``/``unlabelled``); None: ``batch_size``."""
     return_bins: int = bounded(10, ge=2)
