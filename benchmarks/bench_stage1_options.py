@@ -134,17 +134,34 @@ def main(argv=None) -> None:
                    help="default: all but batch-1 and window-25")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/stage1_options.md"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--merge", nargs="*", default=[],
+                   help="JSONL files of other runs of this script (e.g. a second process's --out) "
+                        "to add to this one's results before reporting")
+    p.add_argument("--report-only", action="store_true", help="run nothing, write the report")
+    p.add_argument("--command", help="the command line(s) to record in the report "
+                                     "(default: this one)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     raw = out.with_suffix(".jsonl")
     rows = [json.loads(line) for line in raw.read_text().splitlines()] if raw.exists() else []
     done = {(r["task"], r["seed"], r["option"]) for r in rows}
+    for extra in args.merge:
+        for line in Path(extra).read_text().splitlines():
+            r = json.loads(line)
+            if (r["task"], r["seed"], r["option"]) not in done:
+                done.add((r["task"], r["seed"], r["option"]))
+                rows.append(r)
+                with raw.open("a") as f:
+                    f.write(line + "\n")
     header = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), torch "
                          f"{torch.__version__}, {args.threads} thread(s), load average at start "
                          f"{os.getloadavg()[0]:.1f}"}
-    command = "python benchmarks/bench_stage1_options.py " + " ".join(sys.argv[1:])
+    command = args.command or "python benchmarks/bench_stage1_options.py " + " ".join(sys.argv[1:])
+    if args.report_only:
+        write_report(rows, out, command, header)
+        return
     for seed in args.seeds:  # every task and option at one seed before the next seed
         for task in args.tasks:
             for opt in args.options:
