@@ -61,7 +61,8 @@ VARIANTS = {
 
 TOY_CONFIG = DiscriminatorConfig(variant="mlp", mlp_hidden=(64, 64), dropout=0.0, batch_size=128,
                                  steps=1500, learning_rate=3e-3, weight_decay=0.0, vclub_coef=1.0,
-                                 return_bins=10, estimator_steps=5, estimator_learning_rate=3e-3)
+                                 return_bins=10, estimator_steps=5, estimator_learning_rate=3e-3,
+                                 vclub_samples="batch")
 
 
 def _as_windows(points: np.ndarray) -> tuple[torch.Tensor, ...]:

@@ -48,6 +48,21 @@ class DiscriminatorConfig:
     """Add the vCLUB bound between signal and return (False: the 'w/o return-agnostic' ablation)."""
     vclub_coef: float = bounded(0.1, ge=0)
     """Table 4: coefficient of the vCLUB bound in the discriminator loss."""
+    vclub_samples: Literal["data", "unlabelled", "batch"] = "data"
+    """Which samples q(r | z) is fitted on and the vCLUB bound is estimated on. ``data``: an extra
+    batch drawn uniformly from all the learner's trajectories each step (the data's p(z, r), as in
+    paper eq. 4), signals computed with gradient; ``unlabelled``: the same from the unlabelled
+    trajectories only; ``batch``: the balanced demonstration/unlabelled batch of the BCE loss (the
+    behaviour before issue 12). On the balanced batch the demonstration label nearly fixes the
+    return bin (demonstrations are the highest-return safe trajectories), so lowering MI(z; r)
+    there lowers exactly the separation the discriminator is trained for. ``data``/``unlabelled``
+    cost one more forward/backward pass per step (quick profile: ~2x stage-1 CPU time). Measured
+    (benchmarks/results/stage1_options.md): on data where safety and return are independent it
+    removes the return from the signal and recovers safety (tests/test_return_agnostic.py); on the
+    shipped datasets, where unsafe trajectories are the high-return ones, coefficient 0.1 changes
+    AUROC little and 1.0 lowers it."""
+    vclub_batch_size: int | None = bounded(None, ge=2)
+    """Trajectories in the extra vCLUB batch (``data``/``unlabelled``); None: ``batch_size``."""
     return_bins: int = bounded(10, ge=2)
     """Appendix D: the return is discretised into K = 10 bins for q(r | z)."""
     return_binning: Literal["uniform", "quantile"] = "uniform"
@@ -56,6 +71,25 @@ class DiscriminatorConfig:
     """Maximum-likelihood steps of q(r | z) per discriminator step (public CLUB example: several)."""
     estimator_hidden: int = bounded(64, ge=1)
     estimator_learning_rate: float = bounded(1e-3, gt=0)
+    pu_loss: Literal["bce", "nnpu"] = "bce"
+    """``bce``: paper eq. 1 (demonstrations positive, unlabelled negative). ``nnpu``: the
+    non-negative positive-unlabelled risk (Kiryo et al. 2017), in its class-balanced form so that
+    0.5 stays the decision threshold: 0.5 R_p^+ + 0.5 max(0, (R_u^- - pi R_p^-) / (1 - pi)), logistic
+    loss; when the negative-class risk estimate goes below 0 the step ascends it (gamma = 1). The
+    unlabelled safe trajectories are then not pushed towards 'unsafe' once the negative risk is
+    spent. Assumes the demonstrations look like the unlabelled safe trajectories (SCAR)."""
+    pu_prior: float | None = bounded(None, gt=0, lt=1)
+    """pi, the fraction of safe trajectories among the unlabelled ones, for ``nnpu``. None: estimated
+    from the learner's data only (no costs): Elkan & Noto's e1 estimator, 2-fold cross-fitted
+    logistic regression of demonstrations vs unlabelled on per-trajectory feature means and
+    standard deviations (see :func:`estimate_class_prior`)."""
+    demo_noise: float = bounded(0.0, ge=0)
+    """Demonstration augmentation: Gaussian noise of this many per-dimension standard deviations
+    (of the whole data) added to the states and actions of demonstration windows in training."""
+    score_reduction: Literal["mean", "min_window"] = "mean"
+    """How :func:`score_trajectories` turns the tiling windows' z_t into z_tau: ``mean`` of z_t
+    over every step (the paper's formula when windows tile the trajectory), or the smallest
+    window mean (a trajectory is as safe as its least safe stretch)."""
     gradient_penalty: float = bounded(0.0, ge=0)
     """Coefficient of (|grad|-1)^2 at interpolated inputs ('w/ gp' ablation of Table 2); 0: off."""
     label_threshold: float = bounded(0.5, gt=0, lt=1)

@@ -7,6 +7,20 @@ trajectory return discretised into K bins. The K-class predictor q(r | z) is tra
 likelihood on matched pairs, ``estimator_steps`` times per discriminator step on that step's
 (detached) signals, and is frozen in the discriminator's step (public CLUB example).
 
+Which signals the bound and q(r | z) see (``vclub_samples``, issue 12): by default an extra batch
+drawn uniformly from the learner's trajectories (the data's p(z, r), which eq. 4's expectations
+are over), not the balanced batch of the BCE loss. In the balanced batch half the samples are
+demonstrations, chosen as the highest-return safe trajectories, so the demonstration label nearly
+fixes the return bin there; lowering MI(z; r) on that batch lowers exactly the demo/unlabelled
+separation (measured: coefficient 1.0 drove every signal to ~0.51). On the data distribution,
+where demonstrations are ~3% of the samples, the term asks instead that the signal not rank the
+unlabelled trajectories by their return.
+
+Options beyond the paper (each a config value, paper behaviour by default): the class-balanced
+non-negative PU risk (``pu_loss="nnpu"``) with a class prior estimated from the learner's data
+(:func:`estimate_class_prior`), demonstration noise (``demo_noise``), and the least-safe-window
+scoring (``score_reduction="min_window"``). benchmarks/results/stage1_options.md measures them.
+
 Ablations (config): ``variant="mlp"`` (Figure 4), ``return_agnostic=False`` (Table 2 "w/o
 return-agnostic"), plus ``gradient_penalty > 0`` (Table 2 "w/ gp").
 
@@ -62,6 +76,8 @@ def load_discriminator(artefact: dict) -> nn.Module:
     """The trained discriminator from train_discriminator's return value (or its saved file)."""
     model = build_discriminator(artefact["variant"], **artefact["model_config"])
     model.load_state_dict(artefact["state_dict"])
+    # how score_trajectories reduces windows unless told otherwise (artefacts before: the mean)
+    model.score_reduction = artefact.get("config", {}).get("score_reduction", "mean")
     return model.eval()
 
 
@@ -94,25 +110,63 @@ def gradient_penalty(model: nn.Module, demo: tuple[torch.Tensor, ...],
     return ((norm - 1) ** 2).mean()
 
 
+def nnpu_risk(logits: torch.Tensor, labels: torch.Tensor, prior: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class-balanced non-negative PU risk (Kiryo et al. 2017, logistic loss) of a batch whose
+    positives (label 1) are demonstrations and negatives (label 0) unlabelled trajectories, with
+    ``prior`` the safe fraction among the unlabelled. Returns (objective to minimise, the estimate
+    of the negative-class risk): 0.5 R_p^+ + 0.5 R_n^- with R_n^- = (R_u^- - pi R_p^-) / (1 - pi);
+    when R_n^- < 0 (overfitting the unlabelled), the objective is -R_n^- (a step that ascends it)."""
+    pos = labels > 0.5
+    risk_p_plus = F.softplus(-logits[pos]).mean()
+    risk_p_minus = F.softplus(logits[pos]).mean()
+    risk_u_minus = F.softplus(logits[~pos]).mean()
+    risk_n_minus = (risk_u_minus - prior * risk_p_minus) / (1 - prior)
+    if risk_n_minus.item() < 0:
+        return -risk_n_minus, risk_n_minus
+    return 0.5 * risk_p_plus + 0.5 * risk_n_minus, risk_n_minus
+
+
 def update_step(model, estimator, optimizer, estimator_optimizer, batch, labels, bins,
-                config: DiscriminatorConfig, generator: torch.Generator) -> dict[str, float]:
-    """One discriminator step (after ``estimator_steps`` steps of q). Returns logged numbers."""
+                config: DiscriminatorConfig, generator: torch.Generator,
+                data_batch: tuple[torch.Tensor, ...] | None = None,
+                data_bins: torch.Tensor | None = None,
+                pu_prior: float | None = None) -> dict[str, float]:
+    """One discriminator step (after ``estimator_steps`` steps of q). Returns logged numbers.
+
+    ``data_batch``/``data_bins``: the separately drawn windows (and their return bins) the vCLUB
+    term is estimated on when ``config.vclub_samples`` is ``data`` or ``unlabelled``; with
+    ``batch`` it uses ``batch``/``bins``. ``pu_prior``: the class prior for ``pu_loss="nnpu"``
+    (None: ``config.pu_prior``)."""
     obs, act, steps, mask = batch
     logits = model(obs, act, steps, mask)
     bce = F.binary_cross_entropy_with_logits(logits, labels)
-    loss = bce
     out = {"losses/discriminator": bce.item()}
+    if config.pu_loss == "nnpu":
+        prior = config.pu_prior if pu_prior is None else pu_prior
+        if prior is None:
+            raise ValueError("pu_loss='nnpu' needs a class prior (config.pu_prior or pu_prior=)")
+        loss, risk_n = nnpu_risk(logits, labels, prior)
+        out.update({"losses/nnpu": loss.item(), "losses/nnpu_negative_risk": risk_n.item()})
+    else:
+        loss = bce
     signal = torch.sigmoid(logits)
     if config.return_agnostic and config.vclub_coef > 0:
+        if config.vclub_samples == "batch":
+            ra_signal, ra_bins = signal, bins
+        else:
+            if data_batch is None or data_bins is None:
+                raise ValueError(f"vclub_samples={config.vclub_samples!r} needs data_batch and "
+                                 "data_bins (or set vclub_samples='batch')")
+            ra_signal, ra_bins = torch.sigmoid(model(*data_batch)), data_bins
         for _ in range(config.estimator_steps):  # q(r | z) by maximum likelihood, z fixed
             estimator_optimizer.zero_grad(set_to_none=True)
-            nll = F.nll_loss(estimator(signal.detach()), bins)
+            nll = F.nll_loss(estimator(ra_signal.detach()), ra_bins)
             nll.backward()
             estimator_optimizer.step()
         # q is frozen in the discriminator's step: detached weights, so no gradient reaches it
         plain_q = unwrap(estimator)
         frozen = {k: v.detach() for k, v in plain_q.named_parameters()}
-        bound = vclub_bound(functional_call(plain_q, frozen, (signal,)), bins)
+        bound = vclub_bound(functional_call(plain_q, frozen, (ra_signal,)), ra_bins)
         loss = loss + config.vclub_coef * bound
         out.update({"losses/vclub": bound.item(), "losses/estimator_nll": nll.item()})
     if config.gradient_penalty > 0:
@@ -135,6 +189,58 @@ def update_step(model, estimator, optimizer, estimator_optimizer, batch, labels,
             "train/signal_unlabelled": signal[~pos].mean().item(),
         })
     return out
+
+
+def trajectory_features(trajectories: RaggedTrajectories) -> np.ndarray:
+    """Per-trajectory mean and standard deviation of every (standardised) state and action
+    dimension, and the log length: a cheap fixed-size summary for :func:`estimate_class_prior`."""
+    rows = np.concatenate([trajectories.observations, trajectories.actions], 1).astype(np.float64)
+    rows = (rows - rows.mean(0)) / np.maximum(rows.std(0), 1e-3)
+    starts, lengths = trajectories.starts, trajectories.lengths
+    mean = np.add.reduceat(rows, starts, axis=0) / lengths[:, None]
+    sq = np.add.reduceat(rows ** 2, starts, axis=0) / lengths[:, None]
+    std = np.sqrt(np.maximum(sq - mean ** 2, 0))
+    return np.concatenate([mean, std, np.log(lengths)[:, None]], 1)
+
+
+def estimate_class_prior(trajectories: RaggedTrajectories, seed: int = 0, folds: int = 2,
+                         c: float = 1.0, bounds: tuple[float, float] = (0.02, 0.5)) -> float:
+    """The fraction of safe trajectories among the unlabelled ones, from the learner's data only
+    (which trajectories are demonstrations; never costs): Elkan & Noto (2008)'s e1 estimator.
+
+    A class-balanced logistic regression g separates demonstrations from unlabelled trajectories
+    on :func:`trajectory_features`; for a demonstration x held out of g's fit,
+    (1 - g(x)) / g(x) estimates p_U(x) / p_S(x) = pi + (1 - pi) p_N(x) / p_S(x) >= pi, so its mean
+    over held-out demonstrations estimates pi (exactly when safe and unsafe do not overlap, an
+    over-estimate otherwise). Cross-fitted over ``folds`` folds; clipped to ``bounds``."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = trajectory_features(trajectories)
+    is_demo = np.asarray(trajectories.is_demo)
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(x), np.int64)
+    for group in (np.flatnonzero(is_demo), np.flatnonzero(~is_demo)):
+        fold[group] = rng.permutation(len(group)) % folds
+    ratios = []
+    for k in range(folds):
+        fit = fold != k
+        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+        clf.fit(x[fit], is_demo[fit])
+        held = (fold == k) & is_demo
+        g = np.clip(clf.predict_proba(x[held])[:, 1], 1e-6, 1 - 1e-6)
+        ratios.append((1 - g) / g)
+    return float(np.clip(np.mean(np.concatenate(ratios)), *bounds))
+
+
+def _add_demo_noise(batch: WindowBatch, is_demo: np.ndarray, scale: float, obs_std: np.ndarray,
+                    act_std: np.ndarray, rng: np.random.Generator) -> WindowBatch:
+    """Demonstration windows with Gaussian noise of ``scale`` per-dimension standard deviations
+    (padding stays zero)."""
+    obs, act = batch.observations.copy(), batch.actions.copy()
+    m = batch.mask[is_demo][..., None]
+    obs[is_demo] += (scale * obs_std * rng.standard_normal(obs[is_demo].shape) * m).astype(np.float32)
+    act[is_demo] += (scale * act_std * rng.standard_normal(act[is_demo].shape) * m).astype(np.float32)
+    return WindowBatch(obs, act, batch.timesteps, batch.mask)
 
 
 def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
@@ -177,16 +283,35 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
 
     half = config.batch_size // 2
     labels = torch.cat([torch.ones(half), torch.zeros(config.batch_size - half)]).to(ctx.device)
+    is_demo_row = np.arange(config.batch_size) < half
+    data_pool = {"data": np.arange(len(trajectories)),
+                 "unlabelled": unlabelled_idx}.get(config.vclub_samples)
+    draw_data = config.return_agnostic and config.vclub_coef > 0 and data_pool is not None
+    data_size = config.vclub_batch_size or config.batch_size
+    obs_std = trajectories.observations.std(0)
+    act_std = trajectories.actions.std(0)
+    pu_prior = config.pu_prior
+    if config.pu_loss == "nnpu" and pu_prior is None:
+        pu_prior = estimate_class_prior(trajectories, seed=seed)  # same on every rank
     model.train()
     logged: dict[str, list[float]] = {}
     for step in tqdm(range(start, config.steps), desc="discriminator", disable=None,
                      initial=start, total=config.steps):
         idx = np.concatenate([rng.choice(demo_idx, half),
                               rng.choice(unlabelled_idx, config.batch_size - half)])
-        batch = _to_device(random_windows(trajectories, idx, config.window, rng), ctx.device)
+        windows = random_windows(trajectories, idx, config.window, rng)
+        if config.demo_noise > 0:
+            windows = _add_demo_noise(windows, is_demo_row, config.demo_noise, obs_std, act_std, rng)
+        batch = _to_device(windows, ctx.device)
         bins = torch.as_tensor(bins_all[idx], device=ctx.device)
+        data_batch = data_bins = None
+        if draw_data:  # drawn after the balanced batch: 'batch' mode keeps its random stream
+            data_idx = rng.choice(data_pool, data_size)
+            data_batch = _to_device(random_windows(trajectories, data_idx, config.window, rng),
+                                    ctx.device)
+            data_bins = torch.as_tensor(bins_all[data_idx], device=ctx.device)
         numbers = update_step(model, estimator, optimizer, estimator_optimizer, batch, labels, bins,
-                              config, generator)
+                              config, generator, data_batch, data_bins, pu_prior)
         scheduler.step()
         for k, v in numbers.items():
             logged.setdefault(k, []).append(v)
@@ -194,6 +319,8 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
         if done % config.log_every == 0 or done == config.steps:
             metrics = {k: float(np.mean(v)) for k, v in logged.items()}
             metrics.update({"train/step": done, "train/learning_rate": scheduler.get_last_lr()[0]})
+            if pu_prior is not None and config.pu_loss == "nnpu":
+                metrics["train/pu_prior"] = pu_prior
             logged = {}
             ckpt = None
             if done % config.checkpoint_every == 0 or done == config.steps:
@@ -216,13 +343,20 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
 
 @torch.no_grad()
 def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories, window: int,
-                       batch_size: int = 256, device: torch.device | str = "cpu") -> np.ndarray:
-    """The safety signal z_tau of every trajectory: sigmoid of the mean of z_t over all its steps,
-    z_t computed in windows that tile the trajectory (padding masked)."""
+                       batch_size: int = 256, device: torch.device | str = "cpu",
+                       reduction: str | None = None) -> np.ndarray:
+    """The safety signal z_tau of every trajectory, z_t computed in windows that tile the
+    trajectory (padding masked): sigmoid of the mean of z_t over all its steps (``mean``), or of
+    the smallest window mean of z_t (``min_window``). None: the model's ``score_reduction``
+    (set by :func:`load_discriminator` from DiscriminatorConfig.score_reduction), else ``mean``."""
+    reduction = reduction or getattr(model, "score_reduction", "mean")
+    if reduction not in ("mean", "min_window"):
+        raise ValueError(f"reduction must be 'mean' or 'min_window', got {reduction!r}")
     model = model.to(device).eval()
     idx, offsets = tiling_windows(trajectories, window)
     total = np.zeros(len(trajectories))
     count = np.zeros(len(trajectories))
+    lowest = np.full(len(trajectories), np.inf)
     for lo in range(0, len(idx), batch_size):
         batch = cut_windows(trajectories, idx[lo:lo + batch_size], offsets[lo:lo + batch_size], window)
         obs, act, steps, mask = _to_device(batch, device)
@@ -230,7 +364,9 @@ def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories, windo
         z = (z * mask).sum(1).cpu().numpy()
         np.add.at(total, idx[lo:lo + batch_size], z)
         np.add.at(count, idx[lo:lo + batch_size], batch.mask.sum(1))
-    return 1.0 / (1.0 + np.exp(-total / count))
+        np.minimum.at(lowest, idx[lo:lo + batch_size], z / batch.mask.sum(1))
+    logit = total / count if reduction == "mean" else lowest
+    return 1.0 / (1.0 + np.exp(-logit))
 
 
 def ranking_metrics(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
