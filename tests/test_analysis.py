@@ -194,3 +194,20 @@ def test_an_oracle_sweeps_summary_shows_its_runs_apart():
     mixed = sweep_summary(pd.concat([crafted_trials(), t], ignore_index=True)).set_index(["method", "task"])
     assert mixed.loc[("dspo", "CarCircle"), "group"] == "dspo/b"
     assert ("dspo (oracle signal)", "CarCircle") in mixed.index
+
+
+def test_table2_names_every_stage1_variant_and_option():
+    from dspo_ray.analysis.tables import ablation_variant
+
+    def name(**params):
+        return ablation_variant(pd.Series({f"params/discriminator.{k}": v for k, v in params.items()}))
+
+    assert name() == "SafetyTransformer + return-agnostic (ours)"
+    assert name(return_agnostic=False, gradient_penalty=1.0) == "w/o return-agnostic, w/ gp"
+    assert name(variant="mlp") == "MLP backbone (return-agnostic)"
+    assert name(vclub_samples="batch") == ("SafetyTransformer + return-agnostic (ours) "
+                                           "[vCLUB on the batch samples]")
+    assert name(pu_loss="nnpu", score_reduction="min_window") == (
+        "SafetyTransformer + return-agnostic (ours) [nnpu loss, min-window scoring]")
+    # the vCLUB sampling means nothing without the term
+    assert name(return_agnostic=False, vclub_samples="batch") == "w/o return-agnostic"

@@ -330,10 +330,21 @@ def ablation_variant(row: pd.Series) -> str:
 
     mlp = param("variant", "safety_transformer") == "mlp"
     gp = ", w/ gp" if float(param("gradient_penalty", 0.0)) > 0 else ""
+    # the stage-1 options of issue 12, named when a trial sets them away from the default
+    options = []
+    if param("vclub_samples", "data") != "data" and bool(param("return_agnostic", True)):
+        options.append(f"vCLUB on the {param('vclub_samples', 'data')} samples")
+    if param("pu_loss", "bce") != "bce":
+        options.append(f"{param('pu_loss', 'bce')} loss")
+    if param("score_reduction", "mean") != "mean":
+        options.append(f"{param('score_reduction', 'mean').replace('_', '-')} scoring")
+    if float(param("demo_noise", 0.0)) > 0:
+        options.append(f"demo noise {float(param('demo_noise', 0.0)):g}")
+    extra = f" [{', '.join(options)}]" if options else ""
     if bool(param("return_agnostic", True)):
         return ("MLP backbone (return-agnostic)" if mlp
-                else "SafetyTransformer + return-agnostic (ours)") + gp
-    return ("MLP backbone " if mlp else "") + "w/o return-agnostic" + gp
+                else "SafetyTransformer + return-agnostic (ours)") + gp + extra
+    return ("MLP backbone " if mlp else "") + "w/o return-agnostic" + gp + extra
 
 
 # --------------------------------------------------------------------------------- rendering
