@@ -123,7 +123,11 @@ def write_report(rows: list[dict], path: Path, command: str, header: dict) -> No
                 f"{np.mean([r['spearman_return_mean'] for r in ors]):+.2f} | "
                 f"{np.mean([r['train_cpu_s'] for r in ors]):.0f} | {OPTIONS[opt][1]}{extra} |")
         lines.append(f"\nseeds: {seeds}\n")
-    path.write_text("\n".join(lines) + "\n")
+    # hand-written conclusions ("## Findings" to the end) survive a rewrite of the tables
+    kept = ""
+    if path.exists() and "\n## Findings" in path.read_text():
+        kept = path.read_text()[path.read_text().index("\n## Findings"):]
+    path.write_text("\n".join(lines) + "\n" + kept)
 
 
 def main(argv=None) -> None:
