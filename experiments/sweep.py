@@ -112,9 +112,10 @@ def main(argv=None) -> int:
 
 
 def sweep_exit_status(result) -> int:
-    """0 if at least one trial finished (was evaluated); else 1, with the reason on stderr."""
+    """0 if at least one trial finished (was evaluated, or ran to the stage its config stops after:
+    a stage-1-only Table 2 sweep); else 1, with the reason on stderr."""
     status = result.trials["status"] if "status" in result.trials else []
-    finished = int((status == "finished").sum()) if len(status) else 0
+    finished = int(status.isin(["finished", "stopped_as_configured"]).sum()) if len(status) else 0
     if finished:
         return 0
     errored = int((status == "error").sum()) if len(status) else 0

@@ -277,6 +277,9 @@ def test_a_sweep_with_no_finished_trial_exits_1(capsys):
     assert "no trial finished (2 of 2 errored)" in capsys.readouterr().err
     Result.trials = pd.DataFrame({"status": ["error", "finished"]})
     assert module.sweep_exit_status(Result) == 0
+    # a stage-1-only sweep (stop_after: labels) has done its job
+    Result.trials = pd.DataFrame({"status": ["stopped_as_configured"] * 2})
+    assert module.sweep_exit_status(Result) == 0
 
 
 @pytest.mark.parametrize("script", [T, E, "analysis/make_tables.py"])
