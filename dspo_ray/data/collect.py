@@ -40,7 +40,7 @@ from dspo_ray.data.rollout import EpisodeRecorder
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.io import atomic_path, write_json_atomic
 from dspo_ray.policies import mlp
-from dspo_ray.tasks import get_task
+from dspo_ray.tasks import TaskSpec, get_task
 
 
 @dataclass(frozen=True)
@@ -382,36 +382,49 @@ def summarize_returns(trajectories: list[CostedTrajectory], cost_limit: float) -
     }
 
 
-def collect(config: CollectConfig, out_dir: str | Path, log=print) -> CollectResult:
-    """Train, record, drop episodes above the max cost, grid-thin, write the DSRL file.
-
-    Writes ``out_dir/<dsrl id>-<max cost>-<count>.hdf5`` (uncompressed HDF5, so that the shipped
-    ``.xz`` sees the redundancy between observations and next observations) and a JSON sidecar with
-    the config and the data's statistics next to it.
-    """
-    cfg = config.resolved()
-    spec = get_task(cfg.task)
-    started = time.time()
-    recorded = train_and_record(cfg, log=log)
-    ok = [t for t in recorded if t.cost_return <= cfg.max_cost]
+def write_collection(spec: TaskSpec, recorded: list[CostedTrajectory], out_dir: str | Path, *,
+                     keep: int, max_cost: float, config: dict, seconds: float,
+                     min_safe_share: float = 0.0, cost_bins: int = 60, reward_bins: int = 50,
+                     seed: int = 0, stats: dict | None = None, trained_runs: int = 1,
+                     log=print) -> CollectResult:
+    """The end of every collection, PPO runs or a rule-based driver alike: drop the episodes
+    above ``max_cost`` (DSRL's files hold none), thin the rest (:func:`thin_episodes`), and write
+    the DSRL file ``<out_dir>/<dsrl id>-<max cost>-<count>.hdf5`` (uncompressed, so that a pack
+    sees the redundancy between observations and next observations), its scatter plot (.png) and
+    its JSON sidecar (config, counts, ``stats`` added to the returns' statistics), each atomically."""
+    ok = [t for t in recorded if t.cost_return <= max_cost]
     if not ok:
-        raise RuntimeError(f"{spec.name}: every recorded episode costs more than {cfg.max_cost:g}")
-    idx = grid_filter([t.cost_return for t in ok], [t.reward_return for t in ok], cfg.keep,
-                      cfg.cost_bins, cfg.reward_bins, cfg.seed)
+        raise RuntimeError(f"{spec.name}: every recorded episode costs more than {max_cost:g}")
+    idx = thin_episodes([t.cost_return for t in ok], [t.reward_return for t in ok], keep,
+                        spec.cost_limit, min_safe_share, cost_bins, reward_bins, seed)
     kept = [ok[i] for i in idx]
     path = write_dsrl(Path(out_dir) / dsrl_filename(spec, len(kept)), kept, compression=None)
-    stats = {"recorded": summarize_returns(recorded, spec.cost_limit),
-             "kept": summarize_returns(kept, spec.cost_limit)}
     result = CollectResult(
-        path=path, config=_jsonable(asdict(cfg)), recorded=len(recorded),
+        path=path, config=_jsonable(config), recorded=len(recorded),
         dropped_over_max_cost=len(recorded) - len(ok), kept=len(kept),
-        safe_kept=stats["kept"]["safe"], seconds=round(time.time() - started, 1), stats=stats)
-    path.with_suffix(".json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    needed = spec.n_safe
-    if result.safe_kept < needed:
+        safe_kept=sum(t.cost_return <= spec.cost_limit for t in kept), seconds=round(seconds, 1),
+        stats={"recorded": summarize_returns(recorded, spec.cost_limit),
+               "kept": summarize_returns(kept, spec.cost_limit), **(stats or {})},
+        trained_runs=trained_runs)
+    scatter_plot(path.with_suffix(".png"), spec,
+                 [(t.cost_return, t.reward_return) for t in recorded],
+                 [(t.cost_return, t.reward_return) for t in kept])
+    write_json_atomic(path.with_suffix(".json"), result.to_dict())
+    if result.safe_kept < spec.n_safe:
         log(f"[collect {spec.name}] WARNING: only {result.safe_kept} safe trajectories (cost <= "
-            f"{spec.cost_limit:g}) kept; the paper's split needs {needed}")
+            f"{spec.cost_limit:g}) kept; the paper's split needs {spec.n_safe}")
     return result
+
+
+def collect(config: CollectConfig, out_dir: str | Path, log=print) -> CollectResult:
+    """Train one agent, record every episode, and write the collection (:func:`write_collection`)."""
+    cfg = config.resolved()
+    started = time.time()
+    recorded = train_and_record(cfg, log=log)
+    return write_collection(get_task(cfg.task), recorded, out_dir, keep=cfg.keep,
+                            max_cost=cfg.max_cost, config=asdict(cfg),
+                            seconds=time.time() - started, cost_bins=cfg.cost_bins,
+                            reward_bins=cfg.reward_bins, seed=cfg.seed, log=log)
 
 
 def _jsonable(x):
@@ -527,35 +540,17 @@ def finish_task(runs: list[CollectRun], out_dir: str | Path, keep: int | None = 
     for r in runs:
         recorded += load_trajectories(r.path(out_dir), spec)
         run_summaries.append(json.loads(r.summary_path(out_dir).read_text()))
-    ok = [t for t in recorded if t.cost_return <= cfg.max_cost]
-    if not ok:
-        raise RuntimeError(f"{spec.name}: every recorded episode costs more than {cfg.max_cost:g}")
-    idx = thin_episodes([t.cost_return for t in ok], [t.reward_return for t in ok], keep,
-                        spec.cost_limit, min_safe_share, cfg.cost_bins, cfg.reward_bins, cfg.seed)
-    kept = [ok[i] for i in idx]
-    path = write_dsrl(Path(out_dir) / dsrl_filename(spec, len(kept)), kept, compression=None)
-    stats = {"recorded": summarize_returns(recorded, spec.cost_limit),
-             "kept": summarize_returns(kept, spec.cost_limit)}
     seconds = [s["seconds"] for s in run_summaries]
-    result = CollectResult(
-        path=path, config=_jsonable({**asdict(cfg), "keep": keep, "runs": len(runs),
-                                     "min_safe_share": min_safe_share}),
-        recorded=len(recorded), dropped_over_max_cost=len(recorded) - len(ok), kept=len(kept),
-        safe_kept=stats["kept"]["safe"], seconds=round(max(seconds), 1), stats=stats)
-    result.stats["runs"] = [{"run": s["run"], "seed": s["config"]["seed"],
-                             "cost_limit_end": s["config"]["cost_limit_end"],
-                             "episodes": s["config"]["episodes"], "seconds": s["seconds"]}
-                            for s in run_summaries]
-    result.stats["run_cpu_seconds"] = round(sum(seconds), 1)
-    result.trained_runs = trained
-    scatter_plot(path.with_suffix(".png"), spec,
-                 [(t.cost_return, t.reward_return) for t in recorded],
-                 [(t.cost_return, t.reward_return) for t in kept])
-    write_json_atomic(path.with_suffix(".json"), result.to_dict())
-    if result.safe_kept < spec.n_safe:
-        log(f"[collect {spec.name}] WARNING: only {result.safe_kept} safe trajectories (cost <= "
-            f"{spec.cost_limit:g}) kept; the paper's split needs {spec.n_safe}")
-    return result
+    runs_stats = [{"run": s["run"], "seed": s["config"]["seed"],
+                   "cost_limit_end": s["config"]["cost_limit_end"],
+                   "episodes": s["config"]["episodes"], "seconds": s["seconds"]}
+                  for s in run_summaries]
+    return write_collection(
+        spec, recorded, out_dir, keep=keep, max_cost=cfg.max_cost,
+        config={**asdict(cfg), "keep": keep, "runs": len(runs), "min_safe_share": min_safe_share},
+        seconds=max(seconds), min_safe_share=min_safe_share, cost_bins=cfg.cost_bins,
+        reward_bins=cfg.reward_bins, seed=cfg.seed, trained_runs=trained,
+        stats={"runs": runs_stats, "run_cpu_seconds": round(sum(seconds), 1)}, log=log)
 
 
 def scatter_plot(path: str | Path, task, recorded: list[tuple[float, float]] | None,

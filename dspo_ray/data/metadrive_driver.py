@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dspo_ray.data.collect import (CollectResult, _jsonable, grid_filter, scatter_plot,
-                                   summarize_returns)
-from dspo_ray.data.dsrl import dsrl_filename, load_trajectories, write_dsrl
+from dspo_ray.data.collect import CollectResult, _jsonable, write_collection
+from dspo_ray.data.dsrl import load_trajectories, write_dsrl
 from dspo_ray.data.rollout import EpisodeRecorder
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.io import write_json_atomic
@@ -263,25 +262,7 @@ def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print) -> C
 
 def finish_metadrive(spec: TaskSpec, cfg: DriverConfig, recorded: list[CostedTrajectory],
                      seconds: float, out_dir: Path, log=print) -> CollectResult:
-    ok = [t for t in recorded if t.cost_return <= cfg.max_cost]
-    if not ok:
-        raise RuntimeError(f"{spec.name}: every recorded episode costs more than {cfg.max_cost:g}")
-    idx = grid_filter([t.cost_return for t in ok], [t.reward_return for t in ok], cfg.keep,
-                      cfg.cost_bins, cfg.reward_bins, cfg.seed)
-    kept = [ok[i] for i in idx]
-    path = write_dsrl(Path(out_dir) / dsrl_filename(spec, len(kept)), kept, compression=None)
-    stats = {"recorded": summarize_returns(recorded, spec.cost_limit),
-             "kept": summarize_returns(kept, spec.cost_limit)}
-    result = CollectResult(
-        path=path, config=_jsonable({**asdict(cfg), "driver": "idm", "runs": 1}),
-        recorded=len(recorded), dropped_over_max_cost=len(recorded) - len(ok), kept=len(kept),
-        safe_kept=stats["kept"]["safe"], seconds=round(seconds, 1), stats=stats)
-    result.stats["run_cpu_seconds"] = round(seconds, 1)
-    scatter_plot(path.with_suffix(".png"), spec,
-                 [(t.cost_return, t.reward_return) for t in recorded],
-                 [(t.cost_return, t.reward_return) for t in kept])
-    write_json_atomic(path.with_suffix(".json"), result.to_dict())
-    if result.safe_kept < spec.n_safe:
-        log(f"[drive {spec.name}] WARNING: only {result.safe_kept} safe trajectories (cost <= "
-            f"{spec.cost_limit:g}) kept; the paper's split needs {spec.n_safe}")
-    return result
+    return write_collection(spec, recorded, out_dir, keep=cfg.keep, max_cost=cfg.max_cost,
+                            config={**asdict(cfg), "driver": "idm", "runs": 1}, seconds=seconds,
+                            cost_bins=cfg.cost_bins, reward_bins=cfg.reward_bins, seed=cfg.seed,
+                            stats={"run_cpu_seconds": round(seconds, 1)}, log=log)
