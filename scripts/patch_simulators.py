@@ -3,7 +3,7 @@
 
 Both packages fail to import before patching, so they are located with importlib's finder (which
 does not execute them) and edited as text. Idempotent: a second run changes nothing. Afterwards both
-are imported in a fresh interpreter as a check. See ../shared/notes/env-stack.md ("Patches").
+are imported in a fresh interpreter as a check. The README ("Installing by hand") says why.
 
 1. safety-gymnasium (0.4.0): dataclass fields ``color: np.array = COLOR['x']`` are mutable defaults,
    which Python 3.11 rejects -> ``field(default_factory=lambda: COLOR['x'].copy())``.

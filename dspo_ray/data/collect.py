@@ -1,6 +1,6 @@
 """Collect a DSRL-style dataset ourselves: an online Lagrangian agent, every episode kept, grid-thinned.
 
-How DSRL made its data (../shared/notes/dsrl-reference.md): a PID-Lagrangian on-policy agent whose
+How DSRL made its data (our recipe: datasets/DATASETS.md): a PID-Lagrangian on-policy agent whose
 cost limit moves linearly from high to low over training, keeping EVERY episode it plays, then a
 grid filter over the (cost return, reward return) plane so that all trade-offs are covered and the
 late, converged policies do not dominate. This module does the same at a small scale:

@@ -1,7 +1,7 @@
 """DSPO's configuration: one dataclass per stage, the paper's values (Table 4) as defaults.
 
-Two profiles: ``paper`` (Table 4; where the paper is silent, the closest public work, see
-../shared/notes/method-notes.md) and ``quick`` (the whole pipeline plus a 20-episode evaluation in
+Two profiles: ``paper`` (Table 4; where the paper is silent, the closest public work, as each
+field's docstring says) and ``quick`` (the whole pipeline plus a 20-episode evaluation in
 under 10 minutes on 2 CPU cores, for a Bullet task of 300-step episodes). A YAML file or a sweep
 sample names a profile and overrides single keys on top of it; everything is validated on load.
 """
