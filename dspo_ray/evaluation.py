@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -153,7 +154,11 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
         small = episodes * spec.max_episode_steps < PARALLEL_MIN_STEPS
         workers = 1 if small else available_cpus()
     workers = max(1, min(workers, len(streams)))
-    if workers == 1:
+    # MetaDrive (panda3d) installs a SIGINT handler at every reset, which only a main thread may
+    # do; a Ray Tune trial runs in a thread, so there even one worker is a process of its own
+    in_process = workers == 1 and (spec.suite != "MetaDrive"
+                                   or threading.current_thread() is threading.main_thread())
+    if in_process:
         parts = [_run_streams(policy, spec.name, streams)]
         assignment = [streams]
     else:

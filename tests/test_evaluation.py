@@ -57,3 +57,27 @@ def test_cli_bad_input_fails_clearly(tmp_path):
     junk.write_bytes(b"junk")
     bad_file = run("--task", TASK, "--policy", str(junk))
     assert bad_file.returncode == 2 and "not a dspo-ray policy file" in bad_file.stderr
+
+
+def test_metadrive_evaluates_from_a_thread_as_in_a_tune_trial():
+    """A Tune trial runs in a thread; MetaDrive's reset installs a SIGINT handler, which only a
+    main thread may: evaluate must run its episodes in a process of their own there."""
+    import threading
+
+    from dspo_ray.tasks import action_bounds, get_task
+
+    low, high = action_bounds(get_task("hardsparse"))
+    policy = RandomPolicy(low, high)
+    out = {}
+
+    def run():
+        try:
+            out["result"] = evaluate(policy, "hardsparse", episodes=1, seed=0, workers=1)
+        except Exception as e:  # noqa: BLE001 - reported below
+            out["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=300)
+    assert "error" not in out, out.get("error")
+    assert out["result"].episodes == 1
