@@ -249,3 +249,12 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
         work = next(result.work_root.glob(f"*-{trial_id}"))
         assert (work / "policy.pt").exists() and (work / "result.json").exists()
     assert "CarCircle" in format_summary(result)
+
+
+def test_methods_on_the_command_line_pick_their_sections_of_the_file():
+    from dspo_ray.distributed.config import load_sweep_config
+
+    config = load_sweep_config(REPO / "experiments/configs/table1_quick.yaml",
+                               methods=["dspo", "bc_safe"], tasks=["DroneRun"])
+    assert config.methods == ["dspo", "bc_safe"] or tuple(config.methods) == ("dspo", "bc_safe")
+    assert set(config.overrides) <= {"dspo", "bc_safe"} and "dspo" in config.overrides

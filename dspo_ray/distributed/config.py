@@ -421,6 +421,14 @@ def load_sweep_config(path: str | Path, **overrides: Any) -> SweepConfig:
     """Read a sweep YAML; ``overrides`` (e.g. ``storage=...``) replace top-level keys."""
     data = load_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("methods") is not None:
+        # a subset of the file's methods chosen on the command line: their sections only
+        chosen = set(overrides["methods"])
+        search = data.get("search") if isinstance(data.get("search"), dict) else {}
+        for section in (data.get("overrides"), search.get("space"), search.get("grid")):
+            if isinstance(section, dict):
+                for method in [m for m in section if m not in chosen]:
+                    del section[method]
     try:
         return sweep_config_from_dict(data)
     except ConfigError as e:
