@@ -35,26 +35,14 @@ def check_task_dataset(task, dataset=None):
     raises DatasetError naming the file, the problem and the fix."""
     from pathlib import Path
 
-    import h5py
-
-    from dspo_ray.data.dsrl import REQUIRED_KEYS, columns_error
+    from dspo_ray.data.dsrl import columns_error, read_columns
     from dspo_ray.tasks import get_task
 
     spec = get_task(task)
     path = Path(dataset) if dataset is not None else None
     if path is None or path.is_dir():
         path = find_dataset(spec, path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file; check the path or $DSRL_DATASET_DIR")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in REQUIRED_KEYS if k not in f]
-            if missing:
-                raise DatasetError(
-                    f"{path}: missing key(s) {missing}; a DSRL file holds {list(REQUIRED_KEYS)}")
-            shapes = {k: tuple(f[k].shape) for k in REQUIRED_KEYS}
-    except OSError as e:
-        raise DatasetError(f"{path}: not a readable HDF5 file ({e}); re-download or re-collect it") from e
+    shapes = read_columns(path, read=lambda column: tuple(column.shape))  # the header only
     problem = columns_error(path, spec, shapes)
     if problem:
         raise DatasetError(problem)

@@ -83,10 +83,10 @@ def unpacked(pack: Path) -> Path:
     return unpack_dataset(pack, target)
 
 
-def read_dsrl(path: str | Path, task: str | TaskSpec) -> dict[str, np.ndarray]:
-    """Read and validate a DSRL file against ``task``; returns its columns as arrays."""
-    path = Path(path)
-    spec = get_task(task)
+def read_columns(path: Path, read=lambda column: np.asarray(column[()])) -> dict:
+    """``read(column)`` of each required column of a DSRL file (its arrays by default; e.g. its
+    shapes for a header check), or a DatasetError naming the file: missing, not HDF5, or
+    missing columns."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such file; check the path or $DSRL_DATASET_DIR")
     try:
@@ -95,10 +95,16 @@ def read_dsrl(path: str | Path, task: str | TaskSpec) -> dict[str, np.ndarray]:
             if missing:
                 raise DatasetError(
                     f"{path}: missing key(s) {missing}; a DSRL file holds {list(REQUIRED_KEYS)}")
-            data = {k: np.asarray(f[k][()]) for k in REQUIRED_KEYS}
+            return {k: read(f[k]) for k in REQUIRED_KEYS}
     except OSError as e:
         raise DatasetError(f"{path}: not a readable HDF5 file ({e}); re-download or re-collect it") from e
-    _validate(path, spec, data)
+
+
+def read_dsrl(path: str | Path, task: str | TaskSpec) -> dict[str, np.ndarray]:
+    """Read and validate a DSRL file against ``task``; returns its columns as arrays."""
+    path = Path(path)
+    data = read_columns(path)
+    _validate(path, get_task(task), data)
     return data
 
 
