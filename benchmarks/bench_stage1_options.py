@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from dspo_ray.data import load_task_data  # noqa: E402
 from dspo_ray.dspo.config import profile_config  # noqa: E402
-from dspo_ray.dspo.discriminator import (estimate_class_prior, load_discriminator,  # noqa: E402
-                                         score_trajectories, train_discriminator)
+from dspo_ray.dspo.discriminator import (load_discriminator, score_trajectories,  # noqa: E402
+                                         train_discriminator)
 from dspo_ray.dspo.windows import ragged_from_data  # noqa: E402
 from dspo_ray.training import LocalContext  # noqa: E402
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from dspo_ray.data.collect import CollectResult, _jsonable, write_collection
 from dspo_ray.data.dsrl import load_trajectories, write_dsrl
-from dspo_ray.data.rollout import EpisodeRecorder
+from dspo_ray.data.rollout import record_episode
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.io import write_json_atomic
 from dspo_ray.tasks import TaskSpec, get_task
@@ -122,22 +122,18 @@ def _idm_driver(env, style: DriverStyle, seed: int):
 
 def drive_episode(env, style: DriverStyle, seed: int, max_steps: int) -> CostedTrajectory:
     """One episode: reset with ``seed`` (the traffic), drive with the styled IDM, record it all."""
-    obs, _ = env.reset(seed=seed)
-    policy = _idm_driver(env, style, seed)
     noise = np.random.default_rng(seed)
-    recorder = EpisodeRecorder()
-    for step in range(max_steps):
-        action = np.asarray(policy.act(), dtype=np.float64)
+    driver = []  # the IDM drives the ego car, which exists only once the episode has been reset
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        if not driver:
+            driver.append(_idm_driver(env, style, seed))
+        action = np.asarray(driver[0].act(), dtype=np.float64)
         if style.action_noise > 0:
             action = action + noise.normal(0.0, style.action_noise, size=2)
-        action = np.clip(action, -1.0, 1.0).astype(np.float32)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        trajectory = recorder.add(obs, action, reward, next_obs, terminated,
-                                  truncated or step == max_steps - 1, info["cost"])
-        if trajectory is not None:
-            return trajectory
-        obs = next_obs
-    raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    return record_episode(env, act, seed, max_steps)
 
 
 CHUNK = 25

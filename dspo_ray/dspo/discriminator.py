@@ -46,7 +46,6 @@ from dspo_ray.dspo.safety_transformer import (ReturnClassifier, build_discrimina
                                               vclub_bound)
 from dspo_ray.dspo.windows import (RaggedTrajectories, WindowBatch, cut_windows, random_windows,
                                    tiling_windows)
-from dspo_ray.metrics import HIDDEN_TRUTH_PREFIXES, reads_hidden_truth  # noqa: F401 (re-export)
 from dspo_ray.training import TrainContext, unwrap
 
 
