@@ -7,8 +7,9 @@ import torch
 from dspo_ray.data import HiddenTruth
 from dspo_ray.dspo.config import DiscriminatorConfig
 from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
-                                         reads_hidden_truth, load_discriminator, return_bins,
-                                         score_trajectories, train_discriminator)
+                                         load_discriminator, return_bins, score_trajectories,
+                                         train_discriminator)
+from dspo_ray.metrics import reads_hidden_truth
 from dspo_ray.dspo.safety_transformer import (MLPDiscriminator, ReturnClassifier,
                                               SafetyTransformer, vclub_bound)
 from dspo_ray.dspo.windows import RaggedTrajectories
