@@ -338,6 +338,10 @@ def ablation_variant(row: pd.Series) -> str:
         options.append(f"{param('pu_loss', 'bce')} loss")
     if param("score_reduction", "mean") != "mean":
         options.append(f"{param('score_reduction', 'mean').replace('_', '-')} scoring")
+    if param("negatives", "uniform") != "uniform":
+        options.append(f"{param('negatives', 'uniform').replace('_', '-')} negatives")
+    if param("score_window", None) is not None and param("score_reduction", "mean") != "mean":
+        options.append(f"score window {int(param('score_window', 0))}")
     if float(param("demo_noise", 0.0)) > 0:
         options.append(f"demo noise {float(param('demo_noise', 0.0)):g}")
     extra = f" [{', '.join(options)}]" if options else ""

@@ -183,8 +183,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
         else:
             artefact = torch.load(workdir / ARTEFACTS["discriminator"], map_location="cpu",
                                   weights_only=False)
-            signals = score_trajectories(load_discriminator(artefact), trajectories,
-                                         config.discriminator.window, device=device)
+            # scored as the artefact's config says (window, reduction)
+            signals = score_trajectories(load_discriminator(artefact), trajectories, device=device)
             out.update(heldout_demo_metrics(signals, is_demo, heldout, trajectories.returns))
         pending["labels"] = dict(safety_signal=signals, returns=trajectories.returns,
                                  is_demo=is_demo, lengths=trajectories.lengths,
