@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -72,6 +73,9 @@ def test_tidy_frame_from_a_real_sweep(sweep_results):
         assert list(r["train/step"]) == [1, 20, 40, 60] and r["losses/bc"].notna().all()
         assert r["progress"].is_monotonic_increasing and "objective" not in r.dropna(axis=1)
     assert set(rows["trial"]) == set(trials["trial"])
+    # Tune's progress.csv keeps every column: the training rows' and the evaluation's
+    progress = pd.read_csv(next(sweep_results.glob("run_trial_*/progress.csv")))
+    assert progress["losses/bc"].notna().sum() >= 4 and progress["eval/normalized_cost"].notna().any()
     cells = choose_configurations(trials).set_index("method")
     for method in ("bc_all", "bc_safe"):
         # the chosen configuration is the one with the best mean objective over its seeds
@@ -117,7 +121,7 @@ def test_best_result_checkpoint_is_a_policy_that_evaluate_scores(sweep_results):
 
     from dspo_ray.analysis.tables import sweep_summary
 
-    best = ResultGrid(ExperimentAnalysis(str(sweep_results), default_metric="objective",
+    best = ResultGrid(ExperimentAnalysis(str(sweep_results), default_metric="evaluated_objective",
                                          default_mode="max")).get_best_result()
     assert best.checkpoint is not None
     policy = Path(best.checkpoint.path) / "policy.pt"

@@ -45,6 +45,7 @@ import pandas as pd
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -60,6 +61,10 @@ from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
 
 METRIC = "objective"
 MODE = "max"
+EVALUATED_METRIC = "evaluated_objective"
+"""The objective in evaluated reports only: Tune's own metric, so that
+``ResultGrid.get_best_result()`` is the best evaluated trial (whose checkpoint is its policy),
+never one that ASHA stopped on its intermediate score."""
 
 # Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s)
 # and each ray.train.report waits for a poll: 0.2 s saves ~3 s per stage and ~1.8 s per report.
@@ -72,10 +77,11 @@ RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_PRINT_P
 
 def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None) -> dict[str, Any]:
     """Adds ``objective`` (final when reward and cost are known, else ``intermediate``'s value)
-    and ``final_objective`` (0/1: which of the two it is)."""
+    and ``final_objective`` (0/1: which of the two it is); a final one also as
+    ``evaluated_objective``."""
     out = dict(metrics)
     if REWARD in out and COST in out:
-        out[METRIC] = objective(out[REWARD], out[COST])
+        out[METRIC] = out[EVALUATED_METRIC] = objective(out[REWARD], out[COST])
         out["final_objective"] = 1
     elif (intermediate and isinstance(out.get(intermediate), (int, float))
           and math.isfinite(out[intermediate])):
@@ -483,7 +489,9 @@ def build_tuner(config: SweepConfig, resume: bool = False,
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     return tune.Tuner(
         trainable,
+        # metric/mode: what ResultGrid ranks by; the searcher and scheduler keep their own
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    metric=EVALUATED_METRIC, mode=MODE,
                                     num_samples=config.total_trials(), reuse_actors=False),
         run_config=tune.RunConfig(
             name=config.name, storage_path=config.storage_uri(),
@@ -507,15 +515,61 @@ def progress_reporter() -> tune.CLIReporter:
 
 
 def logger_callbacks(config: SweepConfig) -> list:
-    """Tune's default loggers (JSON, CSV, TensorBoard) plus W&B when the config enables it."""
+    """Tune's JSON and TensorBoard loggers (added by Tune), a progress.csv that keeps every
+    column, and W&B when the config enables it."""
+    callbacks: list = [GrowingCSVLoggerCallback()]
     if not config.wandb.enabled:
-        return []
+        return callbacks
     from ray.air.integrations.wandb import WandbLoggerCallback
 
     # the driver's W&B login check reads WANDB_MODE: offline runs need no account
     os.environ["WANDB_MODE"] = config.wandb.mode
-    return [WandbLoggerCallback(project=config.wandb.project, group=config.name,
-                                mode=config.wandb.mode)]
+    return callbacks + [WandbLoggerCallback(project=config.wandb.project, group=config.name,
+                                            mode=config.wandb.mode)]
+
+
+class GrowingCSVLoggerCallback(CSVLoggerCallback):
+    """Tune's progress.csv, whose columns grow with the reports. Tune's own keeps the first
+    report's columns: a training row's, which would drop every later stage's losses and the
+    evaluation. A report with new keys rewrites the file with them added (a few times a trial)."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        import csv
+
+        from ray.tune.utils import flatten_dict
+
+        if trial not in self._trial_files:
+            self._setup_trial(trial)
+        row = flatten_dict({k: v for k, v in result.items() if k != "config"}, delimiter="/")
+        path = Path(trial.local_path, "progress.csv")
+        writer = self._trial_csv[trial]
+        columns = list(writer.fieldnames) if writer is not None else _csv_header(path)
+        new = [k for k in row if k not in columns]
+        if writer is None or new:
+            self._trial_files[trial].close()
+            if columns:
+                with path.open(newline="") as f:
+                    rows = list(csv.DictReader(f))
+            tmp = path.with_name(".progress.csv.tmp")
+            with tmp.open("w", newline="") as f:
+                rewritten = csv.DictWriter(f, columns + new)
+                rewritten.writeheader()
+                if columns:
+                    rewritten.writerows(rows)
+            os.replace(tmp, path)
+            self._trial_files[trial] = path.open("a", newline="")
+            self._trial_csv[trial] = csv.DictWriter(self._trial_files[trial], columns + new)
+        self._trial_csv[trial].writerow(row)
+        self._trial_files[trial].flush()
+
+
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    with path.open(newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def run_sweep(config: SweepConfig, address: str | None = None, resume: bool = False,
