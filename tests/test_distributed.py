@@ -133,6 +133,33 @@ def test_objective_ranks_every_safe_result_above_every_unsafe_one():
     assert objective(0.5, float("nan")) == -np.inf
 
 
+def test_wandb_is_optional_and_off_by_default(tmp_path):
+    import importlib.util
+
+    from dspo_ray.distributed.sweep import GrowingCSVLoggerCallback, logger_callbacks
+
+    assert [type(c) for c in logger_callbacks(sweep_config_from_dict(tiny_linear_config(tmp_path)))
+            ] == [GrowingCSVLoggerCallback]
+    with_wandb = tiny_linear_config(tmp_path, wandb={"enabled": True})
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(ConfigError, match=r"^wandb.enabled: the wandb package is not installed"):
+            sweep_config_from_dict(with_wandb)
+    else:
+        callbacks = logger_callbacks(sweep_config_from_dict(with_wandb))
+        assert type(callbacks[-1]).__name__ == "WandbLoggerCallback"
+
+
+def test_progress_table_shows_what_a_user_watches():
+    from dspo_ray.distributed.sweep import progress_reporter
+    from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
+
+    reporter = progress_reporter()
+    assert list(reporter._metric_columns) == [
+        "stage", "progress", "train/step", LABEL_FREE_STAGE1_METRIC, "objective",
+        "eval/normalized_reward", "eval/normalized_cost"]
+    assert list(reporter._parameter_columns) == ["method", "task", "seed"]
+
+
 def test_auto_concurrency_from_cluster_resources(tmp_path):
     c = sweep_config_from_dict(tiny_linear_config(tmp_path))
     assert auto_concurrency(c, {"CPU": 2.0}) == 1            # 0 + 2 x 1 CPU per trial

@@ -468,13 +468,16 @@ def build_tuner(config: SweepConfig, resume: bool = False,
         {"cpu": config.trial.cpus, "gpu": config.trial.gpus,
          "memory": config.trial.memory_mb * 2 ** 20,
          "custom_resources": dict(config.trial.resources)})
+    # Ray 2.60's default output engine picks its table's columns itself (the first four keys it
+    # sees) and ignores a progress_reporter; the CLIReporter shows what a user watches
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # A DSPO trial reports after every stage, and every method its training rows; ``objective``
+    # exists only once there is something to score (the discriminator's quality, then the
+    # evaluation). Tune's strict check would call the other reports an error (resumed runs too).
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     if exists:
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, restart_errored=False)
-    # A DSPO trial reports after every stage; ``objective`` exists only once there is something
-    # to score (the discriminator's quality, then the evaluation). Tune's strict check would call
-    # the earlier reports an error.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     if max_concurrent is None:
         max_concurrent = config.max_concurrent_trials or auto_concurrency(
             config, ray.cluster_resources())
@@ -484,9 +487,6 @@ def build_tuner(config: SweepConfig, resume: bool = False,
         scheduler = PerCellASHA(s.time_attr, s.max_t, s.grace_period, s.reduction_factor)
     else:
         scheduler = FIFOScheduler()
-    # Ray 2.60's default output engine picks its table's columns itself (the first four keys it
-    # sees) and ignores a progress_reporter; the CLIReporter shows what a user watches
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     return tune.Tuner(
         trainable,
         # metric/mode: what ResultGrid ranks by; the searcher and scheduler keep their own
