@@ -50,14 +50,15 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from dspo_ray.analysis.results import (COST, POLICY_FILE, REWARD, TRAINING_STEP, is_evaluated,
-                                       load_results, objective)
+from dspo_ray.analysis.results import (COST, REWARD, TRAINING_STEP, is_evaluated, load_results,
+                                       objective)
 from dspo_ray.analysis.tables import sweep_summary
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
                                          method_config, sweep_config_from_dict, _import_custom)
 from dspo_ray.distributed.train_runner import RayTrainRunner
 from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
+from dspo_ray.policies import POLICY_FILE
 
 METRIC = "objective"
 MODE = "max"
@@ -673,8 +674,7 @@ def format_summary(result: SweepResult) -> str:
             lines.append(f"{r['method']:<{mw}} {r['task']:<14} {r['seeds']:>5} "
                          f"{r['reward_mean']:>8.3f} {r['cost_mean']:>7.3f} "
                          f"{'yes' if r['safe'] else 'NO':>5}  {cfg_text}")
-        policies = s[s["seeds"] > 0]
-        policies = policies[policies["policy"].notna()] if "policy" in policies else policies.iloc[:0]
+        policies = s[(s["seeds"] > 0) & s["policy"].notna()]
         if not policies.empty:
             lines += ["", "best policy per (method, task): the best seed of the configuration "
                           "above; score one with python experiments/evaluate.py --task <task> "
