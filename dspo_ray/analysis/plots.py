@@ -71,8 +71,9 @@ def learning_curves(reports: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         for ax, metric in zip(axes[0], present):
             for trial, tr in t.groupby("trial"):
                 tr = tr[tr[metric].notna()].sort_values("report")
+                # the group names the configuration (<method>/<task>/<k>)
                 ax.plot(tr[TRAINING_STEP], tr[metric], marker=".", alpha=0.7,
-                        label=f"{tr['method'].iloc[0]} s{tr['seed'].iloc[0]}" if len(tr) else None)
+                        label=f"{tr['group'].iloc[0]} s{tr['seed'].iloc[0]}" if len(tr) else None)
             ax.set_xlabel("training step")
             ax.set_title(metric)
         axes[0][0].legend(fontsize=6)

@@ -150,7 +150,7 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     (``eval/...``, ``discriminator/...``, ``time/...``, ``objective``, ``progress``; training
     rows aside), and ``policy``: its trained policy's file (None when it reported none).
     ``reports``: one row per report of every trial, training rows included (for learning
-    curves), with ``trial`` and ``report`` (its index).
+    curves), with ``trial``, ``group`` and ``report`` (its index).
     """
     uris = [uris] if isinstance(uris, str) else list(uris)
     rows, report_rows = [], []
@@ -182,7 +182,7 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
             rows.append(row)
             for i, rep in enumerate(reports):
                 report_rows.append({"trial": trial_name, "method": config["method"], "task": task,
-                                    "seed": config.get("seed"), "report": i,
+                                    "seed": config.get("seed"), "group": row["group"], "report": i,
                                     **{k: v for k, v in rep.items() if _is_metric(k, v)}})
     trials = pd.DataFrame(rows, columns=None if rows else KEY_COLUMNS)
     ordered = KEY_COLUMNS + sorted(c for c in trials.columns if c not in KEY_COLUMNS)
