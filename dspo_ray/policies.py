@@ -85,6 +85,9 @@ class MLPPolicy(ObservationNormalized):
         return self(obs.unsqueeze(0))[0].cpu().numpy()
 
 
+POLICY_FILE = "policy.pt"
+"""A trained policy's file name in a run folder and in a sweep trial's Tune checkpoint."""
+
 # kind -> constructor from the saved config; methods with other policy classes register here.
 POLICY_KINDS: dict[str, Callable[..., nn.Module]] = {"mlp": MLPPolicy}
 
@@ -108,10 +111,10 @@ def load_policy(path: str | Path) -> nn.Module:
     ``policy.pt``); raises :class:`PolicyError` naming the file for anything else."""
     path = Path(path)
     if path.is_dir():
-        if not (path / "policy.pt").is_file():
-            raise FileNotFoundError(f"{path} is a folder without a policy.pt; give the policy "
-                                    f"file itself (a run's policy.pt)")
-        path = path / "policy.pt"
+        if not (path / POLICY_FILE).is_file():
+            raise FileNotFoundError(f"{path} is a folder without a {POLICY_FILE}; give the policy "
+                                    f"file itself (a run's {POLICY_FILE})")
+        path = path / POLICY_FILE
     if not path.is_file():
         raise FileNotFoundError(f"policy file {path} does not exist")
     try:

@@ -2,6 +2,7 @@
 
     python experiments/evaluate.py --task CarCircle --policy random --episodes 20
     python experiments/evaluate.py --task CarCircle --policy runs/.../policy.pt
+    python experiments/evaluate.py --task DroneRun --policy <best policy the sweep printed>
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
     parser.add_argument("--policy", default="random",
-                        help="'random', the path of a policy saved by dspo_ray.policies.save_policy, "
-                             "or a run folder holding policy.pt")
+                        help="'random', the path of a policy saved by "
+                             "dspo_ray.policies.save_policy (a run's policy.pt, or a sweep "
+                             "trial's checkpoint_*/policy.pt, as the sweep's summary prints "
+                             "it), or a folder holding policy.pt")
     parser.add_argument("--episodes", type=positive_int, default=20, help="number of episodes (DSRL: 20)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="episode i is reset with seed + i")
     parser.add_argument("--workers", type=positive_int, default=None,

@@ -133,6 +133,33 @@ def test_objective_ranks_every_safe_result_above_every_unsafe_one():
     assert objective(0.5, float("nan")) == -np.inf
 
 
+def test_wandb_is_optional_and_off_by_default(tmp_path):
+    import importlib.util
+
+    from dspo_ray.distributed.sweep import GrowingCSVLoggerCallback, logger_callbacks
+
+    assert [type(c) for c in logger_callbacks(sweep_config_from_dict(tiny_linear_config(tmp_path)))
+            ] == [GrowingCSVLoggerCallback]
+    with_wandb = tiny_linear_config(tmp_path, wandb={"enabled": True})
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(ConfigError, match=r"^wandb.enabled: the wandb package is not installed"):
+            sweep_config_from_dict(with_wandb)
+    else:
+        callbacks = logger_callbacks(sweep_config_from_dict(with_wandb))
+        assert type(callbacks[-1]).__name__ == "WandbLoggerCallback"
+
+
+def test_progress_table_shows_what_a_user_watches():
+    from dspo_ray.distributed.sweep import progress_reporter
+    from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
+
+    reporter = progress_reporter()
+    assert list(reporter._metric_columns) == [
+        "stage", "progress", "train/step", LABEL_FREE_STAGE1_METRIC, "objective",
+        "eval/normalized_reward", "eval/normalized_cost"]
+    assert list(reporter._parameter_columns) == ["method", "task", "seed"]
+
+
 def test_auto_concurrency_from_cluster_resources(tmp_path):
     c = sweep_config_from_dict(tiny_linear_config(tmp_path))
     assert auto_concurrency(c, {"CPU": 2.0}) == 1            # 0 + 2 x 1 CPU per trial
@@ -248,7 +275,29 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
             assert (exp / "train" / f"{trial_id}-{stage}").is_dir()
         work = next(result.work_root.glob(f"*-{trial_id}"))
         assert (work / "policy.pt").exists() and (work / "result.json").exists()
-    assert "CarCircle" in format_summary(result)
+    # the training stages' losses reached Tune from the Ray Train workers, every log_every steps
+    _, reports = load_results(str(exp))
+    for trial, r in reports.groupby("trial"):
+        assert r["progress"].is_monotonic_increasing  # ASHA's time attribute
+        rows = r[r["train/step"].notna()]
+        assert list(rows.loc[rows["stage"] == "discriminator", "train/step"]) == [3, 6]
+        assert rows["objective"].isna().all()  # never a score for ASHA or Optuna
+        if (t.set_index("trial").loc[trial, "status"]) == "finished":
+            assert list(rows.loc[rows["stage"] == "bc", "train/step"]) == [20, 40]
+            assert rows.loc[rows["stage"] == "diffusion", "losses/diffusion"].notna().all()
+    # the best result carries the trained policy as its checkpoint; the summary names its file
+    from ray import tune
+    from dspo_ray.distributed.sweep import run_trial
+    from dspo_ray.policies import check_policy_fits, load_policy
+    from dspo_ray.tasks import get_task
+
+    best = tune.Tuner.restore(str(exp), trainable=run_trial).get_results().get_best_result()
+    assert best.metrics["evaluated_objective"] == pytest.approx(done["objective"].max())
+    policy = Path(best.checkpoint.path) / "policy.pt"
+    task = get_task("CarCircle")
+    check_policy_fits(load_policy(policy), task.obs_dim, task.act_dim, task.name)
+    summary_text = format_summary(result)
+    assert "CarCircle" in summary_text and str(policy) in summary_text
 
 
 def test_methods_on_the_command_line_pick_their_sections_of_the_file():

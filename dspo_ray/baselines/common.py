@@ -258,7 +258,7 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     """
     from dspo_ray.data import load_task_data
     from dspo_ray.evaluation import evaluate
-    from dspo_ray.policies import save_policy
+    from dspo_ray.policies import POLICY_FILE, save_policy
 
     config_cls, train_fn = get_method(method)
     config = config_from_dict(config_cls, {**(overrides or {}), "seed": seed})
@@ -276,7 +276,7 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     start = time.perf_counter()
     policy = train_fn(config, data, workdir, record)
     train_s = time.perf_counter() - start
-    save_policy(workdir / "policy.pt", policy, kind=policy_kind(policy))
+    save_policy(workdir / POLICY_FILE, policy, kind=policy_kind(policy))
     start = time.perf_counter()
     result = evaluate(policy, data.task, episodes=eval_episodes, seed=10_000 * (seed + 1),
                       workers=eval_workers)

@@ -208,6 +208,26 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class WandbSettings:
+    """Optional: every trial's reports, training rows included, to Weights & Biases (Tune's
+    ``WandbLoggerCallback``, one W&B run per trial, grouped by experiment name). Off by default;
+    TensorBoard and CSV logs are always written under the experiment folder."""
+
+    enabled: bool = False
+    project: str = "dspo-ray"
+    mode: Literal["offline", "online"] = "offline"
+    """offline: no account needed, runs stay on disk for a later ``wandb sync``; online: needs
+    ``wandb login`` (or WANDB_API_KEY) on the driver."""
+
+    def __post_init__(self):
+        import importlib.util
+
+        if self.enabled and importlib.util.find_spec("wandb") is None:
+            raise ConfigError("wandb.enabled: the wandb package is not installed here; "
+                              "pip install wandb, or set wandb.enabled: false")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str = "dspo-sweep"
     """Experiment name: results go to ``<storage>/<name>``; ``--resume`` looks for it there."""
@@ -232,6 +252,7 @@ class SweepConfig:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     train: TrainResources = field(default_factory=TrainResources)
     trial: TrialResources = field(default_factory=TrialResources)
+    wandb: WandbSettings = field(default_factory=WandbSettings)
     max_concurrent_trials: int | None = None
     """Trials running at once; None: what the cluster's CPUs/GPUs hold when the sweep starts
     (on an autoscaling cluster set it to what the cluster can grow to)."""

@@ -12,7 +12,11 @@ The pieces, top to bottom:
   never compete with an easy task's).
 * :func:`run_trial` -- the Tune trainable: one (method, task, seed, configuration). DSPO's
   training stages run on Ray Train workers (:class:`RayTrainRunner`); ``run_dspo`` reports after
-  each stage and those reports go to Tune (ASHA acts on them).
+  each stage and those reports go to Tune (ASHA acts on them). Every method's training scalars
+  (``losses/...``, ``train/step``, ...) reach Tune too, every ``log_every`` steps, as *training
+  rows* (no ``objective``: ASHA and Optuna never act on them) for TensorBoard, W&B and the
+  learning curves. The first report that carries the evaluation also carries the trained policy
+  as a Tune checkpoint (``policy.pt``): ``ResultGrid.get_best_result().checkpoint``.
 * :func:`run_sweep` -- starts or joins Ray, builds (or restores) the Tuner, runs it, and writes
   the per-task summary.
 
@@ -31,6 +35,8 @@ import json
 import math
 import os
 import pickle
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,19 +45,27 @@ import pandas as pd
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from dspo_ray.analysis.results import COST, REWARD, load_results, objective
+from dspo_ray.analysis.results import (COST, REWARD, TRAINING_STEP, is_evaluated, load_results,
+                                       objective)
 from dspo_ray.analysis.tables import sweep_summary
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
                                          method_config, sweep_config_from_dict, _import_custom)
 from dspo_ray.distributed.train_runner import RayTrainRunner
+from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
+from dspo_ray.policies import POLICY_FILE
 
 METRIC = "objective"
 MODE = "max"
+EVALUATED_METRIC = "evaluated_objective"
+"""The objective in evaluated reports only: Tune's own metric, so that
+``ResultGrid.get_best_result()`` is the best evaluated trial (whose checkpoint is its policy),
+never one that ASHA stopped on its intermediate score."""
 
 # Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s)
 # and each ray.train.report waits for a poll: 0.2 s saves ~3 s per stage and ~1.8 s per report.
@@ -64,10 +78,11 @@ RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_PRINT_P
 
 def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None) -> dict[str, Any]:
     """Adds ``objective`` (final when reward and cost are known, else ``intermediate``'s value)
-    and ``final_objective`` (0/1: which of the two it is)."""
+    and ``final_objective`` (0/1: which of the two it is); a final one also as
+    ``evaluated_objective``."""
     out = dict(metrics)
     if REWARD in out and COST in out:
-        out[METRIC] = objective(out[REWARD], out[COST])
+        out[METRIC] = out[EVALUATED_METRIC] = objective(out[REWARD], out[COST])
         out["final_objective"] = 1
     elif (intermediate and isinstance(out.get(intermediate), (int, float))
           and math.isfinite(out[intermediate])):
@@ -286,10 +301,26 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
     runner = RayTrainRunner(
         num_workers=config.train.num_workers, use_gpu=config.train.use_gpu,
         cpus_per_worker=config.train.cpus_per_worker, storage_path=config.storage_uri(),
-        run_name=f"{config.name}/train/{trial_id}", max_failures=config.train.max_failures)
+        run_name=f"{config.name}/train/{trial_id}", max_failures=config.train.max_failures,
+        report_to_tune=True)
     progress = {"n": 0}
+    runner.row_tags = {"progress": 0}  # training rows: the stages done so far (ASHA's time)
     start = time.perf_counter()
     cell = {"method": method, "task": task, "seed": seed, "group": trial_config["group"]}
+    policy_sent = {"done": False}
+
+    def send(out: dict[str, Any]) -> None:
+        """tune.report; the first evaluated report also carries the policy as a checkpoint
+        (ASHA stops an evaluated trial at its max_t rung, so a later report may never go out)."""
+        policy = workdir / POLICY_FILE
+        if policy_sent["done"] or not is_evaluated(out) or not policy.is_file():
+            tune.report(out)
+            return
+        with tempfile.TemporaryDirectory(prefix="dspo-policy-") as tmp:
+            shutil.copy2(policy, Path(tmp) / POLICY_FILE)
+            # Tune copies the folder into the trial's storage before report returns
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(tmp))
+        policy_sent["done"] = True
 
     intermediate = {"metric": config.scheduler.intermediate_metric}
 
@@ -301,9 +332,16 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
             # would stop trials on stale information
             intermediate["metric"] = None
         progress["n"] = _progress(out.get("stage"), progress["n"] + 1)
+        runner.row_tags = {"progress": progress["n"]}
         out["progress"] = progress["n"]
         out["time/trial_s"] = time.perf_counter() - start
-        tune.report({**out, **cell})
+        send({**out, **cell})
+
+    def report_training_row(metrics: Mapping[str, Any]) -> None:
+        """A baseline's logged scalars (``step`` + ``losses/...``) as a training row."""
+        row = {k: v for k, v in _reportable(metrics).items() if k != "step"}
+        tune.report({**row, TRAINING_STEP: metrics.get("step"), "stage": "train",
+                     "progress": progress["n"], **cell})
 
     fixed = config.overrides.get(method, {})
     if method == DSPO:
@@ -321,13 +359,14 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
 
         kwargs = {} if config.eval_episodes is None else {"eval_episodes": config.eval_episodes}
         metrics = run_method(method, task, seed, overrides={**fixed, **params},
-                             dataset=config.dataset_dir, workdir=workdir, **kwargs)
+                             dataset=config.dataset_dir, workdir=workdir,
+                             log=report_training_row, **kwargs)
     final = _with_objective(_reportable(metrics))
     final["time/trial_s"] = time.perf_counter() - start
     final["progress"] = max(progress["n"], 1)
     final["completed"] = True
     (workdir / "metrics.json").write_text(json.dumps(final, indent=1, default=str))
-    tune.report({**final, **cell})
+    send({**final, **cell})
     return final
 
 
@@ -430,13 +469,16 @@ def build_tuner(config: SweepConfig, resume: bool = False,
         {"cpu": config.trial.cpus, "gpu": config.trial.gpus,
          "memory": config.trial.memory_mb * 2 ** 20,
          "custom_resources": dict(config.trial.resources)})
+    # Ray 2.60's default output engine picks its table's columns itself (the first four keys it
+    # sees) and ignores a progress_reporter; the CLIReporter shows what a user watches
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # A DSPO trial reports after every stage, and every method its training rows; ``objective``
+    # exists only once there is something to score (the discriminator's quality, then the
+    # evaluation). Tune's strict check would call the other reports an error (resumed runs too).
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     if exists:
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, restart_errored=False)
-    # A DSPO trial reports after every stage; ``objective`` exists only once there is something
-    # to score (the discriminator's quality, then the evaluation). Tune's strict check would call
-    # the earlier reports an error.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     if max_concurrent is None:
         max_concurrent = config.max_concurrent_trials or auto_concurrency(
             config, ray.cluster_resources())
@@ -448,13 +490,87 @@ def build_tuner(config: SweepConfig, resume: bool = False,
         scheduler = FIFOScheduler()
     return tune.Tuner(
         trainable,
+        # metric/mode: what ResultGrid ranks by; the searcher and scheduler keep their own
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    metric=EVALUATED_METRIC, mode=MODE,
                                     num_samples=config.total_trials(), reuse_actors=False),
         run_config=tune.RunConfig(
             name=config.name, storage_path=config.storage_uri(),
             failure_config=tune.FailureConfig(max_failures=config.trial.max_failures),
+            progress_reporter=progress_reporter(), callbacks=logger_callbacks(config),
             verbose=1, log_to_file=True),
     )
+
+
+PROGRESS_COLUMNS = {"stage": "stage", "progress": "progress", TRAINING_STEP: "step",
+                    LABEL_FREE_STAGE1_METRIC: "stage1 AUROC", METRIC: "objective",
+                    REWARD: "reward", COST: "cost"}
+"""The progress table's metric columns (every method): a running trial's row shows its latest
+report, a training row (stage being trained, step) or a stage's result."""
+
+
+def progress_reporter() -> tune.CLIReporter:
+    return tune.CLIReporter(metric_columns=PROGRESS_COLUMNS,
+                            parameter_columns=["method", "task", "seed"],
+                            max_report_frequency=30)
+
+
+def logger_callbacks(config: SweepConfig) -> list:
+    """Tune's JSON and TensorBoard loggers (added by Tune), a progress.csv that keeps every
+    column, and W&B when the config enables it."""
+    callbacks: list = [GrowingCSVLoggerCallback()]
+    if not config.wandb.enabled:
+        return callbacks
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    # the driver's W&B login check reads WANDB_MODE: offline runs need no account
+    os.environ["WANDB_MODE"] = config.wandb.mode
+    return callbacks + [WandbLoggerCallback(project=config.wandb.project, group=config.name,
+                                            mode=config.wandb.mode)]
+
+
+class GrowingCSVLoggerCallback(CSVLoggerCallback):
+    """Tune's progress.csv, whose columns grow with the reports. Tune's own keeps the first
+    report's columns: a training row's, which would drop every later stage's losses and the
+    evaluation. A report with new keys rewrites the file with them added (a few times a trial)."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        import csv
+
+        from ray.tune.utils import flatten_dict
+
+        if trial not in self._trial_files:
+            self._setup_trial(trial)
+        row = flatten_dict({k: v for k, v in result.items() if k != "config"}, delimiter="/")
+        path = Path(trial.local_path, "progress.csv")
+        writer = self._trial_csv[trial]
+        columns = list(writer.fieldnames) if writer is not None else _csv_header(path)
+        new = [k for k in row if k not in columns]
+        if writer is None or new:
+            self._trial_files[trial].close()
+            if columns:
+                with path.open(newline="") as f:
+                    rows = list(csv.DictReader(f))
+            tmp = path.with_name(".progress.csv.tmp")
+            with tmp.open("w", newline="") as f:
+                rewritten = csv.DictWriter(f, columns + new)
+                rewritten.writeheader()
+                if columns:
+                    rewritten.writerows(rows)
+            os.replace(tmp, path)
+            self._trial_files[trial] = path.open("a", newline="")
+            self._trial_csv[trial] = csv.DictWriter(self._trial_files[trial], columns + new)
+        self._trial_csv[trial].writerow(row)
+        self._trial_files[trial].flush()
+
+
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    with path.open(newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def run_sweep(config: SweepConfig, address: str | None = None, resume: bool = False,
@@ -558,6 +674,13 @@ def format_summary(result: SweepResult) -> str:
             lines.append(f"{r['method']:<{mw}} {r['task']:<14} {r['seeds']:>5} "
                          f"{r['reward_mean']:>8.3f} {r['cost_mean']:>7.3f} "
                          f"{'yes' if r['safe'] else 'NO':>5}  {cfg_text}")
+        policies = s[(s["seeds"] > 0) & s["policy"].notna()]
+        if not policies.empty:
+            lines += ["", "best policy per (method, task): the best seed of the configuration "
+                          "above; score one with python experiments/evaluate.py --task <task> "
+                          "--policy <file>"]
+            lines += [f"{r['method']:<{mw}} {r['task']:<14} {r['policy']}"
+                      for _, r in policies.iterrows()]
     t = result.trials
     counts = t["status"].value_counts()
     lines.append("")

@@ -40,13 +40,13 @@ from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
 from dspo_ray.evaluation import evaluate
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
-from dspo_ray.policies import load_policy, save_policy
+from dspo_ray.policies import POLICY_FILE, load_policy, save_policy
 from dspo_ray.tasks import action_bounds
 from dspo_ray.training import LocalRunner, StageRunner, pick_device, save_atomic
 
 STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
 ARTEFACTS = {"discriminator": "discriminator.pt", "labels": "labels.npz",
-             "diffusion": "diffusion.pt", "generation": "generated.npz", "bc": "policy.pt",
+             "diffusion": "diffusion.pt", "generation": "generated.npz", "bc": POLICY_FILE,
              "evaluation": "result.json"}
 
 
