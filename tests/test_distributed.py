@@ -151,6 +151,7 @@ def test_searcher_keeps_its_studies_in_the_sweep_database_across_a_lost_driver(t
     from optuna.trial import TrialState
 
     from dspo_ray.distributed.sweep import CellGridSearcher
+    from dspo_ray.io import ArtefactError
 
     config = sweep_config_from_dict(tiny_linear_config(tmp_path, seeds=[0, 1], num_samples=3))
     assert config.optuna_db() == tmp_path / "results" / "tiny" / "optuna.db"
@@ -179,6 +180,10 @@ def test_searcher_keeps_its_studies_in_the_sweep_database_across_a_lost_driver(t
     assert [trials[0].params, trials[1].params] == [first[0]["params"], first[2]["params"]]
     assert again["group"] == f"{LINEAR}/CarCircle/2" and again["params"] == trials[3].params
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    older = CellGridSearcher(config)
+    older.studies = {}  # how an older dspo-ray checkpointed its studies: refused by name
+    with pytest.raises(ArtefactError, match="older dspo-ray"):
+        pickle.loads(pickle.dumps(older))
 
 
 # ----------------------------------------------------------------------------- a real local Ray
@@ -244,6 +249,32 @@ def test_a_relative_storage_puts_work_folders_where_the_summary_says(local_ray, 
     result = run_sweep(sweep_config_from_dict(cfg))
     assert result.work_root == tmp_path / "rel-results" / "relative" / "work"
     assert len(list(result.work_root.iterdir())) == 1  # the trial's work folder
+
+
+def test_each_cells_study_numbers_its_own_trials_across_a_lost_driver(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from dspo_ray.distributed.sweep import CellGridSearcher
+
+    config = sweep_config_from_dict(tiny_linear_config(tmp_path, tasks=["CarCircle", "DroneRun"],
+                                                       num_samples=1))
+    searcher = CellGridSearcher(config)
+    assert searcher.suggest("0")["group"] == f"{LINEAR}/CarCircle/0"  # CarCircle's trial 0
+    checkpoint = tmp_path / "searcher.pkl"
+    searcher.save(str(checkpoint))
+    searcher.suggest("1")  # DroneRun's trial 0, lost with the driver
+
+    resumed = pickle.loads(pickle.dumps(CellGridSearcher(config)))
+    resumed.restore(str(checkpoint))
+    assert resumed.suggest("1")["group"] == f"{LINEAR}/DroneRun/0"  # while CarCircle's 0 waits
+    resumed.on_trial_complete("0", {"objective": 1.0})
+    resumed.on_trial_complete("1", {"objective": 2.0})
+    states = {task: [t.state for t in optuna.load_study(
+        study_name=f"{LINEAR}/{task}", storage=config.optuna_storage_url()).trials]
+        for task in ("CarCircle", "DroneRun")}
+    assert states == {"CarCircle": [TrialState.COMPLETE],
+                      "DroneRun": [TrialState.FAIL, TrialState.COMPLETE]}
 
 
 def test_a_sweeps_studies_load_with_optuna_load_study(local_ray, tmp_path):

@@ -154,6 +154,14 @@ class CellGridSearcher(Searcher):
         return {k: v for k, v in self.__dict__.items() if k != "_studies"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "studies" in state:
+            from dspo_ray.io import ArtefactError
+
+            # an older dspo-ray pickled its studies (Tune's OptunaSearch) into the checkpoint
+            raise ArtefactError(
+                "this experiment was started by an older dspo-ray, whose Optuna studies live in "
+                "Tune's searcher checkpoint rather than in optuna.db, and cannot be resumed by this "
+                "one; start a new sweep (another --name)")
         self.__dict__.update(state)
         self._studies = {}
 
@@ -169,12 +177,14 @@ class CellGridSearcher(Searcher):
                 self.storage_url,
                 # wait for a reader (optuna-dashboard, load_study) instead of failing on its lock
                 engine_kwargs={"connect_args": {"timeout": 60}})
+            direction = "maximize" if self.mode == "max" else "minimize"
             study = optuna.create_study(storage=storage, sampler=self.samplers[cell],
-                                        study_name=study_name(*cell), direction="maximize"
-                                        if self.mode == "max" else "minimize", load_if_exists=True)
+                                        study_name=study_name(*cell), direction=direction,
+                                        load_if_exists=True)
             study.set_user_attr("sweep", self.sweep_name)
             study.set_user_attr("seeds", self.seeds)
-            waiting = set(self.group_number.values())
+            waiting = {number for group, number in self.group_number.items()
+                       if self.group_cell[group] == cell}
             for trial in study.get_trials(deepcopy=False,
                                           states=(optuna.trial.TrialState.RUNNING,)):
                 if trial.number not in waiting:
