@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from dspo_ray.config import ConfigError, to_dict
-from dspo_ray.data import load_task_data
+from dspo_ray.data import CostLabelFreeData, HiddenTruth, load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
 from dspo_ray.dspo.config import DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
@@ -97,8 +97,8 @@ class StageInputs:
     config: DSPOConfig
     workdir: Path
     runner: StageRunner
-    data: Any  # CostLabelFreeData: no costs in it
-    truth: Any  # HiddenTruth: only the oracle diagnostic and the reported metrics read it
+    data: CostLabelFreeData  # no costs in it
+    truth: HiddenTruth  # read only by the oracle diagnostic and the reported metrics
     trajectories: RaggedTrajectories
     heldout: np.ndarray
     """Demonstrations stage 1 does not train on (the label-free selection metric's)."""
