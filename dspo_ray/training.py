@@ -37,8 +37,11 @@ class TrainContext(Protocol):
         """The last checkpoint reported by an earlier, interrupted run of this stage, if any."""
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(name: str = "auto") -> torch.device:
+    """The device a config names; ``auto``: CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
@@ -53,7 +56,7 @@ class LocalContext:
     """One process, no Ray: checkpoints go to ``checkpoint_path``; metrics to ``log`` callbacks."""
 
     checkpoint_path: Path | None = None
-    device: torch.device = field(default_factory=pick_device)
+    device: torch.device = field(default_factory=resolve_device)
     log: list[Callable[[dict[str, float]], None]] = field(default_factory=list)
     rank: int = 0
     world_size: int = 1

@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(1)
     from dspo_ray.data.collect import CollectConfig, collect_task, collection_reset_seeds, plan_runs
-    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import SHIPPED_DATASET_DIR
     from dspo_ray.data.shipping import can_replay, pack_dataset
     from dspo_ray.io import write_bytes_atomic
 
@@ -174,7 +174,7 @@ def plot_shipped() -> list[Path]:
     """Scatter plots of the shipped files (their kept episodes; the full recordings are not shipped)."""
     from dspo_ray.data import load_trajectories
     from dspo_ray.data.collect import scatter_plot
-    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR, unpacked
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR, unpacked
     from dspo_ray.tasks import TASKS
 
     out = []
@@ -188,7 +188,7 @@ def plot_shipped() -> list[Path]:
 
 def shipped_table() -> str:
     """One row per shipped dataset, every figure read from its JSON sidecar (see DATASETS.md)."""
-    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.evaluation import normalized_reward
     from dspo_ray.tasks import TASKS
 

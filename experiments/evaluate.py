@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         policy = RandomPolicy(env.action_space.low, env.action_space.high)
         env.close()
     else:
-        from dspo_ray.policies import check_policy_fits, load_policy
+        from dspo_ray.policies import check_policy_fits
+        from dspo_ray.saved_policies import load_policy
 
         policy = load_policy(args.policy)
         check_policy_fits(policy, spec.obs_dim, spec.act_dim, spec.name)

@@ -301,7 +301,8 @@ def test_a_run_folder_is_a_policy_and_sizes_are_known(tmp_path):
     """11 and 6 in-process: a run folder holding policy.pt loads; evaluate() refuses a policy of
     another observation size before any episode runs."""
     from dspo_ray.evaluation import evaluate
-    from dspo_ray.policies import MLPPolicy, PolicyError, load_policy, save_policy
+    from dspo_ray.policies import MLPPolicy, PolicyError, save_policy
+    from dspo_ray.saved_policies import load_policy
 
     save_policy(tmp_path / "policy.pt", MLPPolicy(8, 2, (4,)))
     policy = load_policy(tmp_path)

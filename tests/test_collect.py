@@ -11,7 +11,7 @@ import pytest
 from dspo_ray.data import SplitConfig, find_dataset, load_task_data, load_trajectories
 from dspo_ray.data.collect import (CollectConfig, collect, collect_task, grid_filter, plan_runs,
                                    summarize_returns)
-from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
 from dspo_ray.tasks import TASKS, get_task
 
 

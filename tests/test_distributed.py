@@ -107,7 +107,7 @@ def test_shipped_configs_are_valid_and_help_documents_every_option():
     assert len(paper.tasks) == 23 and len(paper.seeds) == 5
     # the quick Table 1: every method of the paper's Table 1 on every shipped dataset, 3 seeds
     from dspo_ray.baselines import METHODS
-    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.tasks import get_task
 
     table1 = load_sweep_config(REPO / "experiments/configs/table1_quick.yaml")

@@ -9,7 +9,7 @@ import torch
 from dspo_ray.data import find_dataset
 from dspo_ray.dspo.config import profile_config
 from dspo_ray.dspo.pipeline import ARTEFACTS, run_dspo
-from dspo_ray.policies import load_policy
+from dspo_ray.saved_policies import load_policy
 from dspo_ray.training import LocalRunner
 
 torch.set_num_threads(1)
@@ -133,7 +133,7 @@ def test_oracle_signal_is_the_hidden_truth_and_marked(carcircle_dataset, tmp_pat
 
 def shipped_tasks():
     """Tasks with a shipped dataset, shortest episodes first."""
-    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.tasks import TASKS
 
     shipped = [spec for spec in TASKS.values()
@@ -146,7 +146,7 @@ def shipped_tasks():
 def test_end_to_end_on_a_shipped_dataset(task, tmp_path):
     """The paper's split (15 demonstrations + Table 3's unlabelled count) of a shipped dataset, tiny
     training budgets: DSPO produces an evaluated policy."""
-    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import SHIPPED_DATASET_DIR
 
     config = profile_config("quick", task=task, dataset=str(SHIPPED_DATASET_DIR), eval_episodes=2,
                             eval_workers=1, **{"discriminator.steps": 4, "diffusion.steps": 4,

@@ -10,7 +10,8 @@ import torch
 
 from dspo_ray.envs import make_env
 from dspo_ray.evaluation import evaluate
-from dspo_ray.policies import MLPPolicy, RandomPolicy, load_policy, save_policy
+from dspo_ray.policies import MLPPolicy, RandomPolicy, save_policy
+from dspo_ray.saved_policies import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "CarCircle"

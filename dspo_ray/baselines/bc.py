@@ -15,9 +15,10 @@ import torch
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, TransitionSampler, action_bounds, all_observations,
-                                       emit, resolve_device, seed_everything, should_log)
+                                       emit, seed_everything, should_log)
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)

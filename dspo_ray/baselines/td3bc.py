@@ -16,10 +16,11 @@ import torch
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TransitionSampler, action_bounds,
-                                       all_observations, emit, resolve_device, seed_everything,
-                                       should_log, soft_update)
+                                       all_observations, emit, seed_everything, should_log,
+                                       soft_update)
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ from dspo_ray.analysis.results import COST, REWARD, load_results, objective
 from dspo_ray.analysis.tables import sweep_summary
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
-                                         method_config, sweep_config_from_dict, _import_custom)
+                                         import_custom_method, method_config,
+                                         sweep_config_from_dict)
 from dspo_ray.distributed.train_runner import RayTrainRunner
 
 METRIC = "objective"
@@ -313,7 +314,7 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
                                     config.dataset_dir)
         metrics = run_dspo(dspo_config, workdir, runner=runner, report=report)
     elif ":" in method:
-        fn = _import_custom(method)
+        fn = import_custom_method(method)
         metrics = fn(task=task, seed=seed, config={**fixed, **params}, workdir=workdir,
                      runner=runner, report=report, eval_episodes=config.eval_episodes)
     else:
@@ -497,7 +498,8 @@ class MissingDatasetError(RuntimeError):
 
 def _ray_log_dir() -> str | None:
     try:
-        return os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
+        context = ray.get_runtime_context()  # Ray's session folder: <temp dir>/<session name>
+        return os.path.join(context.get_temp_dir(), context.get_session_name(), "logs")
     except Exception:  # joined a remote cluster: its logs are on its head node
         return None
 

@@ -38,11 +38,12 @@ from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_met
                                          train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
-from dspo_ray.evaluation import evaluate
+from dspo_ray.evaluation import evaluate, evaluation_seed
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
-from dspo_ray.policies import load_policy, save_policy
+from dspo_ray.policies import save_policy
+from dspo_ray.saved_policies import load_policy
 from dspo_ray.tasks import action_bounds
-from dspo_ray.training import LocalRunner, StageRunner, pick_device, save_atomic
+from dspo_ray.training import LocalRunner, StageRunner, resolve_device, save_atomic
 
 STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
 ARTEFACTS = {"discriminator": "discriminator.pt", "labels": "labels.npz",
@@ -116,7 +117,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     spec = data.task
     trajectories = ragged_from_data(data)  # learners' data only: no costs anywhere in it
     action_low, action_high = action_bounds(spec)
-    device = pick_device()
+    device = resolve_device()
     metrics: dict[str, Any] = {"task": spec.name, "seed": config.seed,
                                "data/n_safe_demos": len(data.safe_demos),
                                "data/n_unlabelled": len(data.unlabelled)}
@@ -250,7 +251,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     # 6. evaluation
     start = time.perf_counter()
     policy = load_policy(workdir / ARTEFACTS["bc"])
-    result = evaluate(policy, spec, episodes=config.eval_episodes, seed=_eval_seed(config.seed),
+    result = evaluate(policy, spec, episodes=config.eval_episodes, seed=evaluation_seed(config.seed),
                       workers=config.eval_workers)
     metrics.update({f"eval/{k}": v for k, v in result.to_dict().items() if k != "task"})
     metrics["time/evaluation_s"] = time.perf_counter() - start
@@ -285,11 +286,6 @@ def _finish(workdir: Path, name: str, write: Callable[[Path], Any]) -> None:
     write(workdir / ARTEFACTS[name])
     # the stage's in-progress checkpoint (LocalRunner's naming) is no longer needed
     (workdir / f"{name}.in-progress.pt").unlink(missing_ok=True)
-
-
-def _eval_seed(seed: int) -> int:
-    # evaluation episodes start from seeds the data collection did not use for this run's seed
-    return 10_000 * (seed + 1)
 
 
 def _spent_path(workdir: Path, name: str) -> Path:
