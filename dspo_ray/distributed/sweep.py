@@ -50,6 +50,7 @@ from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_c
                                          import_custom_method, method_config,
                                          sweep_config_from_dict)
 from dspo_ray.distributed.train_runner import RayTrainRunner
+from dspo_ray.dspo.config import STAGES as DSPO_STAGES
 
 METRIC = "objective"
 MODE = "max"
@@ -77,12 +78,8 @@ def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None)
     return out
 
 
-# DSPO's stages in order (dspo_ray.dspo.pipeline.STAGES): progress = index + 1
-DSPO_STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
-
-
 def _progress(stage: Any, count: int) -> int:
-    if isinstance(stage, str) and stage in DSPO_STAGES:
+    if isinstance(stage, str) and stage in DSPO_STAGES:  # progress = the stages finished
         return max(count, DSPO_STAGES.index(stage) + 1)
     if isinstance(stage, (int, float)) and not isinstance(stage, bool):
         return max(count, int(stage))

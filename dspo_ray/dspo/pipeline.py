@@ -31,7 +31,7 @@ import torch
 from dspo_ray.config import ConfigError, to_dict
 from dspo_ray.data import load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
-from dspo_ray.dspo.config import DSPOConfig
+from dspo_ray.dspo.config import STAGES, DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
                                          load_discriminator, score_trajectories,
@@ -45,7 +45,6 @@ from dspo_ray.saved_policies import load_policy
 from dspo_ray.tasks import action_bounds
 from dspo_ray.training import LocalRunner, StageRunner, resolve_device, save_atomic
 
-STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
 ARTEFACTS = {"discriminator": "discriminator.pt", "labels": "labels.npz",
              "diffusion": "diffusion.pt", "generation": "generated.npz", "bc": "policy.pt",
              "evaluation": "result.json"}
