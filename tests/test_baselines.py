@@ -112,7 +112,7 @@ def test_methods_never_read_costs(real_data, tmp_path):
         assert np.all(np.isfinite(policy.act(real_data.safe_demos[0].observations[0])))
     forbidden = re.compile(r"\.costs\b|\bcost_returns?\b|CostedTrajectory|HiddenTruth|without_costs"
                            r"|\[[\"']costs?[\"']\]|\bdemo_cost|unlabelled_cost|is_safe")
-    sources = sorted((REPO / "dspo_ray" / "baselines").glob("*.py")) + [REPO / "experiments" / "train.py"]
+    sources = sorted((REPO / "dspo_ray" / "baselines").glob("*.py")) + [REPO / "dspo_ray" / "commands" / "train.py"]
     assert len(sources) >= 9
     for path in sources:
         for n, line in enumerate(path.read_text().splitlines(), 1):

@@ -1,6 +1,5 @@
 """The dataset collector: grid filter, a short real collection, and the shipped datasets."""
 
-import importlib.util
 import json
 import tempfile
 from pathlib import Path
@@ -162,11 +161,9 @@ def test_one_run_on_a_real_local_ray(tmp_path, monkeypatch, request):
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        "collect_cli", Path(__file__).resolve().parents[1] / "experiments" / "collect.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from dspo_ray.commands.collect import main
+
+    return main
 
 
 @pytest.mark.parametrize("args, message", [

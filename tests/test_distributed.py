@@ -118,7 +118,7 @@ def test_shipped_configs_are_valid_and_help_documents_every_option():
     out = run_cli("--help")
     assert out.returncode == 0
     for option in ("--config", "--address", "--resume", "--storage", "--name", "--workdir",
-                   "--tasks", "--seeds", "--methods", "--num-samples", "--max-concurrent",
+                   "--task", "--seed", "--method", "--num-samples", "--max-concurrent",
                    "--num-cpus", "--check"):
         assert option in out.stdout
 
