@@ -76,3 +76,11 @@ def test_no_private_names_imported_across_modules():
         if "._private" in text:
             found.append(f"{path.name}: uses a library's _private module")
     assert not found, found
+
+
+def test_only_the_distributed_package_imports_ray():
+    """The algorithm runs without Ray: Ray is imported in dspo_ray/distributed/ only."""
+    found = [f"{path.relative_to(PACKAGE)}:{line}"
+             for path in PACKAGE.rglob("*.py") if "distributed" not in path.relative_to(PACKAGE).parts
+             for target, _, line in imports_of(path) if target.split(".")[0] == "ray"]
+    assert not found, found
