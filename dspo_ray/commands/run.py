@@ -64,7 +64,8 @@ def main(argv=None) -> int:
                    help="a DSRL file or a folder holding one (default: $DSRL_DATASET_DIR, then the "
                         "shipped datasets/)")
     p.add_argument("--seed", type=int, default=None,
-                   help="training seed (default 0); evaluation episodes start at 10000 * (seed + 1)")
+                   help="training seed (default 0); the evaluation episodes are seeded from it "
+                        "(dspo_ray.evaluation.evaluation_seed)")
     p.add_argument("--eval-episodes", type=positive_int, default=None,
                    help="final evaluation episodes (default: the config's, 20 as DSRL)")
     p.add_argument("--eval-workers", type=positive_int, default=None,

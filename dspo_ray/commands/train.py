@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a DSRL file or a folder holding one (default: $DSRL_DATASET_DIR, "
                              "then the shipped datasets/)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="training seed; evaluation episodes start at 10000 * (seed + 1)")
+                        help="training seed; the evaluation episodes are seeded from it "
+                             "(dspo_ray.evaluation.evaluation_seed)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the method's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], type=yaml_override,
                         metavar="KEY=VALUE", help="any other config option; repeatable")
