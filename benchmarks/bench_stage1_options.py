@@ -58,7 +58,13 @@ OPTIONS: dict[str, tuple[dict, str]] = {
     "unl-1": ({D + "vclub_samples": "unlabelled", D + "vclub_coef": 1.0}, "vCLUB on unlabelled only, coef 1.0"),
     "batch-1": ({D + "vclub_samples": "batch", D + "vclub_coef": 1.0}, "vCLUB on the balanced batch, coef 1.0"),
     "window-25": ({D + "window": 25}, "window 25, data vCLUB 0.1"),
+    "mlp": ({D + "variant": "mlp"}, "MLP backbone, data vCLUB 0.1"),
+    "matched": ({D + "negatives": "return_matched"}, "return-matched negatives (bandwidth 0.1 std), data vCLUB 0.1"),
+    "matched-noRA": ({D + "negatives": "return_matched", D + "return_agnostic": False}, "return-matched negatives, no return-agnostic term"),
+    "matched-bw0.3": ({D + "negatives": "return_matched", D + "return_match_bandwidth": 0.3}, "return-matched negatives (bandwidth 0.3 std), data vCLUB 0.1"),
+    "matched-mlp": ({D + "negatives": "return_matched", D + "variant": "mlp"}, "return-matched negatives, MLP backbone, data vCLUB 0.1"),
 }
+SCORE_WINDOWS = (10, 25)
 TASKS = ["DroneRun", "AntRun", "CarCircle", "DroneCircle", "SwimmerVel"]
 
 
@@ -83,6 +89,9 @@ def run_one(task: str, seed: int, option: str) -> dict:
         out[f"auroc_{reduction}"] = float(roc_auc_score(safe, s[unl]))
         out[f"spearman_return_{reduction}"] = float(spearmanr(s[unl], traj.returns[unl])[0])
         out[f"mean_signal_unl_{reduction}"] = float(s[unl].mean())
+    for score_window in SCORE_WINDOWS:  # the least safe stretch of a few lengths
+        s = score_trajectories(model, traj, score_window, reduction="min_window")
+        out[f"auroc_min_window_{score_window}"] = float(roc_auc_score(safe, s[unl]))
     if cfg.discriminator.pu_loss == "nnpu":
         out["pu_prior"] = ctx.history[-1].get("train/pu_prior")
         out["true_prior"] = float(safe.mean())

@@ -88,6 +88,10 @@ class MLPPolicy(ObservationNormalized):
         return self(obs.unsqueeze(0))[0].cpu().numpy()
 
 
+POLICY_FILE = "policy.pt"
+"""A trained policy's file name in a run folder and in a sweep trial's Tune checkpoint."""
+
+
 def save_policy(path: str | Path, policy: nn.Module) -> Path:
     """Save a policy with its kind (its class's ``policy_kind``) and the config needed to rebuild
     it; written atomically. dspo_ray.saved_policies.load_policy reads it back."""

@@ -14,21 +14,22 @@ import torch
 from torch import nn
 
 from dspo_ray.baselines.cdtv import CDTPolicy
-from dspo_ray.policies import MLPPolicy, PolicyError
+from dspo_ray.policies import POLICY_FILE, MLPPolicy, PolicyError
 
 # the "kind" a file records -> the class rebuilt from the file's config
 POLICY_KINDS: dict[str, type[nn.Module]] = {"mlp": MLPPolicy, "cdt": CDTPolicy}
 
 
 def load_policy(path: str | Path) -> nn.Module:
-    """The policy saved at ``path`` by save_policy (or in a run folder holding ``policy.pt``);
-    raises :class:`~dspo_ray.policies.PolicyError` naming the file for anything else."""
+    """The policy saved at ``path`` by save_policy (or in a run folder holding ``policy.pt``,
+    :data:`~dspo_ray.policies.POLICY_FILE`); raises :class:`~dspo_ray.policies.PolicyError` naming
+    the file for anything else."""
     path = Path(path)
     if path.is_dir():
-        if not (path / "policy.pt").is_file():
-            raise FileNotFoundError(f"{path} is a folder without a policy.pt; give the policy "
-                                    f"file itself (a run's policy.pt)")
-        path = path / "policy.pt"
+        if not (path / POLICY_FILE).is_file():
+            raise FileNotFoundError(f"{path} is a folder without a {POLICY_FILE}; give the policy "
+                                    f"file itself (a run's {POLICY_FILE})")
+        path = path / POLICY_FILE
     if not path.is_file():
         raise FileNotFoundError(f"policy file {path} does not exist")
     try:

@@ -34,7 +34,9 @@ class TrainContext(Protocol):
         """Move to the device (and wrap for data-parallel training when world_size > 1)."""
 
     def report(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None) -> None:
-        """Log numbers (names like ``losses/discriminator``); with a checkpoint, save it too.
+        """Log numbers (names like ``losses/discriminator``, and ``train/step``: the step within
+        the stage, which makes the report a training row of a sweep's learning curves); with a
+        checkpoint, save it too.
 
         Every rank calls this; only rank 0's checkpoint is kept.
         """

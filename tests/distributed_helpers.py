@@ -62,7 +62,7 @@ def train_linear(ctx, x, y, steps=60, lr=0.1, checkpoint_every=10, step_sleep=0.
         if step_sleep:
             time.sleep(step_sleep)
         if (step + 1) % checkpoint_every == 0:
-            ctx.report({"losses/mse": loss.item(), "step": step + 1},
+            ctx.report({"losses/mse": loss.item(), "train/step": step + 1},
                        checkpoint={"model": unwrap(model).state_dict(), "opt": opt.state_dict(),
                                    "step": step + 1})
     weights = unwrap(model).weight.detach().cpu().numpy().ravel()

@@ -209,5 +209,8 @@ def test_table2_names_every_stage1_variant_and_option():
                                            "[vCLUB on the batch samples]")
     assert name(pu_loss="nnpu", score_reduction="min_window") == (
         "SafetyTransformer + return-agnostic (ours) [nnpu loss, min-window scoring]")
+    assert name(negatives="return_matched", score_reduction="min_window", score_window=10) == (
+        "SafetyTransformer + return-agnostic (ours) [min-window scoring, return-matched "
+        "negatives, score window 10]")
     # the vCLUB sampling means nothing without the term
     assert name(return_agnostic=False, vclub_samples="batch") == "w/o return-agnostic"

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -66,6 +67,16 @@ def test_tidy_frame_from_a_real_sweep(sweep_results):
     assert trials["suite"].eq("BulletGym").all() and trials["params/lr"].nunique() == 4
     assert trials["eval/normalized_reward"].notna().all() and "time/trial_s" in trials
     assert not reports.empty and "losses/bc" in reports
+    # training rows every log_every (20) of the 60 steps, as the trial trained: steps 1 to 60
+    rows = reports[reports["train/step"].notna()]
+    for trial, r in rows.groupby("trial"):
+        assert list(r["train/step"]) == [1, 20, 40, 60] and r["losses/bc"].notna().all()
+        assert r["progress"].is_monotonic_increasing and "objective" not in r.dropna(axis=1)
+    assert set(rows["trial"]) == set(trials["trial"])
+    # Tune's progress.csv keeps every column: the training rows' and the evaluation's
+    progress = pd.read_csv(next(sweep_results.glob("run_trial_*/progress.csv")))
+    assert progress["losses/bc"].notna().sum() >= 4
+    assert progress["eval/normalized_cost"].notna().any()
     cells = choose_configurations(trials).set_index("method")
     for method in ("bc_all", "bc_safe"):
         # the chosen configuration is the one with the best mean objective over its seeds
@@ -104,3 +115,24 @@ def test_notebook_runs_top_to_bottom(sweep_results, tmp_path):
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "DroneRun" in html and "average rank" in html
     assert (tmp_path / "out" / "reward_vs_cost_DroneRun.png").exists()
+
+
+def test_best_result_checkpoint_is_a_policy_that_evaluate_scores(sweep_results):
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from dspo_ray.analysis.tables import sweep_summary
+
+    best = ResultGrid(ExperimentAnalysis(str(sweep_results), default_metric="evaluated_objective",
+                                         default_mode="max")).get_best_result()
+    assert best.checkpoint is not None
+    policy = Path(best.checkpoint.path) / "policy.pt"
+    trials, _ = load_results(str(sweep_results))
+    assert trials["policy"].map(lambda p: Path(p).is_file()).all()  # every trial's checkpoint
+    for _, cell in sweep_summary(trials).iterrows():  # each cell's policy: its chosen group's
+        assert cell["policy"] in set(trials.loc[trials["group"] == cell["group"], "policy"])
+    out = subprocess.run([sys.executable, str(REPO / "experiments/evaluate.py"), "--task",
+                          "DroneRun", "--policy", str(policy), "--eval-episodes", "1",
+                          "--eval-workers", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert '"normalized_cost"' in out.stdout

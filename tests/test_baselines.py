@@ -100,6 +100,53 @@ def test_update_lowers_loss_on_real_data(method, real_data, tmp_path):
     assert action.shape == (2,) and np.all(np.abs(action) <= 1)
 
 
+class Killed(Exception):
+    """Stands in for a trial killed mid-training (a lost node, an OOM kill)."""
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_a_killed_training_resumes_from_its_checkpoint(method, real_data, tmp_path):
+    """Killed at step 30 of its (last) training phase, between the checkpoints of steps 20 and
+    40, the rerun in the same folder restores step 20 (and a finished first phase: RGM's and
+    CDT-V's reward correction) and ends with the very policy of an uninterrupted run."""
+    _, train = get_method(method)
+    config = small(method, steps=40, **({"discriminator_steps": 30}
+                                        if method in ("rgm", "cdtv") else {}))
+    last_phase_key = LOSSES[method][-1]
+
+    def kill_at_step_30(record):
+        if record["step"] == 30 and last_phase_key in record:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(config, real_data, tmp_path / "retried", kill_at_step_30)
+    assert list((tmp_path / "retried").glob("*.in-progress.pt"))
+    resumed_log: list[dict] = []
+    resumed = train(config, real_data, tmp_path / "retried", resumed_log.append)
+    uninterrupted_log: list[dict] = []
+    uninterrupted = train(config, real_data, tmp_path / "uninterrupted", uninterrupted_log.append)
+
+    last_phase = [r["step"] for r in resumed_log if last_phase_key in r]
+    assert last_phase == [20, 30, 40]  # the checkpointed step's losses again, then on from it
+    if method in ("rgm", "cdtv"):  # the finished reward correction is not trained again
+        assert [r["step"] for r in resumed_log if "losses/discriminator" in r] == [30]
+    for name, tensor in uninterrupted.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+    assert resumed_log[-1] == uninterrupted_log[-1]
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(real_data, tmp_path, capsys):
+    _, train = get_method("bc_all")
+    train(small("bc_all", steps=20), real_data, tmp_path)
+    log: list[dict] = []
+    train(small("bc_all", steps=20, lr=3e-4), real_data, tmp_path, log.append)
+    assert log[0]["step"] == 1 and "other settings or data" in capsys.readouterr().err
+    log.clear()
+    train(small("bc_safe", steps=20, lr=3e-4), real_data, tmp_path, log.append)  # its own file
+    assert log[0]["step"] == 1 and sorted(p.name for p in tmp_path.glob("*.in-progress.pt")) == [
+        "bc_all.in-progress.pt", "bc_safe_demos.in-progress.pt"]
+
+
 def test_methods_never_read_costs(real_data, tmp_path):
     """The learner-side data holds plain Trajectory objects (no ``costs`` field) and every method
     trains on them; the methods' source never names a cost field of the data."""

@@ -9,6 +9,7 @@ by the fixture that started it (never `ray stop`).
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -133,6 +134,33 @@ def test_objective_ranks_every_safe_result_above_every_unsafe_one():
     assert objective(0.5, float("nan")) == -np.inf
 
 
+def test_wandb_is_optional_and_off_by_default(tmp_path):
+    import importlib.util
+
+    from dspo_ray.distributed.sweep import GrowingCSVLoggerCallback, logger_callbacks
+
+    assert [type(c) for c in logger_callbacks(sweep_config_from_dict(tiny_linear_config(tmp_path)))
+            ] == [GrowingCSVLoggerCallback]
+    with_wandb = tiny_linear_config(tmp_path, wandb={"enabled": True})
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(ConfigError, match=r"^wandb.enabled: the wandb package is not installed"):
+            sweep_config_from_dict(with_wandb)
+    else:
+        callbacks = logger_callbacks(sweep_config_from_dict(with_wandb))
+        assert type(callbacks[-1]).__name__ == "WandbLoggerCallback"
+
+
+def test_progress_table_shows_what_a_user_watches():
+    from dspo_ray.distributed.sweep import progress_reporter
+    from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
+
+    reporter = progress_reporter()
+    assert list(reporter._metric_columns) == [
+        "stage", "progress", "train/step", LABEL_FREE_STAGE1_METRIC, "objective",
+        "eval/normalized_reward", "eval/normalized_cost"]
+    assert list(reporter._parameter_columns) == ["method", "task", "seed"]
+
+
 def test_auto_concurrency_from_cluster_resources(tmp_path):
     c = sweep_config_from_dict(tiny_linear_config(tmp_path))
     assert auto_concurrency(c, {"CPU": 2.0}) == 1            # 0 + 2 x 1 CPU per trial
@@ -140,6 +168,49 @@ def test_auto_concurrency_from_cluster_resources(tmp_path):
     gpu = sweep_config_from_dict(tiny_linear_config(
         tmp_path, train={"num_workers": 1, "use_gpu": True}, trial={"cpus": 1}))
     assert auto_concurrency(gpu, {"CPU": 64.0, "GPU": 4.0}) == 4
+
+
+def test_searcher_keeps_its_studies_in_the_sweep_database_across_a_lost_driver(tmp_path):
+    """Each cell's study is an Optuna study in <storage>/<name>/optuna.db; a searcher restored
+    from an older checkpoint (the driver was killed) reopens it, fails the trial asked after that
+    checkpoint and goes on."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from dspo_ray.distributed.sweep import CellGridSearcher
+    from dspo_ray.io import ArtefactError
+
+    config = sweep_config_from_dict(tiny_linear_config(tmp_path, seeds=[0, 1], num_samples=3))
+    assert config.optuna_db() == tmp_path / "results" / "tiny" / "optuna.db"
+    searcher = CellGridSearcher(config)
+    first = [searcher.suggest(str(i)) for i in range(4)]  # groups 0 and 1, two seeds each
+    searcher.on_trial_complete("0", {"objective": 1.0})
+    searcher.on_trial_complete("1", {"objective": 3.0})
+    checkpoint = tmp_path / "searcher.pkl"
+    searcher.save(str(checkpoint))
+    searcher.suggest("4")  # group 2 asked, then the driver is lost before the next checkpoint
+
+    resumed = pickle.loads(pickle.dumps(CellGridSearcher(config)))  # as Tune rebuilds it
+    resumed.restore(str(checkpoint))
+    resumed.on_trial_complete("2", {"objective": 0.5})
+    resumed.on_trial_complete("3", None, error=True)  # mean over the seeds that finished
+    again = resumed.suggest("4")
+
+    study = optuna.load_study(study_name=f"{LINEAR}/CarCircle",
+                              storage=f"sqlite:///{tmp_path}/results/tiny/optuna.db")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE,
+                                         TrialState.FAIL, TrialState.RUNNING]
+    assert [t.value for t in trials[:2]] == [2.0, 0.5]
+    assert [t.user_attrs["group"] for t in trials] == [f"{LINEAR}/CarCircle/{k}"
+                                                       for k in (0, 1, 2, 2)]
+    assert [trials[0].params, trials[1].params] == [first[0]["params"], first[2]["params"]]
+    assert again["group"] == f"{LINEAR}/CarCircle/2" and again["params"] == trials[3].params
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    older = CellGridSearcher(config)
+    older.studies = {}  # how an older dspo-ray checkpointed its studies: refused by name
+    with pytest.raises(ArtefactError, match="older dspo-ray"):
+        pickle.loads(pickle.dumps(older))
 
 
 # ----------------------------------------------------------------------------- a real local Ray
@@ -207,6 +278,53 @@ def test_a_relative_storage_puts_work_folders_where_the_summary_says(local_ray, 
     assert len(list(result.work_root.iterdir())) == 1  # the trial's work folder
 
 
+def test_each_cells_study_numbers_its_own_trials_across_a_lost_driver(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from dspo_ray.distributed.sweep import CellGridSearcher
+
+    config = sweep_config_from_dict(tiny_linear_config(tmp_path, tasks=["CarCircle", "DroneRun"],
+                                                       num_samples=1))
+    searcher = CellGridSearcher(config)
+    assert searcher.suggest("0")["group"] == f"{LINEAR}/CarCircle/0"  # CarCircle's trial 0
+    checkpoint = tmp_path / "searcher.pkl"
+    searcher.save(str(checkpoint))
+    searcher.suggest("1")  # DroneRun's trial 0, lost with the driver
+
+    resumed = pickle.loads(pickle.dumps(CellGridSearcher(config)))
+    resumed.restore(str(checkpoint))
+    assert resumed.suggest("1")["group"] == f"{LINEAR}/DroneRun/0"  # while CarCircle's 0 waits
+    resumed.on_trial_complete("0", {"objective": 1.0})
+    resumed.on_trial_complete("1", {"objective": 2.0})
+    states = {task: [t.state for t in optuna.load_study(
+        study_name=f"{LINEAR}/{task}", storage=config.optuna_storage_url()).trials]
+        for task in ("CarCircle", "DroneRun")}
+    assert states == {"CarCircle": [TrialState.COMPLETE],
+                      "DroneRun": [TrialState.FAIL, TrialState.COMPLETE]}
+
+
+def test_a_sweeps_studies_load_with_optuna_load_study(local_ray, tmp_path):
+    import optuna
+
+    from dspo_ray.distributed.sweep import format_summary, run_sweep
+
+    cfg = tiny_linear_config(tmp_path, name="studied", num_samples=3, train={"num_workers": 0})
+    result = run_sweep(sweep_config_from_dict(cfg))
+    study = optuna.load_study(study_name=f"{LINEAR}/CarCircle",
+                              storage=f"sqlite:///{tmp_path}/results/studied/optuna.db")
+    t = result.trials.set_index("group")
+    assert len(study.trials) == 3 == len(t)
+    for trial in study.trials:  # the study holds what the sweep ran, with the objective it saw
+        row = t.loc[trial.user_attrs["group"]]
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert trial.params["lr"] == pytest.approx(row["params/lr"])
+        assert trial.value == pytest.approx(row["objective"])
+    assert study.best_value == pytest.approx(t["objective"].max())
+    assert result.optuna_storage == f"sqlite:///{tmp_path}/results/studied/optuna.db"
+    assert result.optuna_storage in format_summary(result)
+
+
 # ------------------------------------------------------------------------- DSPO through the sweep
 
 def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset, tmp_path):
@@ -248,7 +366,30 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
             assert (exp / "train" / f"{trial_id}-{stage}").is_dir()
         work = next(result.work_root.glob(f"*-{trial_id}"))
         assert (work / "policy.pt").exists() and (work / "result.json").exists()
-    assert "CarCircle" in format_summary(result)
+    # the training stages' losses reached Tune from the Ray Train workers, every log_every steps
+    _, reports = load_results(str(exp))
+    for trial, r in reports.groupby("trial"):
+        assert r["progress"].is_monotonic_increasing  # ASHA's time attribute
+        rows = r[r["train/step"].notna()]
+        assert list(rows.loc[rows["stage"] == "discriminator", "train/step"]) == [3, 6]
+        assert rows["objective"].isna().all()  # never a score for ASHA or Optuna
+        if (t.set_index("trial").loc[trial, "status"]) == "finished":
+            assert list(rows.loc[rows["stage"] == "bc", "train/step"]) == [20, 40]
+            assert rows.loc[rows["stage"] == "diffusion", "losses/diffusion"].notna().all()
+    # the best result carries the trained policy as its checkpoint; the summary names its file
+    from ray import tune
+    from dspo_ray.distributed.sweep import run_trial
+    from dspo_ray.policies import check_policy_fits
+    from dspo_ray.saved_policies import load_policy
+    from dspo_ray.tasks import get_task
+
+    best = tune.Tuner.restore(str(exp), trainable=run_trial).get_results().get_best_result()
+    assert best.metrics["evaluated_objective"] == pytest.approx(done["objective"].max())
+    policy = Path(best.checkpoint.path) / "policy.pt"
+    task = get_task("CarCircle")
+    check_policy_fits(load_policy(policy), task.obs_dim, task.act_dim, task.name)
+    summary_text = format_summary(result)
+    assert "CarCircle" in summary_text and str(policy) in summary_text
 
 
 def test_methods_on_the_command_line_pick_their_sections_of_the_file():

@@ -25,6 +25,21 @@ def tiny_config(dataset, **overrides):
                              **overrides})
 
 
+def test_training_stages_follow_the_one_stage_list():
+    """dspo.config.STAGES is the stage list (stop_after's choices, the sweep's progress count);
+    the pipeline's TRAINING_STAGES run in its order, evaluation last, each with its artefact."""
+    import typing
+
+    from dspo_ray.dspo.config import STAGES, DSPOConfig
+    from dspo_ray.dspo.pipeline import TRAINING_STAGES
+    from dspo_ray.policies import POLICY_FILE
+
+    assert tuple(s.name for s in TRAINING_STAGES) + ("evaluation",) == STAGES
+    assert tuple(ARTEFACTS) == STAGES and ARTEFACTS["bc"] == POLICY_FILE
+    stop_after = typing.get_type_hints(DSPOConfig)["stop_after"]
+    assert typing.get_args(typing.get_args(stop_after)[0]) == STAGES[:-1]
+
+
 class RecordingRunner(LocalRunner):
     def __init__(self):
         super().__init__()

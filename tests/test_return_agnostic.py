@@ -20,7 +20,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from dspo_ray.dspo.config import DiscriminatorConfig
-from dspo_ray.dspo.discriminator import (estimate_class_prior, load_discriminator, nnpu_risk,
+from dspo_ray.dspo.discriminator import (estimate_class_prior, load_discriminator,
+                                         negative_sampling_weights, nnpu_risk,
                                          score_trajectories, train_discriminator, update_step)
 from dspo_ray.dspo.safety_transformer import MLPDiscriminator, ReturnClassifier
 from dspo_ray.dspo.windows import RaggedTrajectories
@@ -151,3 +152,29 @@ def test_min_window_scoring_is_the_least_safe_window_and_follows_the_artefact():
     assert lowest[0] == pytest.approx(torch.sigmoid(window_means.min()).item(), abs=1e-5)
     assert mean[0] == pytest.approx(torch.sigmoid(z.mean()).item(), abs=1e-5)
     assert np.all(lowest <= mean + 1e-9)
+
+
+def test_return_matched_negatives_weights_follow_the_demonstrations_returns():
+    returns = np.r_[[100.0, 98.0, 99.0], np.linspace(0, 100, 11)]
+    is_demo = np.arange(len(returns)) < 3
+    uniform = negative_sampling_weights(returns, is_demo, "uniform")
+    np.testing.assert_allclose(uniform, np.full(11, 1 / 11))
+    matched = negative_sampling_weights(returns, is_demo, "return_matched", bandwidth=0.1)
+    assert matched.sum() == pytest.approx(1.0) and (matched > 0).all()
+    # the unlabelled trajectories that earn what the demonstrations earn are drawn nearly always
+    assert matched[-1] > 0.5 and matched[:5].sum() < 1e-3
+    with pytest.raises(ValueError, match="negatives"):
+        negative_sampling_weights(returns, is_demo, "nearest")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_return_matched_negatives_remove_return_and_recover_safety(seed):
+    """Matching the negatives' returns to the demonstrations' takes the return cue out of the
+    BCE batch: on data where safety and return are independent, the signal stops following the
+    return and finds safety (no vCLUB term)."""
+    traj, safe = independent_safety_and_return(seed)
+    auc_uniform, rho_uniform = signal_quality(traj, safe, return_agnostic=False)
+    auc_matched, rho_matched = signal_quality(traj, safe, return_agnostic=False,
+                                              negatives="return_matched")
+    assert abs(rho_matched) < abs(rho_uniform) - 0.4, (rho_uniform, rho_matched)
+    assert auc_matched > auc_uniform + 0.15, (auc_uniform, auc_matched)

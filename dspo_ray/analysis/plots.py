@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dspo_ray.analysis.results import COST, OBJECTIVE, REWARD
+from dspo_ray.analysis.results import COST, OBJECTIVE, REWARD, TRAINING_STEP
 
 
 def _pyplot():
@@ -49,24 +49,32 @@ def reward_cost_plots(trials: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     return paths
 
 
+CURVE_PREFIXES = ("losses/", "stage1/", "eval/")
+"""The training scalars drawn as learning curves."""
+
+
 def learning_curves(reports: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Per task: every logged loss and the objective against the trial's report index."""
+    """Per task: every training scalar (``losses/...``, ``stage1/...``, ``eval/...``) of every
+    trial against its training step, from the trials' training rows (each metric belongs to one
+    training stage, whose steps are its x axis)."""
     plt = _pyplot()
-    if reports.empty:
+    if reports.empty or TRAINING_STEP not in reports:
         return []
-    metrics = [c for c in reports.columns if c.startswith("losses/") or c == OBJECTIVE]
+    rows = reports[reports[TRAINING_STEP].notna()]
+    metrics = [c for c in rows.columns if c.startswith(CURVE_PREFIXES)]
     paths = []
-    for task, t in reports.groupby("task"):
+    for task, t in rows.groupby("task"):
         present = [m for m in metrics if t[m].notna().sum() > 1]
         if not present:
             continue
         fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.5), squeeze=False)
         for ax, metric in zip(axes[0], present):
             for trial, tr in t.groupby("trial"):
-                tr = tr[tr[metric].notna()]
-                ax.plot(tr["report"], tr[metric], marker=".", alpha=0.7,
-                        label=f"{tr['method'].iloc[0]} s{tr['seed'].iloc[0]}" if len(tr) else None)
-            ax.set_xlabel("report")
+                tr = tr[tr[metric].notna()].sort_values("report")
+                # the group names the configuration (<method>/<task>/<k>)
+                ax.plot(tr[TRAINING_STEP], tr[metric], marker=".", alpha=0.7,
+                        label=f"{tr['group'].iloc[0]} s{tr['seed'].iloc[0]}" if len(tr) else None)
+            ax.set_xlabel("training step")
             ax.set_title(metric)
         axes[0][0].legend(fontsize=6)
         fig.suptitle(f"{task}: learning curves")

@@ -14,6 +14,11 @@ trials finished. A trial is *finished* when one of its reports carries the simul
 A trial whose config ends it before evaluation (DSPO's ``stop_after``, e.g. Table 2's stage-1-only
 runs) is ``stopped_as_configured`` once it reports completion: done, but not evaluated, so never in
 Table 1.
+
+Besides those, a trial reports *training rows* every ``log_every`` steps of its training (the
+losses, with ``train/step``, the step within the stage named by ``stage``): the learning curves
+read them (``reports``); the per-trial numbers never do. A trial whose policy was evaluated
+reported it as a Tune checkpoint: ``policy`` is that file (``<trial>/checkpoint_.../policy.pt``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
+from dspo_ray.policies import POLICY_FILE
 from dspo_ray.tasks import TASKS
 
 REWARD = "eval/normalized_reward"
@@ -33,6 +39,8 @@ STOPPED_AFTER = "run/stopped_after_stage"
 """Reported by a run that its config stopped after a stage (DSPO's ``stop_after``)."""
 ORACLE = "diagnostic/oracle_signal"
 """1 on a DSPO run whose signal was the hidden truth (a diagnostic; never in Table 1)."""
+TRAINING_STEP = "train/step"
+"""In every training row (and only there): the step within its stage."""
 KEY_COLUMNS = ["sweep", "trial", "method", "task", "suite", "seed", "group", "status", "trial_id"]
 
 
@@ -58,6 +66,12 @@ def is_evaluated(report: dict) -> bool:
     """Whether a report carries the simulator evaluation (normalised reward and cost)."""
     return all(isinstance(report.get(k), (int, float)) and not isinstance(report.get(k), bool)
                for k in (REWARD, COST))
+
+
+def is_training_row(report: dict) -> bool:
+    """Whether a report is a training row (losses every ``log_every`` steps), not a stage's or
+    the trial's result."""
+    return report.get(TRAINING_STEP) is not None
 
 
 def trial_status(reports: list[dict], errored: bool) -> str:
@@ -111,6 +125,16 @@ def _read_trial(fs, trial_dir: str) -> tuple[dict, list[dict]]:
     return params, reports
 
 
+def _policy_path(uri: str, trial_dir: str, reports: list[dict]) -> str | None:
+    """The policy file of the trial's newest Tune checkpoint (a path, or a URI like ``uri``)."""
+    names = [r["checkpoint_dir_name"] for r in reports if r.get("checkpoint_dir_name")]
+    if not names:
+        return None
+    remote = "://" in uri and not uri.startswith("file://")
+    scheme = uri.split("://", 1)[0] + "://" if remote else ""
+    return f"{scheme}{trial_dir}/{names[-1]}/{POLICY_FILE}"
+
+
 def _has_error(fs, trial_dir: str) -> bool:
     import pyarrow.fs
 
@@ -123,9 +147,10 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``trials``: one row per trial: sweep, trial, method, task, suite, seed, group, status
     (:func:`trial_status`), trial_id (Tune's), ``params/<key>`` for each sampled hyperparameter,
     and the numbers of its last evaluated report, or of its last report when none is evaluated
-    (``eval/...``, ``discriminator/...``, ``time/...``, ``objective``, ``progress``).
-    ``reports``: one row per report of every trial (for learning curves), with ``trial`` and
-    ``report`` (its index).
+    (``eval/...``, ``discriminator/...``, ``time/...``, ``objective``, ``progress``; training
+    rows aside), and ``policy``: its trained policy's file (None when it reported none).
+    ``reports``: one row per report of every trial, training rows included (for learning
+    curves), with ``trial``, ``group`` and ``report`` (its index).
     """
     uris = [uris] if isinstance(uris, str) else list(uris)
     rows, report_rows = [], []
@@ -140,21 +165,24 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
                 continue  # a Ray Train run folder inside the sweep, not a Tune trial
             status = trial_status(reports, _has_error(fs, trial_dir))
             # the row's numbers: the last evaluated report if there is one, else the last report
+            # that is not a training row
             evaluated = [r for r in reports if is_evaluated(r)]
-            last = (evaluated or reports or [{}])[-1]
+            results = [r for r in reports if not is_training_row(r)]
+            last = (evaluated or results or [{}])[-1]
             trial_name = PurePosixPath(trial_dir).name
             task = config["task"]
             row = {"sweep": PurePosixPath(trial_dir).parent.name, "trial": trial_name,
                    "method": config["method"], "task": task,
                    "suite": TASKS[task].suite if task in TASKS else "custom",
                    "seed": config.get("seed"), "group": config.get("group", config["method"]),
-                   "status": status, "trial_id": last.get("trial_id")}
+                   "status": status, "trial_id": last.get("trial_id"),
+                   "policy": _policy_path(uri, trial_dir, reports)}
             row.update({f"params/{k}": v for k, v in (config.get("params") or {}).items()})
             row.update({k: v for k, v in last.items() if _is_metric(k, v)})
             rows.append(row)
             for i, rep in enumerate(reports):
                 report_rows.append({"trial": trial_name, "method": config["method"], "task": task,
-                                    "seed": config.get("seed"), "report": i,
+                                    "seed": config.get("seed"), "group": row["group"], "report": i,
                                     **{k: v for k, v in rep.items() if _is_metric(k, v)}})
     trials = pd.DataFrame(rows, columns=None if rows else KEY_COLUMNS)
     ordered = KEY_COLUMNS + sorted(c for c in trials.columns if c not in KEY_COLUMNS)

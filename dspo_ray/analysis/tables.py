@@ -64,7 +64,8 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
 
     Columns: method, task, suite, group, reward_mean, reward_std, cost_mean, cost_std, seeds
     (finished), seeds_expected, failed, safe, objective (the group's mean), config (the group's
-    sampled hyperparameters as JSON).
+    sampled hyperparameters as JSON), policy (the policy file of the chosen group's best seed by
+    objective; None when no trial reported one).
     """
     trials = trials[~is_oracle(trials)].copy()  # a diagnostic, never a candidate
     for column in (REWARD, COST, OBJECTIVE):  # a sweep where no trial was evaluated yet
@@ -81,7 +82,7 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
         if done.empty:
             out.append({**base, "group": None, "reward_mean": np.nan, "reward_std": np.nan,
                         "cost_mean": np.nan, "cost_std": np.nan, "seeds": 0, "safe": False,
-                        "objective": np.nan, "config": None})
+                        "objective": np.nan, "config": None, "policy": None})
             continue
         if OBJECTIVE not in done or done[OBJECTIVE].isna().any():
             done[OBJECTIVE] = [objective(r, c) for r, c in zip(done[REWARD], done[COST])]
@@ -91,12 +92,15 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
         cost = float(g[COST].mean())
         params = {c[len("params/"):]: _plain(g[c].iloc[0]) for c in param_cols
                   if pd.notna(g[c].iloc[0])}
+        with_policy = g[g["policy"].notna()] if "policy" in g else g.iloc[:0]
+        policy = (with_policy.sort_values(OBJECTIVE, ascending=False)["policy"].iloc[0]
+                  if not with_policy.empty else None)
         out.append({**base, "group": group, "reward_mean": float(g[REWARD].mean()),
                     "reward_std": float(g[REWARD].std(ddof=0)), "cost_mean": cost,
                     "cost_std": float(g[COST].std(ddof=0)),
                     "seeds": int(g["seed"].nunique()), "safe": bool(cost <= 1.0),
                     "objective": float(by_group.loc[group, "objective"]),
-                    "config": json.dumps(params, default=str)})
+                    "config": json.dumps(params, default=str), "policy": policy})
     return pd.DataFrame(out)
 
 
@@ -338,6 +342,10 @@ def ablation_variant(row: pd.Series) -> str:
         options.append(f"{param('pu_loss', 'bce')} loss")
     if param("score_reduction", "mean") != "mean":
         options.append(f"{param('score_reduction', 'mean').replace('_', '-')} scoring")
+    if param("negatives", "uniform") != "uniform":
+        options.append(f"{param('negatives', 'uniform').replace('_', '-')} negatives")
+    if param("score_window", None) is not None and param("score_reduction", "mean") != "mean":
+        options.append(f"score window {int(param('score_window', 0))}")
     if float(param("demo_noise", 0.0)) > 0:
         options.append(f"demo noise {float(param('demo_noise', 0.0)):g}")
     extra = f" [{', '.join(options)}]" if options else ""

@@ -23,9 +23,9 @@ from torch import nn
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TransitionSampler, ValueNetwork,
-                                       action_bounds, all_observations, emit, normal_log_prob,
-                                       return_range_scale, seed_everything, should_log,
-                                       soft_update)
+                                       action_bounds, all_observations, normal_log_prob,
+                                       return_range_scale, seed_everything, soft_update,
+                                       train_steps)
 from dspo_ray.data import CostLabelFreeData, Trajectory
 from dspo_ray.policies import MLPPolicy
 from dspo_ray.training import resolve_device
@@ -132,17 +132,17 @@ class IQLLearner:
                 "losses/actor": actor_loss.item(), "values/advantage_mean": advantage.mean().item()}
 
 
-def train_iql(config: IQLConfig, data: CostLabelFreeData, rewards, log: Log) -> MLPPolicy:
+def train_iql(config: IQLConfig, data: CostLabelFreeData, rewards: np.ndarray, log: Log,
+              workdir: Path | None) -> MLPPolicy:
     """IQL on given per-transition rewards (in ``stack_transitions(data.all_trajectories)`` order)."""
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     trajectories = data.all_trajectories
     sampler = TransitionSampler(trajectories, device, rewards=rewards)
     learner = IQLLearner(config, data.task, trajectories, device)
-    for step in range(1, config.steps + 1):
-        metrics = learner.update(sampler.sample(config.batch_size, generator))
-        if should_log(step, config.log_every, config.steps):
-            emit(log, metrics, step)
+    train_steps("iql", config, data, workdir, log, vars(learner), generator,
+                lambda: learner.update(sampler.sample(config.batch_size, generator)),
+                inputs=rewards)
     return learner.actor.mean.cpu().eval()
 
 
@@ -151,4 +151,4 @@ def train(config: IQLConfig, data: CostLabelFreeData, workdir: Path, log: Log = 
     rewards = np.concatenate([t.rewards for t in trajectories]).astype(np.float32)
     if config.normalize_reward:
         rewards = rewards * return_range_scale(trajectories)
-    return train_iql(config, data, rewards, log)
+    return train_iql(config, data, rewards, log, workdir)

@@ -2,6 +2,7 @@
 
     dspo-evaluate --task CarCircle --policy random --eval-episodes 20
     dspo-evaluate --task CarCircle --policy runs/.../policy.pt
+    dspo-evaluate --task DroneRun --policy <best policy the sweep printed>
 
 (``python experiments/evaluate.py`` in a checkout.)
 """
@@ -22,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help=f"one of: {', '.join(TASKS)}")
     parser.add_argument("--policy", default="random",
-                        help="'random', the path of a policy saved by dspo_ray.policies.save_policy, "
-                             "or a run folder holding policy.pt")
+                        help="'random', the path of a policy saved by "
+                             "dspo_ray.policies.save_policy (a run's policy.pt, or a sweep "
+                             "trial's checkpoint_*/policy.pt, as the sweep's summary prints "
+                             "it), or a folder holding policy.pt")
     parser.add_argument("--eval-episodes", type=positive_int, default=20,
                         help="number of episodes (DSRL: 20)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="episode i is reset with seed + i")

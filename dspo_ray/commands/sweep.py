@@ -3,7 +3,8 @@
 With no arguments: the quick sweep (experiments/configs/quick.yaml) on an embedded local Ray that
 this script starts and stops, over the shipped datasets; it finishes in under 20 minutes on 2 CPU
 cores and prints, per task, the best configuration with its normalised reward and cost and
-whether it is safe, then where the results and logs are.
+whether it is safe, its best policy file (for dspo-evaluate), then where the results and logs
+are.
 
   dspo-sweep                                        # quick, local (= python experiments/sweep.py)
   dspo-sweep --config experiments/configs/paper.yaml --address auto

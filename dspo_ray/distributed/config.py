@@ -53,6 +53,7 @@ TABLE1_BASELINES = ("bc_all", "bc_safe", "td3bc", "iql", "cql", "dwbc", "rgm", "
 """Table 1's baselines: a sweep that runs DSPO beside any of them (or is named ``table1...``) is
 a Table 1 sweep, where the ``stage1_oracle`` diagnostic is refused."""
 ORACLE_KEY = "stage1_oracle"
+OPTUNA_DB = "optuna.db"
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,8 @@ class TrialResources:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """The search algorithm: Optuna's TPE through Tune's OptunaSearch, one study per cell."""
+    """The search algorithm: Optuna's TPE, one study per cell in the sweep's Optuna database
+    (``SweepConfig.optuna_db``)."""
 
     seed: int = 0
     """Seeds every cell's TPE sampler (each cell adds its index, so cells differ yet repeat)."""
@@ -208,6 +210,26 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class WandbSettings:
+    """Optional: every trial's reports, training rows included, to Weights & Biases (Tune's
+    ``WandbLoggerCallback``, one W&B run per trial, grouped by experiment name). Off by default;
+    TensorBoard and CSV logs are always written under the experiment folder."""
+
+    enabled: bool = False
+    project: str = "dspo-ray"
+    mode: Literal["offline", "online"] = "offline"
+    """offline: no account needed, runs stay on disk for a later ``wandb sync``; online: needs
+    ``wandb login`` (or WANDB_API_KEY) on the driver."""
+
+    def __post_init__(self):
+        import importlib.util
+
+        if self.enabled and importlib.util.find_spec("wandb") is None:
+            raise ConfigError("wandb.enabled: the wandb package is not installed here; "
+                              "pip install wandb, or set wandb.enabled: false")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str = "dspo-sweep"
     """Experiment name: results go to ``<storage>/<name>``; ``--resume`` looks for it there."""
@@ -232,6 +254,7 @@ class SweepConfig:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     train: TrainResources = field(default_factory=TrainResources)
     trial: TrialResources = field(default_factory=TrialResources)
+    wandb: WandbSettings = field(default_factory=WandbSettings)
     max_concurrent_trials: int | None = None
     """Trials running at once; None: what the cluster's CPUs/GPUs hold when the sweep starts
     (on an autoscaling cluster set it to what the cluster can grow to)."""
@@ -340,6 +363,18 @@ class SweepConfig:
         """What Tune's ``storage_path`` gets: an absolute local path or the URI as given."""
         local = self.local_storage_path()
         return str(local) if local is not None else self.storage
+
+    def optuna_db(self) -> Path:
+        """The SQLite file holding the sweep's Optuna studies, one per (method, task) cell with a
+        search space (named ``<method>/<task>``): ``<storage>/<name>/optuna.db`` beside Tune's
+        results; with remote storage ``<workdir>/optuna.db`` on the driver's machine (SQLite
+        needs a local file)."""
+        local = self.local_storage_path()
+        return (local / self.name if local is not None else self.work_root()) / OPTUNA_DB
+
+    def optuna_storage_url(self) -> str:
+        """What ``optuna.load_study(study_name=..., storage=...)`` (and optuna-dashboard) take."""
+        return f"sqlite:///{self.optuna_db()}"
 
 
 def _distribution(method: str, key: str, spec: Any) -> Distribution:

@@ -4,15 +4,21 @@ The pieces, top to bottom:
 
 * ``objective`` (from ``dspo_ray.analysis.results``) -- the constrained goal as one number:
   maximise normalised reward subject to normalised cost <= 1, lexicographically.
-* :class:`CellGridSearcher` -- a Tune ``Searcher`` holding one Tune ``OptunaSearch`` (seeded TPE)
-  per (method, task) cell. Each configuration Optuna proposes becomes one Tune trial per seed;
-  when all its seeds are done Optuna is told their mean objective. Tasks and seeds are therefore a
-  grid across the search space, in one Tune experiment that fills the whole cluster.
+* :class:`CellGridSearcher` -- a Tune ``Searcher`` asking one seeded TPE Optuna study per
+  (method, task) cell, kept in the sweep's SQLite database (``<storage>/<name>/optuna.db``, see
+  ``SweepConfig.optuna_db``; ``optuna.load_study`` and optuna-dashboard read it). Each
+  configuration Optuna proposes becomes one Tune trial per seed; when all its seeds are done
+  Optuna is told their mean objective. Tasks and seeds are therefore a grid across the search
+  space, in one Tune experiment that fills the whole cluster.
 * :class:`PerCellASHA` -- ASHA early stopping, one bracket set per cell (a hard task's trials
   never compete with an easy task's).
 * :func:`run_trial` -- the Tune trainable: one (method, task, seed, configuration). DSPO's
   training stages run on Ray Train workers (:class:`RayTrainRunner`); ``run_dspo`` reports after
-  each stage and those reports go to Tune (ASHA acts on them).
+  each stage and those reports go to Tune (ASHA acts on them). Every method's training scalars
+  (``losses/...``, ``train/step``, ...) reach Tune too, every ``log_every`` steps, as *training
+  rows* (no ``objective``: ASHA and Optuna never act on them) for TensorBoard, W&B and the
+  learning curves. The first report that carries the evaluation also carries the trained policy
+  as a Tune checkpoint (``policy.pt``): ``ResultGrid.get_best_result().checkpoint``.
 * :func:`run_sweep` -- starts or joins Ray, builds (or restores) the Tuner, runs it, and writes
   the per-task summary.
 
@@ -20,8 +26,8 @@ Reliability: a trial that raises is retried ``trial.max_failures`` times (each r
 stages whose artefacts are in its work folder and resumes the interrupted stage from its Ray
 Train checkpoint); the sweep goes on past a trial that keeps failing. ``resume=True`` continues
 an interrupted experiment with ``Tuner.restore``: finished trials are kept, unfinished and errored
-ones run again (resuming their stages), and the searchers' Optuna studies come back from Tune's
-experiment checkpoint.
+ones run again (resuming their stages), and the cells' Optuna studies are reopened from the
+sweep's database.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import json
 import math
 import os
 import pickle
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,11 +47,12 @@ import pandas as pd
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
-from ray.tune.search.optuna import OptunaSearch
 
-from dspo_ray.analysis.results import COST, REWARD, load_results, objective
+from dspo_ray.analysis.results import (COST, REWARD, TRAINING_STEP, is_evaluated, load_results,
+                                       objective)
 from dspo_ray.analysis.tables import sweep_summary
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
@@ -51,9 +60,15 @@ from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_c
                                          sweep_config_from_dict)
 from dspo_ray.distributed.train_runner import RayTrainRunner
 from dspo_ray.dspo.config import STAGES as DSPO_STAGES
+from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
+from dspo_ray.policies import POLICY_FILE
 
 METRIC = "objective"
 MODE = "max"
+EVALUATED_METRIC = "evaluated_objective"
+"""The objective in evaluated reports only: Tune's own metric, so that
+``ResultGrid.get_best_result()`` is the best evaluated trial (whose checkpoint is its policy),
+never one that ASHA stopped on its intermediate score."""
 
 # Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s)
 # and each ray.train.report waits for a poll: 0.2 s saves ~3 s per stage and ~1.8 s per report.
@@ -66,10 +81,11 @@ RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_PRINT_P
 
 def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None) -> dict[str, Any]:
     """Adds ``objective`` (final when reward and cost are known, else ``intermediate``'s value)
-    and ``final_objective`` (0/1: which of the two it is)."""
+    and ``final_objective`` (0/1: which of the two it is); a final one also as
+    ``evaluated_objective``."""
     out = dict(metrics)
     if REWARD in out and COST in out:
-        out[METRIC] = objective(out[REWARD], out[COST])
+        out[METRIC] = out[EVALUATED_METRIC] = objective(out[REWARD], out[COST])
         out["final_objective"] = 1
     elif (intermediate and isinstance(out.get(intermediate), (int, float))
           and math.isfinite(out[intermediate])):
@@ -104,24 +120,21 @@ def _optuna_distributions(space: Mapping[str, Distribution]) -> dict[str, Any]:
     return out
 
 
-def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """OptunaSearch un-flattens '/'-separated names; our keys use '.', so this only undoes
-    accidental nesting."""
-    out = {}
-    for k, v in nested.items():
-        key = f"{prefix}/{k}" if prefix else k
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
+def study_name(method: str, task: str) -> str:
+    """The Optuna study of a (method, task) cell in the sweep's database."""
+    return f"{method}/{task}"
 
 
 class CellGridSearcher(Searcher):
     """One seeded TPE study per (method, task) cell; each proposal runs on every seed.
 
     Trial configs look like ``{"method", "task", "seed", "group", "params": {dotted key: value}}``;
-    ``group`` names the proposal (``<method>/<task>/<k>``), shared by its seeds' trials.
+    ``group`` names the proposal (``<method>/<task>/<k>``), shared by its seeds' trials and
+    recorded as the Optuna trial's ``group`` user attribute.
+
+    The studies live in the sweep's SQLite database (``SweepConfig.optuna_db``), not in Tune's
+    searcher checkpoint: that holds the bookkeeping (which group is which Optuna trial number)
+    and the samplers' random state, and the studies are reopened from the database.
     """
 
     def __init__(self, config: SweepConfig, metric: str = METRIC, mode: str = MODE):
@@ -132,23 +145,65 @@ class CellGridSearcher(Searcher):
         self.cells: list[tuple[str, str]] = config.cells()
         self.budget = {cell: config.samples_per_cell(cell[0]) for cell in self.cells}
         self.proposed = {cell: 0 for cell in self.cells}
-        self.studies: dict[tuple[str, str], OptunaSearch | None] = {}
         self.grids = {cell: config.grid(cell[0]) for cell in self.cells}  # fixed configurations
-        for i, (method, task) in enumerate(self.cells):
-            space = config.space(method)
-            if not space:
-                self.studies[(method, task)] = None
-                continue
-            sampler = TPESampler(seed=config.search.seed + i,
-                                 n_startup_trials=config.search.n_startup_trials)
-            self.studies[(method, task)] = OptunaSearch(
-                space=_optuna_distributions(space), metric=metric, mode=mode, sampler=sampler)
+        self.spaces = {cell: _optuna_distributions(config.space(cell[0])) for cell in self.cells}
+        self.samplers = {cell: TPESampler(seed=config.search.seed + i,
+                                          n_startup_trials=config.search.n_startup_trials)
+                         for i, cell in enumerate(self.cells) if self.spaces[cell]}
+        self.database = config.optuna_db()
+        self.storage_url = config.optuna_storage_url()
+        self.sweep_name = config.name
         self.queue: list[dict[str, Any]] = []       # trials of a proposal waiting for suggest()
         self.trial_group: dict[str, str] = {}       # Tune trial id -> group
         self.group_cell: dict[str, tuple[str, str]] = {}
         self.group_results: dict[str, dict[int, float | None]] = {}  # seed -> objective / None
         self.group_seeds: dict[str, dict[str, int]] = {}             # trial id -> seed
+        self.group_number: dict[str, int] = {}  # group -> its Optuna trial number, until told
         self.next_cell = 0
+        self._studies: dict[tuple[str, str], Any] = {}  # opened on first use
+
+    def __getstate__(self) -> dict[str, Any]:
+        # open studies hold database connections; the database is their checkpoint
+        return {k: v for k, v in self.__dict__.items() if k != "_studies"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "studies" in state:
+            from dspo_ray.io import ArtefactError
+
+            # an older dspo-ray pickled its studies (Tune's OptunaSearch) into the checkpoint
+            raise ArtefactError(
+                "this experiment was started by an older dspo-ray, whose Optuna studies live in "
+                "Tune's searcher checkpoint rather than in optuna.db, and cannot be resumed by this "
+                "one; start a new sweep (another --name)")
+        self.__dict__.update(state)
+        self._studies = {}
+
+    def study(self, cell: tuple[str, str]):
+        """The cell's study, created or reopened in the database. Reopened after a driver was
+        lost, it may hold trials asked after Tune's last checkpoint, which no Tune trial will
+        ever finish: they are marked failed (TPE then ignores them, as a crashed trial)."""
+        if cell not in self._studies:
+            import optuna
+
+            self.database.parent.mkdir(parents=True, exist_ok=True)
+            storage = optuna.storages.RDBStorage(
+                self.storage_url,
+                # wait for a reader (optuna-dashboard, load_study) instead of failing on its lock
+                engine_kwargs={"connect_args": {"timeout": 60}})
+            direction = "maximize" if self.mode == "max" else "minimize"
+            study = optuna.create_study(storage=storage, sampler=self.samplers[cell],
+                                        study_name=study_name(*cell), direction=direction,
+                                        load_if_exists=True)
+            study.set_user_attr("sweep", self.sweep_name)
+            study.set_user_attr("seeds", self.seeds)
+            waiting = {number for group, number in self.group_number.items()
+                       if self.group_cell[group] == cell}
+            for trial in study.get_trials(deepcopy=False,
+                                          states=(optuna.trial.TrialState.RUNNING,)):
+                if trial.number not in waiting:
+                    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            self._studies[cell] = study
+        return self._studies[cell]
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         # the space lives in the cells' studies; Tune's param_space holds no searchable values
@@ -164,12 +219,15 @@ class CellGridSearcher(Searcher):
             k = self.proposed[cell]
             self.proposed[cell] += 1
             group = f"{cell[0]}/{cell[1]}/{k}"
-            study = self.studies[cell]
-            grid = getattr(self, "grids", {}).get(cell)
-            if grid:
-                params = dict(grid[k])
+            if self.grids[cell]:
+                params = dict(self.grids[cell][k])
+            elif self.spaces[cell]:
+                trial = self.study(cell).ask(self.spaces[cell])
+                trial.set_user_attr("group", group)
+                self.group_number[group] = trial.number
+                params = dict(trial.params)
             else:
-                params = _flatten(study.suggest(group)) if study is not None else {}
+                params = {}
             self.group_cell[group] = cell
             self.group_results[group] = {}
             self.queue += [{"method": cell[0], "task": cell[1], "seed": s, "group": group,
@@ -195,25 +253,27 @@ class CellGridSearcher(Searcher):
         # a trial stopped early by ASHA carries an intermediate score, not the objective
         value = result[self.metric] if (not error and final and self.metric in result) else None
         self.group_results[group][seed] = value
-        if len(self.group_results[group]) < len(self.seeds):
+        if len(self.group_results[group]) < len(self.seeds) or group not in self.group_number:
             return
-        study = self.studies[self.group_cell[group]]
-        if study is None:
-            return
+        from optuna.trial import TrialState
+
+        study = self.study(self.group_cell[group])
+        number = self.group_number.pop(group)
         values = [v for v in self.group_results[group].values()
                   if v is not None and math.isfinite(v)]
+        # skip_if_finished: after a lost driver a resumed group may have been told already
         if values:
-            study.on_trial_complete(group, {self.metric: float(sum(values) / len(values))})
+            study.tell(number, float(sum(values) / len(values)), skip_if_finished=True)
         else:
-            study.on_trial_complete(group, None, error=True)
+            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+            pickle.dump(self.__getstate__(), f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__setstate__(pickle.load(f))
 
 
 # ---------------------------------------------------------------------------------- scheduler
@@ -284,10 +344,26 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
     runner = RayTrainRunner(
         num_workers=config.train.num_workers, use_gpu=config.train.use_gpu,
         cpus_per_worker=config.train.cpus_per_worker, storage_path=config.storage_uri(),
-        run_name=f"{config.name}/train/{trial_id}", max_failures=config.train.max_failures)
+        run_name=f"{config.name}/train/{trial_id}", max_failures=config.train.max_failures,
+        report_to_tune=True)
     progress = {"n": 0}
+    runner.row_tags = {"progress": 0}  # training rows: the stages done so far (ASHA's time)
     start = time.perf_counter()
     cell = {"method": method, "task": task, "seed": seed, "group": trial_config["group"]}
+    policy_sent = {"done": False}
+
+    def send(out: dict[str, Any]) -> None:
+        """tune.report; the first evaluated report also carries the policy as a checkpoint
+        (ASHA stops an evaluated trial at its max_t rung, so a later report may never go out)."""
+        policy = workdir / POLICY_FILE
+        if policy_sent["done"] or not is_evaluated(out) or not policy.is_file():
+            tune.report(out)
+            return
+        with tempfile.TemporaryDirectory(prefix="dspo-policy-") as tmp:
+            shutil.copy2(policy, Path(tmp) / POLICY_FILE)
+            # Tune copies the folder into the trial's storage before report returns
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(tmp))
+        policy_sent["done"] = True
 
     intermediate = {"metric": config.scheduler.intermediate_metric}
 
@@ -299,9 +375,16 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
             # would stop trials on stale information
             intermediate["metric"] = None
         progress["n"] = _progress(out.get("stage"), progress["n"] + 1)
+        runner.row_tags = {"progress": progress["n"]}
         out["progress"] = progress["n"]
         out["time/trial_s"] = time.perf_counter() - start
-        tune.report({**out, **cell})
+        send({**out, **cell})
+
+    def report_training_row(metrics: Mapping[str, Any]) -> None:
+        """A baseline's logged scalars (``step`` + ``losses/...``) as a training row."""
+        row = {k: v for k, v in _reportable(metrics).items() if k != "step"}
+        tune.report({**row, TRAINING_STEP: metrics.get("step"), "stage": "train",
+                     "progress": progress["n"], **cell})
 
     fixed = config.overrides.get(method, {})
     if method == DSPO:
@@ -319,13 +402,14 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
 
         kwargs = {} if config.eval_episodes is None else {"eval_episodes": config.eval_episodes}
         metrics = run_method(method, task, seed, overrides={**fixed, **params},
-                             dataset=config.dataset_dir, workdir=workdir, **kwargs)
+                             dataset=config.dataset_dir, workdir=workdir,
+                             log=report_training_row, **kwargs)
     final = _with_objective(_reportable(metrics))
     final["time/trial_s"] = time.perf_counter() - start
     final["progress"] = max(progress["n"], 1)
     final["completed"] = True
     (workdir / "metrics.json").write_text(json.dumps(final, indent=1, default=str))
-    tune.report({**final, **cell})
+    send({**final, **cell})
     return final
 
 
@@ -340,6 +424,8 @@ class SweepResult:
     """One row per (method, task): the best configuration by mean objective over seeds."""
     work_root: Path
     ray_logs: str | None
+    optuna_storage: str | None = None
+    """``optuna.load_study``'s storage URL for the cells' studies (None: no cell searched)."""
 
 
 def start_ray(address: str | None, num_cpus: int | None = None,
@@ -428,13 +514,19 @@ def build_tuner(config: SweepConfig, resume: bool = False,
         {"cpu": config.trial.cpus, "gpu": config.trial.gpus,
          "memory": config.trial.memory_mb * 2 ** 20,
          "custom_resources": dict(config.trial.resources)})
+    # Ray 2.60's default output engine picks its table's columns itself (the first four keys it
+    # sees) and ignores a progress_reporter; the CLIReporter shows what a user watches
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # A DSPO trial reports after every stage, and every method its training rows; ``objective``
+    # exists only once there is something to score (the discriminator's quality, then the
+    # evaluation). Tune's strict check would call the other reports an error (resumed runs too).
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     if exists:
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, restart_errored=False)
-    # A DSPO trial reports after every stage; ``objective`` exists only once there is something
-    # to score (the discriminator's quality, then the evaluation). Tune's strict check would call
-    # the earlier reports an error.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # a fresh experiment's database left by a run that died before Tune's first checkpoint:
+    # its studies' trials belong to no experiment Tune can resume
+    config.optuna_db().unlink(missing_ok=True)
     if max_concurrent is None:
         max_concurrent = config.max_concurrent_trials or auto_concurrency(
             config, ray.cluster_resources())
@@ -446,13 +538,87 @@ def build_tuner(config: SweepConfig, resume: bool = False,
         scheduler = FIFOScheduler()
     return tune.Tuner(
         trainable,
+        # metric/mode: what ResultGrid ranks by; the searcher and scheduler keep their own
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    metric=EVALUATED_METRIC, mode=MODE,
                                     num_samples=config.total_trials(), reuse_actors=False),
         run_config=tune.RunConfig(
             name=config.name, storage_path=config.storage_uri(),
             failure_config=tune.FailureConfig(max_failures=config.trial.max_failures),
+            progress_reporter=progress_reporter(), callbacks=logger_callbacks(config),
             verbose=1, log_to_file=True),
     )
+
+
+PROGRESS_COLUMNS = {"stage": "stage", "progress": "progress", TRAINING_STEP: "step",
+                    LABEL_FREE_STAGE1_METRIC: "stage1 AUROC", METRIC: "objective",
+                    REWARD: "reward", COST: "cost"}
+"""The progress table's metric columns (every method): a running trial's row shows its latest
+report, a training row (stage being trained, step) or a stage's result."""
+
+
+def progress_reporter() -> tune.CLIReporter:
+    return tune.CLIReporter(metric_columns=PROGRESS_COLUMNS,
+                            parameter_columns=["method", "task", "seed"],
+                            max_report_frequency=30)
+
+
+def logger_callbacks(config: SweepConfig) -> list:
+    """Tune's JSON and TensorBoard loggers (added by Tune), a progress.csv that keeps every
+    column, and W&B when the config enables it."""
+    callbacks: list = [GrowingCSVLoggerCallback()]
+    if not config.wandb.enabled:
+        return callbacks
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    # the driver's W&B login check reads WANDB_MODE: offline runs need no account
+    os.environ["WANDB_MODE"] = config.wandb.mode
+    return callbacks + [WandbLoggerCallback(project=config.wandb.project, group=config.name,
+                                            mode=config.wandb.mode)]
+
+
+class GrowingCSVLoggerCallback(CSVLoggerCallback):
+    """Tune's progress.csv, whose columns grow with the reports. Tune's own keeps the first
+    report's columns: a training row's, which would drop every later stage's losses and the
+    evaluation. A report with new keys rewrites the file with them added (a few times a trial)."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        import csv
+
+        from ray.tune.utils import flatten_dict
+
+        if trial not in self._trial_files:
+            self._setup_trial(trial)
+        row = flatten_dict({k: v for k, v in result.items() if k != "config"}, delimiter="/")
+        path = Path(trial.local_path, "progress.csv")
+        writer = self._trial_csv[trial]
+        columns = list(writer.fieldnames) if writer is not None else _csv_header(path)
+        new = [k for k in row if k not in columns]
+        if writer is None or new:
+            self._trial_files[trial].close()
+            if columns:
+                with path.open(newline="") as f:
+                    rows = list(csv.DictReader(f))
+            tmp = path.with_name(".progress.csv.tmp")
+            with tmp.open("w", newline="") as f:
+                rewritten = csv.DictWriter(f, columns + new)
+                rewritten.writeheader()
+                if columns:
+                    rewritten.writerows(rows)
+            os.replace(tmp, path)
+            self._trial_files[trial] = path.open("a", newline="")
+            self._trial_csv[trial] = csv.DictWriter(self._trial_files[trial], columns + new)
+        self._trial_csv[trial].writerow(row)
+        self._trial_files[trial].flush()
+
+
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    with path.open(newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def run_sweep(config: SweepConfig, address: str | None = None, resume: bool = False,
@@ -517,7 +683,8 @@ def collect_results(config: SweepConfig, ray_logs: str | None = None) -> SweepRe
     summary = sweep_summary(trials)
     _write_csv(trials, f"{path}/trials.csv")
     _write_csv(summary, f"{path}/summary.csv")
-    return SweepResult(path, trials, summary, config.work_root(), ray_logs)
+    studies = config.optuna_storage_url() if config.optuna_db().exists() else None
+    return SweepResult(path, trials, summary, config.work_root(), ray_logs, studies)
 
 
 def _write_csv(frame: pd.DataFrame, uri: str) -> None:
@@ -557,6 +724,13 @@ def format_summary(result: SweepResult) -> str:
             lines.append(f"{r['method']:<{mw}} {r['task']:<14} {r['seeds']:>5} "
                          f"{r['reward_mean']:>8.3f} {r['cost_mean']:>7.3f} "
                          f"{'yes' if r['safe'] else 'NO':>5}  {cfg_text}")
+        policies = s[(s["seeds"] > 0) & s["policy"].notna()]
+        if not policies.empty:
+            lines += ["", "best policy per (method, task): the best seed of the configuration "
+                          "above; score one with dspo-evaluate (python experiments/evaluate.py) "
+                          "--task <task> --policy <file>"]
+            lines += [f"{r['method']:<{mw}} {r['task']:<14} {r['policy']}"
+                      for _, r in policies.iterrows()]
     t = result.trials
     counts = t["status"].value_counts()
     lines.append("")
@@ -572,6 +746,9 @@ def format_summary(result: SweepResult) -> str:
                  f"trial with result.json / progress.csv / error.txt); tables: "
                  f"python analysis/make_tables.py --results {result.experiment_path}")
     lines.append(f"trial work folders (models, datasets, stage checkpoints): {result.work_root}")
+    if result.optuna_storage:
+        lines.append(f"Optuna studies (one per method/task; optuna.load_study, optuna-dashboard): "
+                     f"{result.optuna_storage}")
     if result.ray_logs:
         lines.append(f"Ray logs: {result.ray_logs}")
     return "\n".join(lines)

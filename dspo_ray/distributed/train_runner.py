@@ -15,6 +15,11 @@ Rank 0's return value comes back through storage, not through the driver's memor
 ``train_fn`` returns, rank 0 reports one last checkpoint holding ``return.pt``, and ``run`` loads
 it from the ``Result``. That works for a local folder and for ``s3://``/``gs://`` storage alike,
 wherever the workers ran.
+
+Inside a Tune trial (``report_to_tune=True``) rank 0's training reports also become rows of the
+trial's own results, live, through Ray Train's ``TuneReportCallback`` (:class:`TrainingRowsToTune`):
+each with the stage's name (``stage``) and the ``row_tags`` the trial sets (its ``progress``).
+Those rows carry no ``objective``, so a scheduler never acts on them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import ray.train
 import ray.train.torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from dspo_ray.training import LocalRunner, save_atomic
 
@@ -130,6 +136,20 @@ def _to_cpu(value: Any) -> Any:
     return value
 
 
+class TrainingRowsToTune(TuneReportCallback):
+    """Sends rank 0's training reports of a stage to the Tune trial running it, with ``tags``
+    added; the stage's closing report (its return value) and its checkpoints stay Ray Train's."""
+
+    def __init__(self, tags: dict[str, Any]):
+        super().__init__()  # in the trial's process: takes hold of the trial's report queue
+        self.tags = dict(tags)
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        if not metrics or DONE_METRIC in metrics[0]:
+            return
+        super().after_report(run_context, [{**metrics[0], **self.tags}], None)
+
+
 class StageFailedError(RuntimeError):
     """A stage's Ray Train run ended with an error (after its own retries)."""
 
@@ -141,11 +161,16 @@ class RayTrainRunner:
     ``run`` again with the same names and the stage resumes from its last checkpoint. Default
     storage: ``<workdir>/ray_train`` (fine on one machine or a shared filesystem; give the sweep's
     storage URI on a cluster without one).
+
+    ``report_to_tune``: called inside a Tune trial, every training report of rank 0 is also a
+    row of the trial's results (``{**metrics, "stage": stage, **row_tags}``), on Ray Train
+    workers and in this process alike (``num_workers=0``).
     """
 
     def __init__(self, num_workers: int = 2, use_gpu: bool = False, cpus_per_worker: float = 1.0,
                  storage_path: str | None = None, run_name: str | None = None,
-                 max_failures: int = 1, log: list[Callable[[dict], None]] | None = None):
+                 max_failures: int = 1, log: list[Callable[[dict], None]] | None = None,
+                 report_to_tune: bool = False):
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.num_workers = num_workers
@@ -155,11 +180,20 @@ class RayTrainRunner:
         self.run_name = run_name
         self.max_failures = max_failures
         self.log = log or []
+        self.report_to_tune = report_to_tune
+        self.row_tags: dict[str, Any] = {}
+        """Added to every training row sent to Tune (the trial keeps its ``progress`` here)."""
 
     def run(self, stage: str, train_fn: Callable[..., Any], workdir: Path, **kwargs: Any) -> Any:
         workdir = Path(workdir)
+        tags = {"stage": stage, **self.row_tags}
         if self.num_workers == 0:
-            return LocalRunner(self.log).run(stage, train_fn, workdir, **kwargs)
+            log = list(self.log)
+            if self.report_to_tune:
+                from ray import tune
+
+                log.append(lambda metrics: tune.report({**metrics, **tags}))
+            return LocalRunner(log).run(stage, train_fn, workdir, **kwargs)
         workdir.mkdir(parents=True, exist_ok=True)
         name = f"{self.run_name}-{stage}" if self.run_name else stage
         storage = self.storage_path or str((workdir / "ray_train").resolve())
@@ -177,6 +211,7 @@ class RayTrainRunner:
                 failure_config=FailureConfig(max_failures=self.max_failures),
                 # the last two: the newest may be half-written when a node dies mid-upload
                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                callbacks=[TrainingRowsToTune(tags)] if self.report_to_tune else None,
             ),
         )
         try:

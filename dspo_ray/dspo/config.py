@@ -95,6 +95,21 @@ class DiscriminatorConfig:
     """How :func:`score_trajectories` turns the tiling windows' z_t into z_tau: ``mean`` of z_t
     over every step (the paper's formula when windows tile the trajectory), or the smallest
     window mean (a trajectory is as safe as its least safe stretch)."""
+    negatives: Literal["uniform", "return_matched"] = "uniform"
+    """Which unlabelled trajectories fill the negative half of each BCE batch. ``uniform``: all of
+    them alike (paper eq. 1). ``return_matched``: drawn with probability proportional to a
+    Gaussian kernel density of the demonstrations' returns at their return (bandwidth
+    ``return_match_bandwidth`` x the std of all returns), so that in every batch the negatives
+    earn what the demonstrations earn and the return no longer tells the two apart: the classifier
+    has to find what else differs (the behaviour that costs). The demonstrations are the
+    highest-return safe trajectories, so without matching "has a demonstration's return" is the
+    easiest cue, and it ranks the low-return safe trajectories as unsafe. Reads returns and the
+    demonstration flags only (never costs)."""
+    return_match_bandwidth: float = bounded(0.1, gt=0)
+    """Kernel bandwidth of ``negatives="return_matched"``, in standard deviations of all returns."""
+    score_window: int | None = bounded(None, ge=1)
+    """Steps per scoring window of ``score_reduction="min_window"`` (None: ``window``). Shorter
+    windows find shorter unsafe stretches; the mean reduction does not depend on it."""
     gradient_penalty: float = bounded(0.0, ge=0)
     """Coefficient of (|grad|-1)^2 at interpolated inputs ('w/ gp' ablation of Table 2); 0: off."""
     label_threshold: float = bounded(0.5, gt=0, lt=1)

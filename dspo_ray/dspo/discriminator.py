@@ -75,8 +75,11 @@ def load_discriminator(artefact: dict) -> nn.Module:
     """The trained discriminator from train_discriminator's return value (or its saved file)."""
     model = build_discriminator(artefact["variant"], **artefact["model_config"])
     model.load_state_dict(artefact["state_dict"])
-    # how score_trajectories reduces windows unless told otherwise (artefacts before: the mean)
-    model.score_reduction = artefact.get("config", {}).get("score_reduction", "mean")
+    # how score_trajectories scores unless told otherwise (artefacts before: the mean over the
+    # training window's tiling)
+    config = artefact.get("config", {})
+    model.score_reduction = config.get("score_reduction", "mean")
+    model.score_window = config.get("score_window") or config.get("window")
     return model.eval()
 
 
@@ -231,6 +234,26 @@ def estimate_class_prior(trajectories: RaggedTrajectories, seed: int = 0, folds:
     return float(np.clip(np.mean(np.concatenate(ratios)), *bounds))
 
 
+def negative_sampling_weights(returns: np.ndarray, is_demo: np.ndarray, negatives: str,
+                              bandwidth: float = 0.1) -> np.ndarray:
+    """The probability of drawing each unlabelled trajectory (in index order of ``~is_demo``) as a
+    negative of the BCE batch: uniform, or (``return_matched``) proportional to the Gaussian
+    kernel density of the demonstrations' returns at its return, with ``bandwidth`` x the std of
+    all returns. A floor of 1e-3 x the uniform probability keeps every trajectory drawable."""
+    returns, is_demo = np.asarray(returns, dtype=np.float64), np.asarray(is_demo, dtype=bool)
+    n = int((~is_demo).sum())
+    if negatives == "uniform":
+        return np.full(n, 1.0 / n)
+    if negatives != "return_matched":
+        raise ValueError(f"negatives must be 'uniform' or 'return_matched', got {negatives!r}")
+    h = bandwidth * max(float(returns.std()), 1e-8)
+    z = (returns[~is_demo][:, None] - returns[is_demo][None, :]) / h
+    density = np.exp(-0.5 * z ** 2).sum(1)
+    p = density / density.sum() if density.sum() > 0 else np.full(n, 1.0 / n)
+    p = p + 1e-3 / n
+    return p / p.sum()
+
+
 def _add_demo_noise(batch: WindowBatch, is_demo: np.ndarray, scale: float, obs_std: np.ndarray,
                     act_std: np.ndarray, rng: np.random.Generator) -> WindowBatch:
     """Demonstration windows with Gaussian noise of ``scale`` per-dimension standard deviations
@@ -281,6 +304,9 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
         torch.set_rng_state(checkpoint["torch_rng"])
 
     half = config.batch_size // 2
+    # None for uniform: keeps rng.choice's random stream (and results) as before the option
+    negative_p = None if config.negatives == "uniform" else negative_sampling_weights(
+        trajectories.returns, trajectories.is_demo, config.negatives, config.return_match_bandwidth)
     labels = torch.cat([torch.ones(half), torch.zeros(config.batch_size - half)]).to(ctx.device)
     is_demo_row = np.arange(config.batch_size) < half
     data_pool = {"data": np.arange(len(trajectories)),
@@ -297,7 +323,7 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
     for step in tqdm(range(start, config.steps), desc="discriminator", disable=None,
                      initial=start, total=config.steps):
         idx = np.concatenate([rng.choice(demo_idx, half),
-                              rng.choice(unlabelled_idx, config.batch_size - half)])
+                              rng.choice(unlabelled_idx, config.batch_size - half, p=negative_p)])
         windows = random_windows(trajectories, idx, config.window, rng)
         if config.demo_noise > 0:
             windows = _add_demo_noise(windows, is_demo_row, config.demo_noise, obs_std, act_std, rng)
@@ -341,14 +367,19 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
 
 
 @torch.no_grad()
-def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories, window: int,
-                       batch_size: int = 256, device: torch.device | str = "cpu",
+def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories,
+                       window: int | None = None, batch_size: int = 256,
+                       device: torch.device | str = "cpu",
                        reduction: str | None = None) -> np.ndarray:
-    """The safety signal z_tau of every trajectory, z_t computed in windows that tile the
-    trajectory (padding masked): sigmoid of the mean of z_t over all its steps (``mean``), or of
-    the smallest window mean of z_t (``min_window``). None: the model's ``score_reduction``
-    (set by :func:`load_discriminator` from DiscriminatorConfig.score_reduction), else ``mean``."""
+    """The safety signal z_tau of every trajectory, z_t computed in windows of ``window`` steps
+    that tile the trajectory (padding masked): sigmoid of the mean of z_t over all its steps
+    (``mean``), or of the smallest window mean of z_t (``min_window``). None: the model's
+    ``score_reduction`` and ``score_window`` (set by :func:`load_discriminator` from the
+    DiscriminatorConfig), else ``mean``."""
     reduction = reduction or getattr(model, "score_reduction", "mean")
+    window = window or getattr(model, "score_window", None)
+    if window is None:
+        raise ValueError("score_trajectories needs a window (or a model from load_discriminator)")
     if reduction not in ("mean", "min_window"):
         raise ValueError(f"reduction must be 'mean' or 'min_window', got {reduction!r}")
     model = model.to(device).eval()
