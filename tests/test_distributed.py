@@ -108,7 +108,7 @@ def test_shipped_configs_are_valid_and_help_documents_every_option():
     assert len(paper.tasks) == 23 and len(paper.seeds) == 5
     # the quick Table 1: every method of the paper's Table 1 on every shipped dataset, 3 seeds
     from dspo_ray.baselines import METHODS
-    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.tasks import get_task
 
     table1 = load_sweep_config(REPO / "experiments/configs/table1_quick.yaml")
@@ -119,7 +119,7 @@ def test_shipped_configs_are_valid_and_help_documents_every_option():
     out = run_cli("--help")
     assert out.returncode == 0
     for option in ("--config", "--address", "--resume", "--storage", "--name", "--workdir",
-                   "--tasks", "--seeds", "--methods", "--num-samples", "--max-concurrent",
+                   "--task", "--seed", "--method", "--num-samples", "--max-concurrent",
                    "--num-cpus", "--check"):
         assert option in out.stdout
 
@@ -379,7 +379,8 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
     # the best result carries the trained policy as its checkpoint; the summary names its file
     from ray import tune
     from dspo_ray.distributed.sweep import run_trial
-    from dspo_ray.policies import check_policy_fits, load_policy
+    from dspo_ray.policies import check_policy_fits
+    from dspo_ray.saved_policies import load_policy
     from dspo_ray.tasks import get_task
 
     best = tune.Tuner.restore(str(exp), trainable=run_trial).get_results().get_best_result()

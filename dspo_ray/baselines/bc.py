@@ -15,9 +15,10 @@ import torch
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, TransitionSampler, action_bounds, all_observations,
-                                       resolve_device, seed_everything, train_steps)
+                                       seed_everything, train_steps)
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,10 @@ from torch import nn
 
 from dspo_ray.config import ConfigError, bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, action_bounds, emit,
-                                       resolve_device, seed_everything, train_steps)
+                                       seed_everything, train_steps)
 from dspo_ray.baselines.rgm import RewardCorrectionConfig, fit_reward_correction
 from dspo_ray.data import CostLabelFreeData
-from dspo_ray.policies import POLICY_KINDS
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class CDTPolicy(nn.Module):
     own estimate of the step's cost. Actions lie in [-1, 1] (every registry task).
     """
 
-    policy_kind = "cdt"
+    policy_kind = "cdt"  # what save_policy records, for dspo_ray.saved_policies.load_policy
 
     def __init__(self, obs_dim: int, act_dim: int, embedding_dim: int, num_layers: int,
                  num_heads: int, context_len: int, max_episode_steps: int, dropout: float,
@@ -222,9 +222,6 @@ class CDTPolicy(nn.Module):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.reset(0)
-
-
-POLICY_KINDS.setdefault("cdt", CDTPolicy)
 
 
 # ----------------------------------------------------------------------------- training data

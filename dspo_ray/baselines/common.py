@@ -32,20 +32,13 @@ from dspo_ray.training import LocalContext
 Log = Callable[[dict], None] | None
 
 
-# ----------------------------------------------------------------------------- seeding, devices
+# ----------------------------------------------------------------------------- seeding
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed numpy and torch; return a CPU generator for minibatch indices (reproducible draws)."""
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # ----------------------------------------------------------------------------- replay sampling
@@ -150,7 +143,7 @@ class TanhGaussianActor(nn.Module):
         mu, std = self._pre_tanh(observations)
         u = mu + std * torch.randn_like(mu)
         y = torch.tanh(u)
-        log_prob = _normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) \
+        log_prob = normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) \
             - torch.log(self.deterministic.action_scale)
         return y * self.deterministic.action_scale + self.deterministic.action_offset, log_prob.sum(-1)
 
@@ -160,10 +153,11 @@ class TanhGaussianActor(nn.Module):
         mu, std = self._pre_tanh(observations)
         y = ((actions - p.action_offset) / p.action_scale).clamp(-1 + 1e-5, 1 - 1e-5)
         u = torch.atanh(y)
-        return _normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) - torch.log(p.action_scale)
+        return normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) - torch.log(p.action_scale)
 
 
-def _normal_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def normal_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per-dimension log-density of ``x`` under N(mean, std^2)."""
     return -0.5 * ((x - mean) / std).pow(2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
 
 
@@ -303,43 +297,13 @@ def config_from_dict(cls: type, overrides: dict[str, Any] | None) -> Any:
 
 # ----------------------------------------------------------------------------- registry
 
-# method name -> module under dspo_ray.baselines holding ``<Name>Config`` and ``train``
-_MODULES = {
+# The method registry: method name -> (module under dspo_ray.baselines, its config class). The
+# modules import this one, so get_method imports a method's module when it is asked for.
+METHODS: dict[str, tuple[str, str]] = {
     "bc_all": ("bc", "BCAllConfig"), "bc_safe": ("bc", "BCSafeConfig"),
     "td3bc": ("td3bc", "TD3BCConfig"), "iql": ("iql", "IQLConfig"), "cql": ("cql", "CQLConfig"),
     "dwbc": ("dwbc", "DWBCConfig"), "rgm": ("rgm", "RGMConfig"), "cdtv": ("cdtv", "CDTVConfig"),
 }
-
-
-class _MethodRegistry(dict):
-    """``METHODS[name] -> (ConfigClass, train_fn)``; modules are imported on first use."""
-
-    def __missing__(self, name: str):
-        if name not in _MODULES:
-            raise KeyError(f"unknown method {name!r}; known methods: {', '.join(_MODULES)}")
-        module_name, config_name = _MODULES[name]
-        module = importlib.import_module(f"dspo_ray.baselines.{module_name}")
-        entry = (getattr(module, config_name), getattr(module, "train"))
-        self[name] = entry
-        return entry
-
-    def __contains__(self, name: object) -> bool:
-        return name in _MODULES
-
-    def __iter__(self):
-        return iter(_MODULES)
-
-    def __len__(self) -> int:
-        return len(_MODULES)
-
-    def keys(self):  # type: ignore[override]
-        return list(_MODULES)
-
-    def items(self):  # type: ignore[override]
-        return [(k, self[k]) for k in _MODULES]
-
-
-METHODS: dict[str, tuple[type, Callable]] = _MethodRegistry()
 
 
 class UnknownMethodError(KeyError):
@@ -348,14 +312,12 @@ class UnknownMethodError(KeyError):
 
 
 def get_method(name: str) -> tuple[type, Callable]:
+    """``(ConfigClass, train)`` of a method of :data:`METHODS`."""
     if name not in METHODS:
         raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
-    return METHODS[name]
-
-
-def policy_kind(policy: nn.Module) -> str:
-    """The POLICY_KINDS name a trained policy is saved under."""
-    return getattr(policy, "policy_kind", "mlp")
+    module_name, config_name = METHODS[name]
+    module = importlib.import_module(f"dspo_ray.baselines.{module_name}")
+    return getattr(module, config_name), module.train
 
 
 def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] | None = None,
@@ -366,14 +328,14 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
 
     Returns a flat metrics dict (``eval/normalized_reward``, ``eval/normalized_cost``,
     ``eval/safe``, ``time/train_s``, the last logged ``losses/*``...). The policy is saved to
-    ``workdir/policy.pt``; training checkpoints go to ``workdir/<phase>.in-progress.pt``, and a
-    rerun in the same ``workdir`` (a retried trial) resumes from them (:func:`train_steps`).
-    Evaluation episodes use seeds ``10_000 * (seed + 1) + i``, disjoint from
-    the training seed and from each other across seeds. ``split``: a
-    :class:`~dspo_ray.data.SplitConfig` (default: the paper's Table 3 split).
+    ``workdir/policy.pt`` (:data:`~dspo_ray.policies.POLICY_FILE`); training checkpoints go to
+    ``workdir/<phase>.in-progress.pt``, and a rerun in the same ``workdir`` (a retried trial)
+    resumes from them (:func:`train_steps`). Evaluation episodes start at
+    ``evaluation_seed(seed)``, as DSPO's do. ``split``: a :class:`~dspo_ray.data.SplitConfig`
+    (default: the paper's Table 3 split).
     """
     from dspo_ray.data import load_task_data
-    from dspo_ray.evaluation import evaluate
+    from dspo_ray.evaluation import evaluate, evaluation_seed
     from dspo_ray.policies import POLICY_FILE, save_policy
 
     config_cls, train_fn = get_method(method)
@@ -392,9 +354,9 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     start = time.perf_counter()
     policy = train_fn(config, data, workdir, record)
     train_s = time.perf_counter() - start
-    save_policy(workdir / POLICY_FILE, policy, kind=policy_kind(policy))
+    save_policy(workdir / POLICY_FILE, policy)
     start = time.perf_counter()
-    result = evaluate(policy, data.task, episodes=eval_episodes, seed=10_000 * (seed + 1),
+    result = evaluate(policy, data.task, episodes=eval_episodes, seed=evaluation_seed(seed),
                       workers=eval_workers)
     eval_s = time.perf_counter() - start
     metrics: dict[str, Any] = {"method": method, "task": data.task.name, "seed": seed}

@@ -24,9 +24,10 @@ import torch
 from dspo_ray.config import ConfigError, bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, TanhGaussianActor,
                                        TransitionSampler, action_bounds, all_observations,
-                                       resolve_device, seed_everything, train_steps)
+                                       seed_everything, train_steps)
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 LOG_PI_MIN, LOG_PI_MAX = -20.0, 10.0
 

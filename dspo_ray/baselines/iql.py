@@ -23,11 +23,12 @@ from torch import nn
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TransitionSampler, ValueNetwork,
-                                       _normal_log_prob, action_bounds, all_observations,
-                                       resolve_device, return_range_scale, seed_everything,
-                                       soft_update, train_steps)
+                                       action_bounds, all_observations, normal_log_prob,
+                                       return_range_scale, seed_everything, soft_update,
+                                       train_steps)
 from dspo_ray.data import CostLabelFreeData, Trajectory
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         std = self.log_std.clamp(-20.0, 2.0).exp()
-        return _normal_log_prob(actions, self.mean(observations), std).sum(-1)
+        return normal_log_prob(actions, self.mean(observations), std).sum(-1)
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:

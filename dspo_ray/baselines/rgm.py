@@ -30,11 +30,11 @@ import torch.nn.functional as F
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, TransitionSampler,
-                                       all_observations, emit, resolve_device, seed_everything,
-                                       train_steps)
+                                       all_observations, emit, seed_everything, train_steps)
 from dspo_ray.baselines.iql import IQLConfig, train_iql
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)

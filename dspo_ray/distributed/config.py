@@ -500,7 +500,7 @@ def check_method_configs(config: SweepConfig) -> None:
     """Every method exists and accepts its fixed overrides and every end of its search space."""
     for method in config.methods:
         if ":" in method:
-            _import_custom(method)
+            import_custom_method(method)
             continue
         if method != DSPO:
             try:
@@ -535,7 +535,8 @@ def _check_method_names(methods: tuple[str, ...]) -> None:
                               f"{', '.join([DSPO, *METHODS])} (or package.module:function)")
 
 
-def _import_custom(path: str):
+def import_custom_method(path: str):
+    """The function a custom method ``package.module:function`` names; ConfigError if it is not there."""
     import importlib
 
     module_name, _, attr = path.partition(":")

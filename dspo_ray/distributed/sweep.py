@@ -56,8 +56,10 @@ from dspo_ray.analysis.results import (COST, REWARD, TRAINING_STEP, is_evaluated
 from dspo_ray.analysis.tables import sweep_summary
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
-                                         method_config, sweep_config_from_dict, _import_custom)
+                                         import_custom_method, method_config,
+                                         sweep_config_from_dict)
 from dspo_ray.distributed.train_runner import RayTrainRunner
+from dspo_ray.dspo.config import STAGES as DSPO_STAGES
 from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
 from dspo_ray.policies import POLICY_FILE
 
@@ -92,12 +94,8 @@ def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None)
     return out
 
 
-# DSPO's stages in order (dspo_ray.dspo.pipeline.STAGES): progress = index + 1
-DSPO_STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
-
-
 def _progress(stage: Any, count: int) -> int:
-    if isinstance(stage, str) and stage in DSPO_STAGES:
+    if isinstance(stage, str) and stage in DSPO_STAGES:  # progress = the stages finished
         return max(count, DSPO_STAGES.index(stage) + 1)
     if isinstance(stage, (int, float)) and not isinstance(stage, bool):
         return max(count, int(stage))
@@ -396,7 +394,7 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
                                     config.dataset_dir)
         metrics = run_dspo(dspo_config, workdir, runner=runner, report=report)
     elif ":" in method:
-        fn = _import_custom(method)
+        fn = import_custom_method(method)
         metrics = fn(task=task, seed=seed, config={**fixed, **params}, workdir=workdir,
                      runner=runner, report=report, eval_episodes=config.eval_episodes)
     else:
@@ -663,7 +661,8 @@ class MissingDatasetError(RuntimeError):
 
 def _ray_log_dir() -> str | None:
     try:
-        return os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
+        context = ray.get_runtime_context()  # Ray's session folder: <temp dir>/<session name>
+        return os.path.join(context.get_temp_dir(), context.get_session_name(), "logs")
     except Exception:  # joined a remote cluster: its logs are on its head node
         return None
 
@@ -728,8 +727,8 @@ def format_summary(result: SweepResult) -> str:
         policies = s[(s["seeds"] > 0) & s["policy"].notna()]
         if not policies.empty:
             lines += ["", "best policy per (method, task): the best seed of the configuration "
-                          "above; score one with python experiments/evaluate.py --task <task> "
-                          "--policy <file>"]
+                          "above; score one with dspo-evaluate (python experiments/evaluate.py) "
+                          "--task <task> --policy <file>"]
             lines += [f"{r['method']:<{mw}} {r['task']:<14} {r['policy']}"
                       for _, r in policies.iterrows()]
     t = result.trials

@@ -16,6 +16,11 @@ from dspo_ray.config import (ConfigError, bounded, deep_merge, from_dict, load_y
                              unflatten)
 from dspo_ray.data import SplitConfig
 
+STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
+"""DSPO's stages in the order run_dspo (pipeline.py) runs them; a run's progress is the number of
+stages it finished. Every stage but the last can end a run (``DSPOConfig.stop_after``)."""
+StopAfter = Literal[STAGES[:-1]]
+
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
@@ -212,7 +217,7 @@ class DSPOConfig:
     """Diagnostic only (never Table 1): replace the learned safety signal by the hidden truth
     (1 safe, 0 unsafe; demonstrations 1) and run the rest of DSPO unchanged; no discriminator is
     trained. The run is marked ``diagnostic/oracle_signal: 1``."""
-    stop_after: Literal["discriminator", "labels", "diffusion", "generation", "bc"] | None = None
+    stop_after: StopAfter | None = None
     """Stop after this stage (no simulator evaluation), e.g. ``labels`` for a stage-1-only run
     (Table 2): the run reports its metrics so far and ``run/stopped_after_stage`` (1-5). None:
     run everything."""

@@ -17,8 +17,9 @@ sidecar written just before it; a rerun skips every stage whose artefact exists)
 (``stop_after="labels"``) is Table 2's. ``stage1_oracle`` (a diagnostic, never Table 1) skips
 stage 1 and uses the hidden truth as the signal.
 
-Stages 1-5 are data (``TRAINING_STAGES``: name, artefact, ``produce``, ``save``); ``run_dspo`` goes
-through them in order with ``complete_stage``, then evaluates.
+Stages 1-5 are data (``TRAINING_STAGES``: name, artefact, ``produce``, ``save``), in the order of
+the one stage list, ``dspo_ray.dspo.config.STAGES`` (checked when this module loads); ``run_dspo``
+goes through them in order with ``complete_stage``, then evaluates.
 """
 
 from __future__ import annotations
@@ -35,18 +36,19 @@ import torch
 from dspo_ray.config import ConfigError, to_dict
 from dspo_ray.data import CostLabelFreeData, HiddenTruth, load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
-from dspo_ray.dspo.config import DSPOConfig
+from dspo_ray.dspo.config import STAGES, DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
                                          load_discriminator, score_trajectories,
                                          train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
-from dspo_ray.evaluation import evaluate
+from dspo_ray.evaluation import evaluate, evaluation_seed
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
-from dspo_ray.policies import POLICY_FILE, load_policy, save_policy
+from dspo_ray.policies import POLICY_FILE, save_policy
+from dspo_ray.saved_policies import load_policy
 from dspo_ray.tasks import action_bounds
-from dspo_ray.training import LocalRunner, StageRunner, pick_device, save_atomic
+from dspo_ray.training import LocalRunner, StageRunner, resolve_device, save_atomic
 
 
 def _sidecar(path: Path) -> Path:
@@ -206,9 +208,13 @@ TRAINING_STAGES = (
     Stage("generation", "generated.npz", generate_windows, save_generated),
     Stage("bc", POLICY_FILE, clone_behaviour, save_policy),
 )
-"""Every stage before evaluation, in order; evaluation (``result.json``) ends the run."""
-STAGES = tuple(s.name for s in TRAINING_STAGES) + ("evaluation",)
+"""Every stage before evaluation, in the order of :data:`dspo_ray.dspo.config.STAGES` (the one
+stage list; checked below); evaluation (``result.json``) ends the run."""
 ARTEFACTS = {**{s.name: s.artefact for s in TRAINING_STAGES}, "evaluation": "result.json"}
+if tuple(s.name for s in TRAINING_STAGES) + ("evaluation",) != STAGES:
+    raise RuntimeError(f"TRAINING_STAGES ({', '.join(s.name for s in TRAINING_STAGES)}, then "
+                       f"evaluation) disagrees with dspo_ray.dspo.config.STAGES "
+                       f"({', '.join(STAGES)}); change both together")
 
 
 def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None = None,
@@ -233,7 +239,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     action_low, action_high = action_bounds(data.task)
     run = StageInputs(
         config=config, workdir=workdir, runner=runner or LocalRunner(), data=data, truth=truth,
-        trajectories=trajectories, device=pick_device(), action_low=action_low,
+        trajectories=trajectories, device=resolve_device(), action_low=action_low,
         action_high=action_high,
         heldout=(np.zeros(len(trajectories), bool) if config.stage1_oracle else
                  heldout_demo_mask(trajectories.is_demo, config.holdout_demos, config.split.seed)))
@@ -254,7 +260,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     start = time.perf_counter()
     policy = load_policy(run.artefact("bc"))
     result = evaluate(policy, data.task, episodes=config.eval_episodes,
-                      seed=_eval_seed(config.seed), workers=config.eval_workers)
+                      seed=evaluation_seed(config.seed), workers=config.eval_workers)
     metrics.update({f"eval/{k}": v for k, v in result.to_dict().items() if k != "task"})
     metrics["time/evaluation_s"] = time.perf_counter() - start
     metrics["time/total_s"] = sum(v for k, v in metrics.items()
@@ -311,9 +317,6 @@ def _check_same_config(path: Path, config: dict[str, Any]) -> None:
                          "differ); use a fresh folder, or delete the folder to start over")
 
 
-def _eval_seed(seed: int) -> int:
-    # evaluation episodes start from seeds the data collection did not use for this run's seed
-    return 10_000 * (seed + 1)
 
 
 def _spent_path(workdir: Path, name: str) -> Path:
