@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
 from dspo_ray.data import HiddenTruth
 from dspo_ray.dspo.config import DiscriminatorConfig
@@ -46,7 +45,7 @@ from dspo_ray.dspo.safety_transformer import (ReturnClassifier, build_discrimina
                                               vclub_bound)
 from dspo_ray.dspo.windows import (RaggedTrajectories, WindowBatch, cut_windows, random_windows,
                                    tiling_windows)
-from dspo_ray.training import TrainContext, unwrap
+from dspo_ray.training import TrainContext, run_steps, unwrap
 
 
 def return_bins(returns: np.ndarray, n_bins: int, binning: str = "uniform") -> np.ndarray:
@@ -291,18 +290,6 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
     if len(demo_idx) == 0 or len(unlabelled_idx) == 0:
         raise ValueError("the discriminator needs safe demonstrations and unlabelled trajectories")
 
-    start = 0
-    checkpoint = ctx.load_checkpoint()
-    if checkpoint is not None:
-        unwrap(model).load_state_dict(checkpoint["model"])
-        unwrap(estimator).load_state_dict(checkpoint["estimator"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        estimator_optimizer.load_state_dict(checkpoint["estimator_optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        start = checkpoint["step"]
-        rng.bit_generator.state = checkpoint["rng"][ctx.rank % len(checkpoint["rng"])]
-        torch.set_rng_state(checkpoint["torch_rng"])
-
     half = config.batch_size // 2
     # None for uniform: keeps rng.choice's random stream (and results) as before the option
     negative_p = None if config.negatives == "uniform" else negative_sampling_weights(
@@ -319,9 +306,8 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
     if config.pu_loss == "nnpu" and pu_prior is None:
         pu_prior = estimate_class_prior(trajectories, seed=seed)  # same on every rank
     model.train()
-    logged: dict[str, list[float]] = {}
-    for step in tqdm(range(start, config.steps), desc="discriminator", disable=None,
-                     initial=start, total=config.steps):
+
+    def step(done: int) -> dict[str, float]:
         idx = np.concatenate([rng.choice(demo_idx, half),
                               rng.choice(unlabelled_idx, config.batch_size - half, p=negative_p)])
         windows = random_windows(trajectories, idx, config.window, rng)
@@ -338,24 +324,15 @@ def train_discriminator(ctx: TrainContext, trajectories: RaggedTrajectories,
         numbers = update_step(model, estimator, optimizer, estimator_optimizer, batch, labels, bins,
                               config, generator, data_batch, data_bins, pu_prior)
         scheduler.step()
-        for k, v in numbers.items():
-            logged.setdefault(k, []).append(v)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            metrics = {k: float(np.mean(v)) for k, v in logged.items()}
-            metrics.update({"train/step": done, "train/learning_rate": scheduler.get_last_lr()[0]})
-            if pu_prior is not None and config.pu_loss == "nnpu":
-                metrics["train/pu_prior"] = pu_prior
-            logged = {}
-            ckpt = None
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                ckpt = {"model": unwrap(model).state_dict(),
-                        "estimator": unwrap(estimator).state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "estimator_optimizer": estimator_optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "step": done,
-                        "rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state()}
-            ctx.report(metrics, checkpoint=ckpt)
+        numbers["train/learning_rate"] = scheduler.get_last_lr()[0]
+        if config.pu_loss == "nnpu":
+            numbers["train/pu_prior"] = pu_prior
+        return numbers
+
+    run_steps(ctx, "discriminator", config.steps, step,
+              {"model": unwrap(model), "estimator": unwrap(estimator), "optimizer": optimizer,
+               "estimator_optimizer": estimator_optimizer, "scheduler": scheduler},
+              rng, config.log_every, config.checkpoint_every)
     if ctx.rank != 0:
         return None
     plain = unwrap(model)
