@@ -1,6 +1,6 @@
 """Issue 16.9: the stage loop the trainers share (dspo_ray.training.run_steps): logging cadence,
 checkpoints, and a run interrupted after a checkpoint that resumes to exactly the weights of an
-uninterrupted one, for the BC and diffusion stages (tiny models, CPU, seconds)."""
+uninterrupted one, for the discriminator, BC and diffusion stages (tiny models, CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from dspo_ray.dspo.bc import train_bc
-from dspo_ray.dspo.config import BCConfig, DiffusionConfig
+from dspo_ray.dspo.config import BCConfig, DiffusionConfig, DiscriminatorConfig
 from dspo_ray.dspo.diffusion import train_diffusion
+from dspo_ray.dspo.discriminator import train_discriminator
 from dspo_ray.dspo.windows import RaggedTrajectories
 from dspo_ray.training import LocalContext, run_steps
 
@@ -87,10 +88,16 @@ def tiny_stages():
                                             dim=8, dim_mults=(1, 2), attention=False, log_every=5,
                                             checkpoint_every=10, ema_start=10, ema_every=5),
                      seed=1)
-    return {"bc": (train_bc, bc, 25), "diffusion": (train_diffusion, diffusion, 15)}
+    discriminator = dict(trajectories=trajectories, max_timestep=50, seed=2,
+                         config=DiscriminatorConfig(variant="mlp", mlp_hidden=(16,), window=10,
+                                                    batch_size=8, steps=30, warmup_steps=5,
+                                                    log_every=5, checkpoint_every=10,
+                                                    negatives="return_matched", return_bins=3))
+    return {"bc": (train_bc, bc, 25), "diffusion": (train_diffusion, diffusion, 15),
+            "discriminator": (train_discriminator, discriminator, 15)}
 
 
-@pytest.mark.parametrize("stage", ["bc", "diffusion"])
+@pytest.mark.parametrize("stage", ["discriminator", "bc", "diffusion"])
 def test_an_interrupted_stage_resumes_to_the_uninterrupted_weights(stage, tmp_path):
     train_fn, kwargs, stop_at = tiny_stages()[stage]
     full, full_reports = run(train_fn, kwargs, tmp_path / "full.pt")
@@ -99,6 +106,6 @@ def test_an_interrupted_stage_resumes_to_the_uninterrupted_weights(stage, tmp_pa
     # interrupted at a report without a checkpoint: the steps since the last one run again
     assert first[-1]["train/step"] == stop_at and rest[0]["train/step"] == stop_at
     assert first[:-1] + rest == full_reports
-    for key in ("state_dict", "ema_state_dict"):
+    for key in ("state_dict", "ema_state_dict", "estimator_state_dict"):
         for name, value in full.get(key, {}).items():
             assert torch.equal(value, resumed[key][name]), (key, name)
