@@ -62,6 +62,8 @@ OPTIONS: dict[str, tuple[dict, str]] = {
     "matched": ({D + "negatives": "return_matched"}, "return-matched negatives (bandwidth 0.1 std), data vCLUB 0.1"),
     "matched-noRA": ({D + "negatives": "return_matched", D + "return_agnostic": False}, "return-matched negatives, no return-agnostic term"),
     "matched-bw0.3": ({D + "negatives": "return_matched", D + "return_match_bandwidth": 0.3}, "return-matched negatives (bandwidth 0.3 std), data vCLUB 0.1"),
+    "matched-mlp-1200": ({D + "negatives": "return_matched", D + "variant": "mlp", D + "steps": 1200, D + "warmup_steps": 120}, "return-matched negatives, MLP backbone, 3x steps"),
+    "matched-mlp-bw0.3": ({D + "negatives": "return_matched", D + "variant": "mlp", D + "return_match_bandwidth": 0.3}, "return-matched negatives (bandwidth 0.3 std), MLP backbone"),
     "matched-mlp": ({D + "negatives": "return_matched", D + "variant": "mlp"}, "return-matched negatives, MLP backbone, data vCLUB 0.1"),
 }
 SCORE_WINDOWS = (10, 25)
