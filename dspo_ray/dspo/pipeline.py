@@ -222,7 +222,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
         demo = trajectories.is_demo
         generated = generate(artefact, config.generation, config.diffusion.guidance_weight,
                              trajectories.returns[demo], signals[demo], action_low, action_high,
-                             seed=config.seed, device=device)
+                             seed=config.seed, device=device, autocast=config.diffusion.autocast,
+                             compile=config.diffusion.compile)
         pending["generation"] = generated
         return {"generation/n_windows": int(len(generated["observations"])),
                 "generation/return_condition_mean": float(generated["return_condition"].mean()),
