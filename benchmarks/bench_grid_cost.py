@@ -131,10 +131,11 @@ PRICES_USD_PER_H = {"g5.xlarge": 1.006, "m5.2xlarge": 0.384}
 """On-demand Linux prices, us-west-2 (clusters/aws.yaml's region), from AWS's public price list as
 of 2024 -- not re-checked from this machine (no internet). Spot is cheaper and varies by hour."""
 PRICES_DATE = "AWS on-demand list prices, us-west-2, as of 2024 (not re-checked)"
-GPU_SPEEDUPS = (1, 5, 20)
+GPU_SPEEDUPS = (1, 10, 50)
 """ASSUMPTION, not measured (no GPU here): a g5.xlarge (one A10G) runs a training iteration S times
-faster than one thread of this CPU. S=1 is the CPU-bound floor; the small MLP baselines sit near
-the low end, the 16M-parameter U-Net and the transformers near the high end."""
+faster than one thread of this CPU. S=1 is the CPU-bound floor; the small-batch MLP baselines
+(launch-bound on a GPU) sit near the low end, the 16M-parameter U-Net and CDT-V's batch-2048
+transformer near the high end."""
 EVAL_S_PER_TRIAL = 20 / 0.77
 """20 evaluation episodes at the slowest measured rate (PointGoal1, 1000-step episodes,
 sequential: 0.77 episodes/s, benchmarks/results/evaluation_throughput.md); CPU-bound, not sped up."""
@@ -160,10 +161,12 @@ def price(report: dict, grid_file: Path) -> list[str]:
     workers = 16  # clusters/aws.yaml max_workers: one trial per g5.xlarge
     b, d = report["baselines"]["measured"], report["dspo"]["measured"]
     lines = ["# The paper grid, priced", "",
-             f"- measured inputs: `{b['command']}` ({b['date']}, load {b['load_at_start']}) and "
-             f"`{d['command']}` ({d['date']}); {b['machine']}; task {b['task']} "
-             f"(obs {b['obs_dim']}, act {b['act_dim']})",
-             f"- grid: {grid_file} -- {n_tasks} tasks x {n_seeds} seeds x "
+             "Written by `python benchmarks/bench_grid_cost.py --price` from `grid_cost.json`.", "",
+             f"- measured inputs (`grid_cost.json`): `{b['command']}` (baselines: {b['date']}; DSPO: "
+             f"{d['date']}; load average at start {b['load_at_start']}); {b['machine']}; task "
+             f"{b['task']} (obs {b['obs_dim']}, act {b['act_dim']}); DSPO's labels stage (scoring "
+             "every trajectory once) is not included",
+             f"- grid: {grid_file.resolve().relative_to(Path(__file__).resolve().parents[1])} -- {n_tasks} tasks x {n_seeds} seeds x "
              f"{len(grid['methods'])} methods; DSPO searched over {n_configs} configurations per task",
              f"- prices (stated input): {PRICES_DATE}: " + ", ".join(
                  f"{k} ${v:.3f}/h" for k, v in PRICES_USD_PER_H.items()),
