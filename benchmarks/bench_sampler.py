@@ -182,7 +182,7 @@ def render(report: dict) -> list[str]:
             ref = next(q for q in rows if q["profile"] == r["profile"])  # DDPM-100, full batch
             lines.append(f"| {r['profile']} | {r['sampler']} | {r['batch']} | {r['wall_s']:.1f} | "
                          f"{r['cpu_s']:.1f} | {r['windows_per_s']:.2f} | {r['windows_per_cpu_s']:.2f} | "
-                         f"{ref['cpu_s'] / r['cpu_s']:.1f}x |")
+                         f"{r['windows_per_cpu_s'] / ref['windows_per_cpu_s']:.1f}x |")
         lines.append("")
     if "quality" in report:
         part, info = report["quality"], report["quality"]["info"]
@@ -205,7 +205,8 @@ def render(report: dict) -> list[str]:
         lines.append("")
     if "policy" in report:
         part = report["policy"]
-        keys = ["eval/normalized_reward", "eval/normalized_cost", "eval/reward_mean", "eval/cost_mean"]
+        keys = ["eval/normalized_reward", "eval/normalized_cost", "eval/reward_mean", "eval/reward_std",
+                "eval/cost_mean", "eval/cost_std"]
         lines += [f"## Final policy (quick DSPO on {part['task']}: ONE seed (0), 20 episodes; stages "
                   "1-2 trained once and shared, generation + BC + evaluation per sampler)", "",
                   *header(part), "| sampler | " + " | ".join(keys) + " | generation CPU s |",
@@ -222,8 +223,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--task", default="CarCircle")
     p.add_argument("--workdir", type=Path, default=Path("results/bench_sampler"))
-    p.add_argument("--parts", nargs="+", default=["throughput", "quality", "policy"],
-                   choices=["throughput", "quality", "policy"])
+    p.add_argument("--parts", nargs="*", default=["throughput", "quality", "policy"],
+                   choices=["throughput", "quality", "policy"],
+                   help="what to measure; none: rewrite the report from its .json")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sampler.md",
                    help="the report; its numbers are kept in the .json beside it, one entry per part")
     args = p.parse_args(argv)
@@ -248,6 +250,9 @@ def main(argv=None) -> int:
         raw.write_text(json.dumps(report, indent=1, default=float) + "\n")
         args.out.write_text("\n".join(render(report)))
         print("written", args.out, raw, flush=True)
+    if not args.parts:
+        args.out.write_text("\n".join(render(report)))
+        print("written", args.out, flush=True)
     return 0
 
 
