@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     from dspo_ray.data import find_dataset
     from dspo_ray.data.collect import collection_reset_seeds
-    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.data.shipping import can_replay, pack_dataset, unpack_columns
     from dspo_ray.tasks import TASKS
 

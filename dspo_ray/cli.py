@@ -1,11 +1,14 @@
-"""What every entry point (``experiments/*.py``, ``analysis/make_tables.py``) does with bad input.
+"""What every command (``dspo_ray/commands/``: ``dspo-sweep``, ``dspo-train``, ... and their
+``experiments/*.py`` wrappers) does with bad input.
 
 :func:`run_cli` runs a script's ``main``: an error caused by the input (a config, a dataset, a
 file written by an earlier run, a command-line value) becomes one line ``error: <problem and fix>``
 on stderr and exit status 2, with no traceback; Ctrl-C becomes exit 130 and a line saying that
 rerunning the command resumes (where it does). Anything else is a bug and keeps its traceback.
 
-Also the argparse types the scripts share (``positive_int``, ``yaml_override``).
+Also the argparse pieces the commands share: types (``positive_int``, ``yaml_override``) and the
+one spelling of a repeatable option (``--task A --task B``, :func:`add_repeatable`), with the old
+spellings still accepted, with a warning (:func:`add_deprecated_alias`).
 """
 
 from __future__ import annotations
@@ -101,3 +104,39 @@ def yaml_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError as e:
         raise argparse.ArgumentTypeError(
             f"{key.strip()}: cannot read {value!r} as a value ({one_line(e)})") from None
+
+
+class _DeprecatedSpelling(argparse.Action):
+    """An old spelling of an option: does what the new one does, and says so on stderr."""
+
+    def __init__(self, option_strings, dest, replacement: str, extend: bool = False, **kwargs):
+        self.replacement, self.extend = replacement, extend
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use {self.replacement}", file=sys.stderr)
+        if self.extend:
+            values = (getattr(namespace, self.dest) or []) + list(values)
+        setattr(namespace, self.dest, values)
+
+
+def add_repeatable(parser: argparse.ArgumentParser, flag: str, old_plural: str | None = None,
+                   **kwargs: Any) -> None:
+    """A list-valued option spelled the one way: ``flag`` repeated (``--task A --task B``); its
+    value is None when not given (so that a default list is not appended to). ``old_plural``
+    (``--tasks A B``) is still accepted, with a warning."""
+    dest = kwargs.pop("dest", (old_plural or flag).lstrip("-").replace("-", "_"))
+    help_text = kwargs.pop("help", None)
+    metavar = kwargs.pop("metavar", flag.lstrip("-").replace("-", "_").upper())
+    parser.add_argument(flag, dest=dest, action="append", default=None, help=help_text,
+                        metavar=metavar, **kwargs)
+    if old_plural:
+        parser.add_argument(old_plural, dest=dest, nargs="+", action=_DeprecatedSpelling,
+                            replacement=f"{flag} A {flag} B", extend=True, help=argparse.SUPPRESS,
+                            **kwargs)
+
+
+def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
+    """``old`` sets what ``new`` sets (give it ``new``'s type), with a warning; not in --help."""
+    parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_DeprecatedSpelling,
+                        replacement=new, help=argparse.SUPPRESS, **kwargs)

@@ -127,6 +127,14 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def evaluation_seed(training_seed: int) -> int:
+    """The first episode seed of a run's final evaluation (episode i: this + i), for every method.
+
+    10_000 apart per training seed: disjoint from the training seed, from each other across seeds
+    for up to 10_000 episodes, and from the seeds data collection resets with."""
+    return 10_000 * (training_seed + 1)
+
+
 def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
              workers: int | None = None, cost_limit: float | None = None,
              env_streams: int = 4) -> EvalResult:

@@ -22,8 +22,14 @@ told), never a training input.
 from __future__ import annotations
 
 HIDDEN_TRUTH_PREFIXES = ("discriminator/", "neg_return/", "diagnostic/")
-LABEL_FREE_STAGE1_METRIC = "stage1/heldout_demo_auroc"
-"""AUROC of the demonstrations held out of stage-1 training vs the unlabelled trajectories."""
+LABEL_FREE_STAGE1_METRIC = "stage1/heldout_demo_auroc_return_matched"
+"""AUROC of the demonstrations held out of stage-1 training vs the unlabelled trajectories that
+earn at least the lowest held-out demonstration's return. Chosen over the plain held-out AUROC
+(``stage1/heldout_demo_auroc``, vs every unlabelled trajectory) because the demonstrations are
+the highest-return safe trajectories: the plain one rewards a signal that merely follows the
+return. Measured (docs/results/stage1.md): Spearman with the hidden-truth AUROC over a task's
+stage-1 variants +0.80 / +0.93 / +0.03 (hardsparse / DroneRun / AntRun) vs -0.82 / +0.85 / -0.45
+for the plain one. NaN when no unlabelled trajectory earns that much."""
 EVALUATION_PREFIX = "eval/"
 
 

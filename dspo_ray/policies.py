@@ -3,13 +3,14 @@
 A policy is any object with ``act(observation) -> action`` (one observation, numpy in and out) and
 optionally ``reset(seed)`` at the start of each episode and ``observe(reward)`` after each step
 (for return-conditioned sequence policies). Policies must pickle: evaluation runs episodes in
-worker processes.
+worker processes. :func:`save_policy` writes one to a file; reading it back needs every kind a
+method may have saved, so ``load_policy`` is in dspo_ray.saved_policies, above the methods.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -66,6 +67,8 @@ class ObservationNormalized(nn.Module):
 class MLPPolicy(ObservationNormalized):
     """Deterministic policy: normalised observation -> MLP -> tanh -> action bounds."""
 
+    policy_kind = "mlp"  # what save_policy records, for load_policy
+
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256),
                  action_low: float | np.ndarray = -1.0, action_high: float | np.ndarray = 1.0):
         super().__init__(obs_dim)
@@ -88,48 +91,18 @@ class MLPPolicy(ObservationNormalized):
 POLICY_FILE = "policy.pt"
 """A trained policy's file name in a run folder and in a sweep trial's Tune checkpoint."""
 
-# kind -> constructor from the saved config; methods with other policy classes register here.
-POLICY_KINDS: dict[str, Callable[..., nn.Module]] = {"mlp": MLPPolicy}
 
-
-def save_policy(path: str | Path, policy: nn.Module, kind: str = "mlp") -> Path:
-    """Save a policy with the config needed to rebuild it; written atomically."""
-    if kind not in POLICY_KINDS:
-        raise ValueError(f"unknown policy kind {kind!r}; known: {sorted(POLICY_KINDS)}")
+def save_policy(path: str | Path, policy: nn.Module) -> Path:
+    """Save a policy with its kind (its class's ``policy_kind``) and the config needed to rebuild
+    it; written atomically. dspo_ray.saved_policies.load_policy reads it back."""
     state = {k: v.cpu() for k, v in policy.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save({"kind": kind, "config": policy.config, "state_dict": state}, tmp)
+        torch.save({"kind": policy.policy_kind, "config": policy.config, "state_dict": state}, tmp)
     return Path(path)
 
 
 class PolicyError(ValueError):
     """A policy that cannot be used: not a policy file, or made for another task."""
-
-
-def load_policy(path: str | Path) -> nn.Module:
-    """The policy saved at ``path`` by :func:`save_policy` (or in a run folder holding
-    ``policy.pt``); raises :class:`PolicyError` naming the file for anything else."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / POLICY_FILE).is_file():
-            raise FileNotFoundError(f"{path} is a folder without a {POLICY_FILE}; give the policy "
-                                    f"file itself (a run's {POLICY_FILE})")
-        path = path / POLICY_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"policy file {path} does not exist")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved["kind"] not in POLICY_KINDS:
-            import dspo_ray.baselines  # noqa: F401  (registers the baselines' kinds, e.g. "cdt")
-        policy = POLICY_KINDS[saved["kind"]](**saved["config"])
-        policy.load_state_dict(saved["state_dict"])
-    except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
-        # the first sentence only: torch's advice that follows (weights_only=False) is wrong here
-        text = str(e).strip()
-        reason = text.splitlines()[0].split(". ")[0].rstrip(".") if text else ""
-        raise PolicyError(f"{path} is not a dspo-ray policy file (written by save_policy): "
-                          f"{type(e).__name__}: {reason}") from e
-    return policy.eval()
 
 
 def check_policy_fits(policy: object, obs_dim: int, act_dim: int, task_name: str) -> None:

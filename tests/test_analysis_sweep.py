@@ -131,7 +131,8 @@ def test_best_result_checkpoint_is_a_policy_that_evaluate_scores(sweep_results):
     for _, cell in sweep_summary(trials).iterrows():  # each cell's policy: its chosen group's
         assert cell["policy"] in set(trials.loc[trials["group"] == cell["group"], "policy"])
     out = subprocess.run([sys.executable, str(REPO / "experiments/evaluate.py"), "--task",
-                          "DroneRun", "--policy", str(policy), "--episodes", "1", "--workers", "1"],
+                          "DroneRun", "--policy", str(policy), "--eval-episodes", "1",
+                          "--eval-workers", "1"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert '"normalized_cost"' in out.stdout

@@ -50,14 +50,14 @@ def test_figure4_command_writes_table_csv_and_plot(carcircle_dataset, tmp_path):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "experiments/figure4.py", "--tasks", "CarCircle",
-                          "--seeds", "0", "--steps", "5", "--dataset", str(carcircle_dataset),
+    out = subprocess.run([sys.executable, "experiments/figure4.py", "--task", "CarCircle",
+                          "--seed", "0", "--steps", "5", "--dataset", str(carcircle_dataset),
                           "--out", str(tmp_path / "f4")], cwd=repo, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     note = (tmp_path / "f4" / "figure4.md").read_text()
     assert "| CarCircle | safety_transformer |" in note and "| CarCircle | mlp |" in note
     assert (tmp_path / "f4" / "figure4.png").stat().st_size > 0
-    bad = subprocess.run([sys.executable, "experiments/figure4.py", "--tasks", "NoSuchTask"],
+    bad = subprocess.run([sys.executable, "experiments/figure4.py", "--task", "NoSuchTask"],
                          cwd=repo, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "NoSuchTask" in bad.stderr and "Traceback" not in bad.stderr

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from dspo_ray.baselines import METHODS, ConfigError, config_from_dict
+from dspo_ray.baselines import METHODS, ConfigError, UnknownMethodError, config_from_dict, get_method
 from dspo_ray.data import (CostLabelFreeData, SplitConfig, Trajectory, load_task_data, write_dsrl)
 from dspo_ray.data.rollout import record_episode
 from dspo_ray.envs import make_env
-from dspo_ray.policies import load_policy, save_policy
+from dspo_ray.policies import save_policy
+from dspo_ray.saved_policies import load_policy
 from dspo_ray.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def one_thread():
 
 def small(method: str, steps: int, **extra) -> object:
     """The method's config with small networks and a tiny budget."""
-    cls, _ = METHODS[method]
+    cls, _ = get_method(method)
     fields = cls.__dataclass_fields__
     overrides = {"steps": steps, "log_every": 10, "batch_size": 64, "device": "cpu"}
     if "hidden" in fields:
@@ -88,7 +89,7 @@ LOSSES = {
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_update_lowers_loss_on_real_data(method, real_data, tmp_path):
     history: list[dict] = []
-    _, train = METHODS[method]
+    _, train = get_method(method)
     policy = train(small(method, steps=200), real_data, tmp_path, history.append)
     for key in LOSSES[method]:
         values = [h[key] for h in history if key in h]
@@ -99,19 +100,66 @@ def test_update_lowers_loss_on_real_data(method, real_data, tmp_path):
     assert action.shape == (2,) and np.all(np.abs(action) <= 1)
 
 
+class Killed(Exception):
+    """Stands in for a trial killed mid-training (a lost node, an OOM kill)."""
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_a_killed_training_resumes_from_its_checkpoint(method, real_data, tmp_path):
+    """Killed at step 30 of its (last) training phase, between the checkpoints of steps 20 and
+    40, the rerun in the same folder restores step 20 (and a finished first phase: RGM's and
+    CDT-V's reward correction) and ends with the very policy of an uninterrupted run."""
+    _, train = get_method(method)
+    config = small(method, steps=40, **({"discriminator_steps": 30}
+                                        if method in ("rgm", "cdtv") else {}))
+    last_phase_key = LOSSES[method][-1]
+
+    def kill_at_step_30(record):
+        if record["step"] == 30 and last_phase_key in record:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(config, real_data, tmp_path / "retried", kill_at_step_30)
+    assert list((tmp_path / "retried").glob("*.in-progress.pt"))
+    resumed_log: list[dict] = []
+    resumed = train(config, real_data, tmp_path / "retried", resumed_log.append)
+    uninterrupted_log: list[dict] = []
+    uninterrupted = train(config, real_data, tmp_path / "uninterrupted", uninterrupted_log.append)
+
+    last_phase = [r["step"] for r in resumed_log if last_phase_key in r]
+    assert last_phase == [20, 30, 40]  # the checkpointed step's losses again, then on from it
+    if method in ("rgm", "cdtv"):  # the finished reward correction is not trained again
+        assert [r["step"] for r in resumed_log if "losses/discriminator" in r] == [30]
+    for name, tensor in uninterrupted.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+    assert resumed_log[-1] == uninterrupted_log[-1]
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(real_data, tmp_path, capsys):
+    _, train = get_method("bc_all")
+    train(small("bc_all", steps=20), real_data, tmp_path)
+    log: list[dict] = []
+    train(small("bc_all", steps=20, lr=3e-4), real_data, tmp_path, log.append)
+    assert log[0]["step"] == 1 and "other settings or data" in capsys.readouterr().err
+    log.clear()
+    train(small("bc_safe", steps=20, lr=3e-4), real_data, tmp_path, log.append)  # its own file
+    assert log[0]["step"] == 1 and sorted(p.name for p in tmp_path.glob("*.in-progress.pt")) == [
+        "bc_all.in-progress.pt", "bc_safe_demos.in-progress.pt"]
+
+
 def test_methods_never_read_costs(real_data, tmp_path):
     """The learner-side data holds plain Trajectory objects (no ``costs`` field) and every method
     trains on them; the methods' source never names a cost field of the data."""
     for t in real_data.all_trajectories:
         assert type(t) is Trajectory and not hasattr(t, "costs")
     for method in ALL_METHODS:
-        _, train = METHODS[method]
+        _, train = get_method(method)
         extra = {"discriminator_steps": 3} if method in ("rgm", "cdtv") else {}
         policy = train(small(method, steps=3, **extra), real_data, tmp_path)
         assert np.all(np.isfinite(policy.act(real_data.safe_demos[0].observations[0])))
     forbidden = re.compile(r"\.costs\b|\bcost_returns?\b|CostedTrajectory|HiddenTruth|without_costs"
                            r"|\[[\"']costs?[\"']\]|\bdemo_cost|unlabelled_cost|is_safe")
-    sources = sorted((REPO / "dspo_ray" / "baselines").glob("*.py")) + [REPO / "experiments" / "train.py"]
+    sources = sorted((REPO / "dspo_ray" / "baselines").glob("*.py")) + [REPO / "dspo_ray" / "commands" / "train.py"]
     assert len(sources) >= 9
     for path in sources:
         for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -140,14 +188,14 @@ def linear_data(n_demos: int = 20, n_unlabelled: int = 20, length: int = 50):
 def test_bc_reproduces_a_known_linear_policy(tmp_path):
     data, w = linear_data()
     states = np.random.default_rng(2).normal(size=(500, 8)).astype(np.float32)
-    _, train_safe = METHODS["bc_safe"]
+    _, train_safe = get_method("bc_safe")
     policy = train_safe(small("bc_safe", steps=1500, batch_size=128), data, tmp_path)
     with torch.no_grad():
         actions = policy(torch.as_tensor(states)).numpy()
     error = np.abs(actions - states @ w.T).mean()
     assert error < 0.05, f"BC-Safe is off the demonstrators' linear policy by {error:.3f}"
     # BC-All sees both W and -W (on different states): it must not recover W
-    _, train_all = METHODS["bc_all"]
+    _, train_all = get_method("bc_all")
     policy_all = train_all(small("bc_all", steps=1500, batch_size=128), data, tmp_path)
     with torch.no_grad():
         actions_all = policy_all(torch.as_tensor(states)).numpy()
@@ -185,7 +233,7 @@ def one_step_toy(seed: int = 0):
 def toy_and_bc_error(tmp_path_factory):
     data, good = one_step_toy()
     states = np.random.default_rng(3).normal(size=(500, 8)).astype(np.float32)
-    _, train = METHODS["bc_all"]
+    _, train = get_method("bc_all")
     policy = train(small("bc_all", steps=800, batch_size=128), data, tmp_path_factory.mktemp("bc"))
     with torch.no_grad():
         bc_error = np.abs(policy(torch.as_tensor(states)).numpy() - good(states)).mean()
@@ -203,7 +251,7 @@ def test_offline_rl_beats_bc_all_when_reward_separates_actions(method, steps, ex
                                                                toy_and_bc_error, tmp_path):
     data, good, states, bc_error = toy_and_bc_error
     assert bc_error > 0.3  # the toy is hard for BC-All by construction
-    _, train = METHODS[method]
+    _, train = get_method(method)
     policy = train(small(method, steps=steps, batch_size=128, **extra), data, tmp_path)
     with torch.no_grad():
         error = np.abs(policy(torch.as_tensor(states)).numpy() - good(states)).mean()
@@ -213,7 +261,7 @@ def test_offline_rl_beats_bc_all_when_reward_separates_actions(method, steps, ex
 # ----------------------------------------------------------------------------- CDT-V policy
 
 def test_cdt_policy_tracks_its_own_cost_estimate_and_round_trips(real_data, tmp_path):
-    _, train = METHODS["cdtv"]
+    _, train = get_method("cdtv")
     policy = train(small("cdtv", steps=20), real_data, tmp_path)
     traj = real_data.unlabelled[0]
     policy.reset(0)
@@ -227,7 +275,7 @@ def test_cdt_policy_tracks_its_own_cost_estimate_and_round_trips(real_data, tmp_
     assert np.all(own.numpy() >= 0)
     assert policy._ctg[-1] == pytest.approx(start_ctg - float(own.sum()), rel=1e-4, abs=1e-4)
     # saved and pickled policies act identically from a fresh episode
-    loaded = load_policy(save_policy(tmp_path / "cdt.pt", policy, kind="cdt"))
+    loaded = load_policy(save_policy(tmp_path / "cdt.pt", policy))
     clone = pickle.loads(pickle.dumps(policy))
     for p in (policy, loaded, clone):
         p.reset(0)
@@ -243,9 +291,10 @@ def test_cdt_policy_tracks_its_own_cost_estimate_and_round_trips(real_data, tmp_
 
 def test_unknown_override_is_an_error_naming_it():
     with pytest.raises(ConfigError, match="learning_rate"):
-        config_from_dict(METHODS["iql"][0], {"learning_rate": 1e-3})
-    with pytest.raises(KeyError, match="known methods"):
-        METHODS["nope"]
+        config_from_dict(get_method("iql")[0], {"learning_rate": 1e-3})
+    with pytest.raises(UnknownMethodError, match="known methods"):
+        get_method("nope")
+    assert list(METHODS) == ALL_METHODS  # the registry names every method
 
 
 def run_cli(*args, cwd=REPO):

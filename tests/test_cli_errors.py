@@ -10,7 +10,6 @@ training. A few direct checks follow the table.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,7 +162,7 @@ CASES = [
     # 9. resources and method names
     ("9-max-concurrent", S, "--max-concurrent 0 --check", 2, ["--max-concurrent", ">= 1"], [], None),
     ("9-num-cpus", S, "--num-cpus -1 --check", 2, ["--num-cpus", ">= 1"], [], None),
-    ("9-unknown-method", S, "--methods iqlx --check", 2, ["unknown method 'iqlx'", "methods"], [],
+    ("9-unknown-method", S, "--method iqlx --check", 2, ["unknown method 'iqlx'", "methods"], [],
      None),
     # 10. an empty sweep YAML is refused, not a paper-profile sweep
     ("10-empty-yaml", S, "--config {root}/empty.yaml --check", 2, ["empty.yaml", "empty"], [], None),
@@ -172,7 +171,8 @@ CASES = [
      ["no_policy_here", "folder", "policy.pt"], [], None),
     ("11-not-a-policy", E, "--task CarCircle --policy {root}/junk.pt", 2,
      ["junk.pt", "not a dspo-ray policy file"], [], None),
-    ("11-eval-workers", E, "--task CarCircle --workers 0", 2, ["--workers", ">= 1"], [], None),
+    ("11-eval-workers", E, "--task CarCircle --eval-workers 0", 2, ["--eval-workers", ">= 1"], [],
+     None),
     ("11-eval-seed", E, "--task CarCircle --seed -5", 2, ["--seed", ">= 0"], [], None),
     ("11-train-seed", T, "--method iql --task CarCircle --seed -1 --out {out}", 2,
      ["seed", ">= 0"], ["{out}"], None),
@@ -225,12 +225,11 @@ def test_bad_input_gets_a_clear_answer(case, data, tmp_path, monkeypatch, capsys
 
 
 def test_a_real_process_exits_2_without_a_traceback(data, tmp_path):
-    """The table runs the scripts in this process; one case as a real process, without
-    PYTHONPATH, from another folder."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    """The table runs the scripts in this process; one case as a real process, from another
+    folder."""
     proc = subprocess.run([sys.executable, str(REPO / D), "--task", "CarCircle", "--set",
                            "split.n_safe=0", "--out", str(tmp_path / "run")], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip() == "error: split.n_safe: 0 is out of range (must be >= 1)"
     assert not (tmp_path / "run").exists()
@@ -261,13 +260,9 @@ def test_a_bug_keeps_its_traceback():
 
 def test_a_sweep_with_no_finished_trial_exits_1(capsys):
     """8: 'no trial finished' is a failure (the summary's retry count is checked elsewhere)."""
-    import importlib.util
-
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location("sweep_script", REPO / S)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from dspo_ray.commands import sweep as module
 
     class Result:
         experiment_path = "results/sweeps/x"
@@ -282,26 +277,28 @@ def test_a_sweep_with_no_finished_trial_exits_1(capsys):
     assert module.sweep_exit_status(Result) == 0
 
 
-@pytest.mark.parametrize("script", [T, E, "analysis/make_tables.py"])
-def test_scripts_import_the_checkout_they_run_from(script, tmp_path):
-    """11: train.py, evaluate.py and make_tables.py use this checkout's dspo_ray (as dspo.py and
-    sweep.py do), not an installed one."""
-    code = ("import runpy, sys\nsys.argv = [sys.argv[1], '--help']\ntry:\n"
-            "    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "import dspo_ray\nprint('FROM', dspo_ray.__file__)")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", code, str(REPO / script)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    line = [x for x in proc.stdout.splitlines() if x.startswith("FROM")][0]
-    assert Path(line.split(" ", 1)[1]).resolve() == (REPO / "dspo_ray" / "__init__.py").resolve()
+WRAPPERS = sorted(str(p.relative_to(REPO)) for p in [*REPO.glob("experiments/*.py"),
+                                                     REPO / "analysis" / "make_tables.py"])
+
+
+def test_every_wrapper_runs_its_command_and_leaves_sys_path_alone(tmp_path):
+    """16.6: experiments/*.py and analysis/make_tables.py only call their command's cli() (no
+    sys.path editing); each one's --help, as a real process from another folder, is the command's."""
+    assert len(WRAPPERS) == 8
+    for script in WRAPPERS:
+        source = (REPO / script).read_text()
+        assert "sys.path" not in source and "from dspo_ray.commands." in source, script
+        proc = subprocess.run([sys.executable, str(REPO / script), "--help"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and proc.stdout.startswith("usage:"), (script, proc.stderr)
 
 
 def test_a_run_folder_is_a_policy_and_sizes_are_known(tmp_path):
     """11 and 6 in-process: a run folder holding policy.pt loads; evaluate() refuses a policy of
     another observation size before any episode runs."""
     from dspo_ray.evaluation import evaluate
-    from dspo_ray.policies import MLPPolicy, PolicyError, load_policy, save_policy
+    from dspo_ray.policies import MLPPolicy, PolicyError, save_policy
+    from dspo_ray.saved_policies import load_policy
 
     save_policy(tmp_path / "policy.pt", MLPPolicy(8, 2, (4,)))
     policy = load_policy(tmp_path)

@@ -1,6 +1,5 @@
 """The dataset collector: grid filter, a short real collection, and the shipped datasets."""
 
-import importlib.util
 import json
 import tempfile
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from dspo_ray.data import SplitConfig, find_dataset, load_task_data, load_trajectories
 from dspo_ray.data.collect import (CollectConfig, collect, collect_task, grid_filter, plan_runs,
                                    summarize_returns)
-from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
 from dspo_ray.tasks import TASKS, get_task
 
 
@@ -162,11 +161,9 @@ def test_one_run_on_a_real_local_ray(tmp_path, monkeypatch, request):
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        "collect_cli", Path(__file__).resolve().parents[1] / "experiments" / "collect.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from dspo_ray.commands.collect import main
+
+    return main
 
 
 @pytest.mark.parametrize("args, message", [

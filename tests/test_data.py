@@ -64,9 +64,9 @@ def test_reads_dsrl_column_vectors_and_finds_file(tmp_path, episodes, monkeypatc
     write_dsrl(tmp_path / "SafetyCarCircle-v0-100-7.hdf5", episodes[:7])
     monkeypatch.setenv("DSRL_DATASET_DIR", str(tmp_path))
     assert find_dataset(TASK) == path  # the file with the most trajectories
-    from dspo_ray.data import dsrl as dsrl_module
+    from dspo_ray.data import shipping as shipping_module
 
-    monkeypatch.setattr(dsrl_module, "SHIPPED_DATASET_DIR", tmp_path / "no-shipped-data")
+    monkeypatch.setattr(shipping_module, "SHIPPED_DATASET_DIR", tmp_path / "no-shipped-data")
     with pytest.raises(DatasetError, match="no dataset for task 'DroneRun'.*collect.py"):
         find_dataset("DroneRun")
 

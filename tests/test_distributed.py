@@ -9,6 +9,7 @@ by the fixture that started it (never `ray stop`).
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -107,7 +108,7 @@ def test_shipped_configs_are_valid_and_help_documents_every_option():
     assert len(paper.tasks) == 23 and len(paper.seeds) == 5
     # the quick Table 1: every method of the paper's Table 1 on every shipped dataset, 3 seeds
     from dspo_ray.baselines import METHODS
-    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.tasks import get_task
 
     table1 = load_sweep_config(REPO / "experiments/configs/table1_quick.yaml")
@@ -118,7 +119,7 @@ def test_shipped_configs_are_valid_and_help_documents_every_option():
     out = run_cli("--help")
     assert out.returncode == 0
     for option in ("--config", "--address", "--resume", "--storage", "--name", "--workdir",
-                   "--tasks", "--seeds", "--methods", "--num-samples", "--max-concurrent",
+                   "--task", "--seed", "--method", "--num-samples", "--max-concurrent",
                    "--num-cpus", "--check"):
         assert option in out.stdout
 
@@ -167,6 +168,49 @@ def test_auto_concurrency_from_cluster_resources(tmp_path):
     gpu = sweep_config_from_dict(tiny_linear_config(
         tmp_path, train={"num_workers": 1, "use_gpu": True}, trial={"cpus": 1}))
     assert auto_concurrency(gpu, {"CPU": 64.0, "GPU": 4.0}) == 4
+
+
+def test_searcher_keeps_its_studies_in_the_sweep_database_across_a_lost_driver(tmp_path):
+    """Each cell's study is an Optuna study in <storage>/<name>/optuna.db; a searcher restored
+    from an older checkpoint (the driver was killed) reopens it, fails the trial asked after that
+    checkpoint and goes on."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from dspo_ray.distributed.sweep import CellGridSearcher
+    from dspo_ray.io import ArtefactError
+
+    config = sweep_config_from_dict(tiny_linear_config(tmp_path, seeds=[0, 1], num_samples=3))
+    assert config.optuna_db() == tmp_path / "results" / "tiny" / "optuna.db"
+    searcher = CellGridSearcher(config)
+    first = [searcher.suggest(str(i)) for i in range(4)]  # groups 0 and 1, two seeds each
+    searcher.on_trial_complete("0", {"objective": 1.0})
+    searcher.on_trial_complete("1", {"objective": 3.0})
+    checkpoint = tmp_path / "searcher.pkl"
+    searcher.save(str(checkpoint))
+    searcher.suggest("4")  # group 2 asked, then the driver is lost before the next checkpoint
+
+    resumed = pickle.loads(pickle.dumps(CellGridSearcher(config)))  # as Tune rebuilds it
+    resumed.restore(str(checkpoint))
+    resumed.on_trial_complete("2", {"objective": 0.5})
+    resumed.on_trial_complete("3", None, error=True)  # mean over the seeds that finished
+    again = resumed.suggest("4")
+
+    study = optuna.load_study(study_name=f"{LINEAR}/CarCircle",
+                              storage=f"sqlite:///{tmp_path}/results/tiny/optuna.db")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE,
+                                         TrialState.FAIL, TrialState.RUNNING]
+    assert [t.value for t in trials[:2]] == [2.0, 0.5]
+    assert [t.user_attrs["group"] for t in trials] == [f"{LINEAR}/CarCircle/{k}"
+                                                       for k in (0, 1, 2, 2)]
+    assert [trials[0].params, trials[1].params] == [first[0]["params"], first[2]["params"]]
+    assert again["group"] == f"{LINEAR}/CarCircle/2" and again["params"] == trials[3].params
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    older = CellGridSearcher(config)
+    older.studies = {}  # how an older dspo-ray checkpointed its studies: refused by name
+    with pytest.raises(ArtefactError, match="older dspo-ray"):
+        pickle.loads(pickle.dumps(older))
 
 
 # ----------------------------------------------------------------------------- a real local Ray
@@ -234,6 +278,53 @@ def test_a_relative_storage_puts_work_folders_where_the_summary_says(local_ray, 
     assert len(list(result.work_root.iterdir())) == 1  # the trial's work folder
 
 
+def test_each_cells_study_numbers_its_own_trials_across_a_lost_driver(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from dspo_ray.distributed.sweep import CellGridSearcher
+
+    config = sweep_config_from_dict(tiny_linear_config(tmp_path, tasks=["CarCircle", "DroneRun"],
+                                                       num_samples=1))
+    searcher = CellGridSearcher(config)
+    assert searcher.suggest("0")["group"] == f"{LINEAR}/CarCircle/0"  # CarCircle's trial 0
+    checkpoint = tmp_path / "searcher.pkl"
+    searcher.save(str(checkpoint))
+    searcher.suggest("1")  # DroneRun's trial 0, lost with the driver
+
+    resumed = pickle.loads(pickle.dumps(CellGridSearcher(config)))
+    resumed.restore(str(checkpoint))
+    assert resumed.suggest("1")["group"] == f"{LINEAR}/DroneRun/0"  # while CarCircle's 0 waits
+    resumed.on_trial_complete("0", {"objective": 1.0})
+    resumed.on_trial_complete("1", {"objective": 2.0})
+    states = {task: [t.state for t in optuna.load_study(
+        study_name=f"{LINEAR}/{task}", storage=config.optuna_storage_url()).trials]
+        for task in ("CarCircle", "DroneRun")}
+    assert states == {"CarCircle": [TrialState.COMPLETE],
+                      "DroneRun": [TrialState.FAIL, TrialState.COMPLETE]}
+
+
+def test_a_sweeps_studies_load_with_optuna_load_study(local_ray, tmp_path):
+    import optuna
+
+    from dspo_ray.distributed.sweep import format_summary, run_sweep
+
+    cfg = tiny_linear_config(tmp_path, name="studied", num_samples=3, train={"num_workers": 0})
+    result = run_sweep(sweep_config_from_dict(cfg))
+    study = optuna.load_study(study_name=f"{LINEAR}/CarCircle",
+                              storage=f"sqlite:///{tmp_path}/results/studied/optuna.db")
+    t = result.trials.set_index("group")
+    assert len(study.trials) == 3 == len(t)
+    for trial in study.trials:  # the study holds what the sweep ran, with the objective it saw
+        row = t.loc[trial.user_attrs["group"]]
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert trial.params["lr"] == pytest.approx(row["params/lr"])
+        assert trial.value == pytest.approx(row["objective"])
+    assert study.best_value == pytest.approx(t["objective"].max())
+    assert result.optuna_storage == f"sqlite:///{tmp_path}/results/studied/optuna.db"
+    assert result.optuna_storage in format_summary(result)
+
+
 # ------------------------------------------------------------------------- DSPO through the sweep
 
 def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset, tmp_path):
@@ -288,7 +379,8 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
     # the best result carries the trained policy as its checkpoint; the summary names its file
     from ray import tune
     from dspo_ray.distributed.sweep import run_trial
-    from dspo_ray.policies import check_policy_fits, load_policy
+    from dspo_ray.policies import check_policy_fits
+    from dspo_ray.saved_policies import load_policy
     from dspo_ray.tasks import get_task
 
     best = tune.Tuner.restore(str(exp), trainable=run_trial).get_results().get_best_result()

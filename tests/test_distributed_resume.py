@@ -123,3 +123,17 @@ def test_resume_after_killed_driver_keeps_finished_trials(tmp_path, ray_root):
     assert len(trials) == 4 and (trials["status"] == "finished").all()
     assert trials["group"].is_unique and trials["params/lr"].nunique() == 4
     assert "CarCircle" in resumed.stdout and "trials: 4 (4 finished" in resumed.stdout
+
+    # the cell's Optuna study, in the sweep folder, holds every configuration Tune ran: the
+    # latest Optuna trial of each group (a group asked again after the kill has two) has its
+    # parameters and objective; nothing is left running
+    import optuna
+
+    study = optuna.load_study(study_name=f"{LINEAR}/CarCircle",
+                              storage=f"sqlite:///{exp}/optuna.db")
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    latest = {t.user_attrs["group"]: t for t in study.trials}
+    for _, row in trials.iterrows():
+        assert latest[row["group"]].state == optuna.trial.TrialState.COMPLETE
+        assert latest[row["group"]].params["lr"] == pytest.approx(row["params/lr"])
+        assert latest[row["group"]].value == pytest.approx(row["objective"])

@@ -1,14 +1,11 @@
 """Figure 3's claim on its 2-D toy: the return-agnostic term recalls the low-return safe samples
 that the plain discriminator misses."""
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-import figure3  # noqa: E402
+from dspo_ray.commands import figure3
 
 torch.set_num_threads(1)
 

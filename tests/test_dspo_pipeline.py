@@ -9,7 +9,7 @@ import torch
 from dspo_ray.data import find_dataset
 from dspo_ray.dspo.config import profile_config
 from dspo_ray.dspo.pipeline import ARTEFACTS, run_dspo
-from dspo_ray.policies import load_policy
+from dspo_ray.saved_policies import load_policy
 from dspo_ray.training import LocalRunner
 
 torch.set_num_threads(1)
@@ -23,6 +23,21 @@ def tiny_config(dataset, **overrides):
                              "diffusion.steps": 10, "diffusion.log_every": 5,
                              "generation.n_windows": 8, "bc.steps": 50, "bc.log_every": 25,
                              **overrides})
+
+
+def test_training_stages_follow_the_one_stage_list():
+    """dspo.config.STAGES is the stage list (stop_after's choices, the sweep's progress count);
+    the pipeline's TRAINING_STAGES run in its order, evaluation last, each with its artefact."""
+    import typing
+
+    from dspo_ray.dspo.config import STAGES, DSPOConfig
+    from dspo_ray.dspo.pipeline import TRAINING_STAGES
+    from dspo_ray.policies import POLICY_FILE
+
+    assert tuple(s.name for s in TRAINING_STAGES) + ("evaluation",) == STAGES
+    assert tuple(ARTEFACTS) == STAGES and ARTEFACTS["bc"] == POLICY_FILE
+    stop_after = typing.get_type_hints(DSPOConfig)["stop_after"]
+    assert typing.get_args(typing.get_args(stop_after)[0]) == STAGES[:-1]
 
 
 class RecordingRunner(LocalRunner):
@@ -133,7 +148,7 @@ def test_oracle_signal_is_the_hidden_truth_and_marked(carcircle_dataset, tmp_pat
 
 def shipped_tasks():
     """Tasks with a shipped dataset, shortest episodes first."""
-    from dspo_ray.data.dsrl import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.tasks import TASKS
 
     shipped = [spec for spec in TASKS.values()
@@ -146,7 +161,7 @@ def shipped_tasks():
 def test_end_to_end_on_a_shipped_dataset(task, tmp_path):
     """The paper's split (15 demonstrations + Table 3's unlabelled count) of a shipped dataset, tiny
     training budgets: DSPO produces an evaluated policy."""
-    from dspo_ray.data.dsrl import SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import SHIPPED_DATASET_DIR
 
     config = profile_config("quick", task=task, dataset=str(SHIPPED_DATASET_DIR), eval_episodes=2,
                             eval_workers=1, **{"discriminator.steps": 4, "diffusion.steps": 4,

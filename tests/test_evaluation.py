@@ -10,7 +10,8 @@ import torch
 
 from dspo_ray.envs import make_env
 from dspo_ray.evaluation import evaluate
-from dspo_ray.policies import MLPPolicy, RandomPolicy, load_policy, save_policy
+from dspo_ray.policies import MLPPolicy, RandomPolicy, save_policy
+from dspo_ray.saved_policies import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "CarCircle"
@@ -36,7 +37,7 @@ def test_saved_policy_round_trip_and_cli(tmp_path):
     obs = np.ones(8, np.float32)
     np.testing.assert_allclose(load_policy(path).act(obs), policy.act(obs))
     out = subprocess.run([sys.executable, str(ROOT / "experiments/evaluate.py"), "--task", TASK,
-                          "--policy", str(path), "--episodes", "2", "--workers", "1"],
+                          "--policy", str(path), "--eval-episodes", "2", "--eval-workers", "1"],
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     direct = evaluate(load_policy(path), TASK, episodes=2, seed=0, workers=1)
@@ -49,8 +50,11 @@ def test_cli_bad_input_fails_clearly(tmp_path):
         return subprocess.run([sys.executable, str(ROOT / "experiments/evaluate.py"), *args],
                               capture_output=True, text=True)
 
-    bad_task = run("--task", "CarCirle", "--episodes", "1")
+    bad_task = run("--task", "CarCirle", "--eval-episodes", "1")
     assert bad_task.returncode == 2 and "unknown task 'CarCirle'" in bad_task.stderr
+    # the old spelling still works, with a warning
+    old = run("--task", "CarCirle", "--episodes", "1")
+    assert old.returncode == 2 and "--episodes is deprecated; use --eval-episodes" in old.stderr
     missing = run("--task", TASK, "--policy", str(tmp_path / "nope.pt"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     junk = tmp_path / "junk.pt"

@@ -59,13 +59,8 @@ def test_short_idm_collection_loads_and_splits(tmp_path):
 
 
 def test_cli_drives_only_metadrive(capsys):
-    import importlib.util
-    from pathlib import Path
+    from dspo_ray.commands.collect import main
 
-    spec = importlib.util.spec_from_file_location(
-        "collect_cli", Path(__file__).resolve().parents[1] / "experiments" / "collect.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     with pytest.raises(SystemExit) as e:
-        module.main(["--task", "CarCircle", "--driver", "idm"])
+        main(["--task", "CarCircle", "--driver", "idm"])
     assert e.value.code == 2 and "--driver idm drives MetaDrive only, not CarCircle" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dspo_ray.data import DatasetError, dsrl_filename, find_dataset, load_trajectories, read_dsrl
-from dspo_ray.data import dsrl as dsrl_module
+from dspo_ray.data import shipping as shipping_module
 from dspo_ray.data.collect import CollectConfig, collect, collection_reset_seeds
 from dspo_ray.data.shipping import can_replay, pack_dataset, unpack_columns
 
@@ -33,8 +33,8 @@ def test_columns_pack_rebuilds_every_column_and_is_found(carcircle_dataset, tmp_
     for k, v in original.items():
         assert columns[k].dtype == v.dtype and np.array_equal(columns[k], v), k
     # find_dataset unpacks it once into the cache, as an ordinary DSRL file
-    monkeypatch.setattr(dsrl_module, "SHIPPED_DATASET_DIR", tmp_path / "shipped")
-    monkeypatch.setattr(dsrl_module, "SHIPPED_CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(shipping_module, "SHIPPED_DATASET_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(shipping_module, "SHIPPED_CACHE_DIR", tmp_path / "cache")
     monkeypatch.setenv("DSRL_DATASET_DIR", str(tmp_path / "empty"))
     found = find_dataset("CarCircle")
     assert found == tmp_path / "cache" / raw.name

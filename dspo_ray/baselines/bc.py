@@ -15,9 +15,10 @@ import torch
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, TransitionSampler, action_bounds, all_observations,
-                                       emit, resolve_device, seed_everything, should_log)
+                                       seed_everything, train_steps)
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,7 @@ def train(config: BCAllConfig, data: CostLabelFreeData, workdir: Path, log: Log 
     policy.set_observation_stats(all_observations(trajectories))
     policy.to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
-    for step in range(1, config.steps + 1):
-        metrics = bc_update(policy, optimizer, sampler.sample(config.batch_size, generator))
-        if should_log(step, config.log_every, config.steps):
-            emit(log, metrics, step)
+    train_steps(f"bc_{config.data_subset}", config, data, workdir, log,
+                {"policy": policy, "optimizer": optimizer}, generator,
+                lambda: bc_update(policy, optimizer, sampler.sample(config.batch_size, generator)))
     return policy.cpu().eval()

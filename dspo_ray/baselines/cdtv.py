@@ -37,10 +37,10 @@ from torch import nn
 
 from dspo_ray.config import ConfigError, bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, action_bounds, emit,
-                                       resolve_device, seed_everything, should_log)
+                                       seed_everything, train_steps)
 from dspo_ray.baselines.rgm import RewardCorrectionConfig, fit_reward_correction
 from dspo_ray.data import CostLabelFreeData
-from dspo_ray.policies import POLICY_KINDS
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class CDTPolicy(nn.Module):
     own estimate of the step's cost. Actions lie in [-1, 1] (every registry task).
     """
 
-    policy_kind = "cdt"
+    policy_kind = "cdt"  # what save_policy records, for dspo_ray.saved_policies.load_policy
 
     def __init__(self, obs_dim: int, act_dim: int, embedding_dim: int, num_layers: int,
                  num_heads: int, context_len: int, max_episode_steps: int, dropout: float,
@@ -222,9 +222,6 @@ class CDTPolicy(nn.Module):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.reset(0)
-
-
-POLICY_KINDS.setdefault("cdt", CDTPolicy)
 
 
 # ----------------------------------------------------------------------------- training data
@@ -313,7 +310,7 @@ def train(config: CDTVConfig, data: CostLabelFreeData, workdir: Path, log: Log =
     if not (np.all(low == -1) and np.all(high == 1)):
         raise ValueError(f"CDT-V assumes actions in [-1, 1]; task {task.name} has [{low}, {high}]")
     disc, rewards, corrected, unit = fit_reward_correction(
-        _sub_config(RewardCorrectionConfig, config), data, log)
+        _sub_config(RewardCorrectionConfig, config), data, log, workdir)
     estimated_costs = np.maximum(0.0, rewards - corrected).astype(np.float32)
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
@@ -344,9 +341,8 @@ def train(config: CDTVConfig, data: CostLabelFreeData, workdir: Path, log: Log =
     sampler = WindowSampler(trajectories, estimated_costs, config.context_len,
                             task.max_episode_steps, device)
     learner = CDTLearner(config, policy, device, task.act_dim)
-    for step in range(1, config.steps + 1):
-        metrics = learner.update(sampler.sample(config.batch_size, generator))
-        if should_log(step, config.log_every, config.steps):
-            emit(log, metrics, step)
+    train_steps("cdt", config, data, workdir, log, vars(learner), generator,
+                lambda: learner.update(sampler.sample(config.batch_size, generator)),
+                inputs=estimated_costs)
     policy.reset(0)
     return policy.cpu().eval()

@@ -1,5 +1,6 @@
-"""Pieces every baseline shares: replay sampling, critics, a Gaussian actor, config overrides,
-the ``METHODS`` registry and ``run_method`` (load data -> train -> save -> evaluate -> metrics).
+"""Pieces every baseline shares: replay sampling, critics, a Gaussian actor, the training loop
+(``train_steps``: logging and resumable checkpoints), config overrides, the ``METHODS`` registry
+and ``run_method`` (load data -> train -> save -> evaluate -> metrics).
 
 Every baseline learns from :class:`~dspo_ray.data.CostLabelFreeData` only: safe demonstrations and
 unlabelled trajectories, states/actions/rewards, never a cost. ``run_method`` drops the hidden
@@ -9,8 +10,10 @@ truth that ``load_task_data`` returns beside the data before any method sees any
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import math
+import sys
 import time
 import typing
 from pathlib import Path
@@ -21,27 +24,21 @@ import torch
 from torch import nn
 
 from dspo_ray.config import ConfigError, from_dict  # noqa: F401  (ConfigError re-exported)
-from dspo_ray.data import Trajectory, stack_transitions
+from dspo_ray.data import CostLabelFreeData, Trajectory, stack_transitions
 from dspo_ray.policies import MLPPolicy, ObservationNormalized, mlp
 from dspo_ray.tasks import TaskSpec, action_bounds  # noqa: F401  (re-exported to the methods)
+from dspo_ray.training import LocalContext
 
 Log = Callable[[dict], None] | None
 
 
-# ----------------------------------------------------------------------------- seeding, devices
+# ----------------------------------------------------------------------------- seeding
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed numpy and torch; return a CPU generator for minibatch indices (reproducible draws)."""
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # ----------------------------------------------------------------------------- replay sampling
@@ -146,7 +143,7 @@ class TanhGaussianActor(nn.Module):
         mu, std = self._pre_tanh(observations)
         u = mu + std * torch.randn_like(mu)
         y = torch.tanh(u)
-        log_prob = _normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) \
+        log_prob = normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) \
             - torch.log(self.deterministic.action_scale)
         return y * self.deterministic.action_scale + self.deterministic.action_offset, log_prob.sum(-1)
 
@@ -156,10 +153,11 @@ class TanhGaussianActor(nn.Module):
         mu, std = self._pre_tanh(observations)
         y = ((actions - p.action_offset) / p.action_scale).clamp(-1 + 1e-5, 1 - 1e-5)
         u = torch.atanh(y)
-        return _normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) - torch.log(p.action_scale)
+        return normal_log_prob(u, mu, std) - torch.log1p(-y.pow(2) + 1e-6) - torch.log(p.action_scale)
 
 
-def _normal_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def normal_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per-dimension log-density of ``x`` under N(mean, std^2)."""
     return -0.5 * ((x - mean) / std).pow(2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
 
 
@@ -173,9 +171,119 @@ def should_log(step: int, every: int, total: int) -> bool:
     return step == 1 or step % every == 0 or step == total
 
 
+def _log_record(metrics: dict[str, float], step: int) -> dict[str, float]:
+    return {"step": step, **{k: float(v) for k, v in metrics.items()}}
+
+
 def emit(log: Log, metrics: dict[str, float], step: int) -> None:
     if log is not None:
-        log({"step": step, **{k: float(v) for k, v in metrics.items()}})
+        log(_log_record(metrics, step))
+
+
+# ----------------------------------------------------------------------------- the training loop
+
+def train_steps(phase: str, config: Any, data: CostLabelFreeData, workdir: str | Path | None,
+                log: Log, state: dict[str, Any], generator: torch.Generator,
+                update: Callable[[], dict[str, float]], steps: int | None = None,
+                inputs: np.ndarray | None = None) -> None:
+    """The loop every baseline trains with: ``update()`` (one gradient step, returning its
+    losses) for steps 1..``steps`` (default ``config.steps``), losses to ``log`` as
+    :func:`should_log` says, resumable.
+
+    Every ``config.log_every`` steps and at the last one, ``state`` (name -> the learner's
+    modules, optimisers, LR schedules, tensors and plain counters; ``vars(learner)`` works) and
+    every random generator (``generator``, torch's, CUDA's, numpy's) are checkpointed to
+    ``<workdir>/<phase>.in-progress.pt`` (LocalContext: written atomically; an unreadable one is
+    named and ignored). A rerun of the phase with the same ``config``, ``data`` and ``inputs``
+    (anything else it trains on, e.g. corrected rewards) restores them and continues after the
+    checkpointed step, ending where an uninterrupted run ends (same device); the checkpointed
+    step's losses are logged again, so the last logged losses are the same too. A checkpoint of
+    other settings or data is named and the phase starts over. ``workdir=None``: no checkpoints.
+    """
+    steps = config.steps if steps is None else steps
+    path = None if workdir is None else Path(workdir) / f"{phase}.in-progress.pt"
+    ctx = LocalContext(checkpoint_path=path, log=[log] if log is not None else [])
+    identity = _checkpoint_identity(phase, config, data, inputs)
+    first = 1
+    saved = ctx.load_checkpoint()
+    if saved is not None and saved.get("identity") != identity:
+        print(f"warning: checkpoint {path} is of other settings or data; {phase} starts from "
+              "the beginning", file=sys.stderr, flush=True)
+    elif saved is not None:
+        _restore_state(state, saved["state"])
+        _restore_random_state(saved["random"], generator)
+        first = saved["step"] + 1
+        ctx.report(saved["logged"])
+    for step in range(first, steps + 1):
+        metrics = update()
+        if not should_log(step, config.log_every, steps):
+            continue
+        record = _log_record(metrics, step)
+        checkpoint = None
+        if step % config.log_every == 0 or step == steps:
+            checkpoint = {"identity": identity, "step": step, "logged": record,
+                          "state": _state_to_save(state), "random": _random_state(generator)}
+        ctx.report(record, checkpoint=checkpoint)
+
+
+def _checkpoint_identity(phase: str, config: Any, data: CostLabelFreeData,
+                         inputs: np.ndarray | None) -> str:
+    """A digest of what a phase's result depends on: its name, settings, data and inputs."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((phase, type(config).__name__, dataclasses.asdict(config), data.task.name,
+                        len(data.safe_demos), len(data.unlabelled))).encode())
+    for t in data.all_trajectories:
+        for array in (t.observations, t.actions, t.rewards):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    if inputs is not None:
+        digest.update(np.ascontiguousarray(inputs).tobytes())
+    return digest.hexdigest()
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _state_to_save(state: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in state.items():
+        if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
+            out[name] = value.state_dict()  # modules, optimisers, LR schedules
+        elif isinstance(value, torch.Tensor) or _is_plain(value):
+            out[name] = value
+    return out  # anything else (the config, samplers) is rebuilt by the rerun itself
+
+
+def _restore_state(state: dict[str, Any], saved: dict[str, Any]) -> None:
+    for name, value in saved.items():
+        current = state[name]
+        if hasattr(current, "load_state_dict"):
+            current.load_state_dict(value)
+        elif isinstance(current, torch.Tensor):
+            with torch.no_grad():  # in place: optimisers hold this very tensor
+                current.copy_(value)
+        else:
+            state[name] = value
+
+
+def _random_state(generator: torch.Generator) -> dict[str, Any]:
+    return {"generator": generator.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+            "numpy": np.random.get_state()}
+
+
+def _restore_random_state(saved: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch"])
+    if saved["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda"])
+    np.random.set_state(saved["numpy"])
 
 
 # ----------------------------------------------------------------------------- configs
@@ -189,43 +297,13 @@ def config_from_dict(cls: type, overrides: dict[str, Any] | None) -> Any:
 
 # ----------------------------------------------------------------------------- registry
 
-# method name -> module under dspo_ray.baselines holding ``<Name>Config`` and ``train``
-_MODULES = {
+# The method registry: method name -> (module under dspo_ray.baselines, its config class). The
+# modules import this one, so get_method imports a method's module when it is asked for.
+METHODS: dict[str, tuple[str, str]] = {
     "bc_all": ("bc", "BCAllConfig"), "bc_safe": ("bc", "BCSafeConfig"),
     "td3bc": ("td3bc", "TD3BCConfig"), "iql": ("iql", "IQLConfig"), "cql": ("cql", "CQLConfig"),
     "dwbc": ("dwbc", "DWBCConfig"), "rgm": ("rgm", "RGMConfig"), "cdtv": ("cdtv", "CDTVConfig"),
 }
-
-
-class _MethodRegistry(dict):
-    """``METHODS[name] -> (ConfigClass, train_fn)``; modules are imported on first use."""
-
-    def __missing__(self, name: str):
-        if name not in _MODULES:
-            raise KeyError(f"unknown method {name!r}; known methods: {', '.join(_MODULES)}")
-        module_name, config_name = _MODULES[name]
-        module = importlib.import_module(f"dspo_ray.baselines.{module_name}")
-        entry = (getattr(module, config_name), getattr(module, "train"))
-        self[name] = entry
-        return entry
-
-    def __contains__(self, name: object) -> bool:
-        return name in _MODULES
-
-    def __iter__(self):
-        return iter(_MODULES)
-
-    def __len__(self) -> int:
-        return len(_MODULES)
-
-    def keys(self):  # type: ignore[override]
-        return list(_MODULES)
-
-    def items(self):  # type: ignore[override]
-        return [(k, self[k]) for k in _MODULES]
-
-
-METHODS: dict[str, tuple[type, Callable]] = _MethodRegistry()
 
 
 class UnknownMethodError(KeyError):
@@ -234,14 +312,12 @@ class UnknownMethodError(KeyError):
 
 
 def get_method(name: str) -> tuple[type, Callable]:
+    """``(ConfigClass, train)`` of a method of :data:`METHODS`."""
     if name not in METHODS:
         raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
-    return METHODS[name]
-
-
-def policy_kind(policy: nn.Module) -> str:
-    """The POLICY_KINDS name a trained policy is saved under."""
-    return getattr(policy, "policy_kind", "mlp")
+    module_name, config_name = METHODS[name]
+    module = importlib.import_module(f"dspo_ray.baselines.{module_name}")
+    return getattr(module, config_name), module.train
 
 
 def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] | None = None,
@@ -252,12 +328,14 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
 
     Returns a flat metrics dict (``eval/normalized_reward``, ``eval/normalized_cost``,
     ``eval/safe``, ``time/train_s``, the last logged ``losses/*``...). The policy is saved to
-    ``workdir/policy.pt``. Evaluation episodes use seeds ``10_000 * (seed + 1) + i``, disjoint from
-    the training seed and from each other across seeds. ``split``: a
-    :class:`~dspo_ray.data.SplitConfig` (default: the paper's Table 3 split).
+    ``workdir/policy.pt`` (:data:`~dspo_ray.policies.POLICY_FILE`); training checkpoints go to
+    ``workdir/<phase>.in-progress.pt``, and a rerun in the same ``workdir`` (a retried trial)
+    resumes from them (:func:`train_steps`). Evaluation episodes start at
+    ``evaluation_seed(seed)``, as DSPO's do. ``split``: a :class:`~dspo_ray.data.SplitConfig`
+    (default: the paper's Table 3 split).
     """
     from dspo_ray.data import load_task_data
-    from dspo_ray.evaluation import evaluate
+    from dspo_ray.evaluation import evaluate, evaluation_seed
     from dspo_ray.policies import POLICY_FILE, save_policy
 
     config_cls, train_fn = get_method(method)
@@ -276,9 +354,9 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     start = time.perf_counter()
     policy = train_fn(config, data, workdir, record)
     train_s = time.perf_counter() - start
-    save_policy(workdir / POLICY_FILE, policy, kind=policy_kind(policy))
+    save_policy(workdir / POLICY_FILE, policy)
     start = time.perf_counter()
-    result = evaluate(policy, data.task, episodes=eval_episodes, seed=10_000 * (seed + 1),
+    result = evaluate(policy, data.task, episodes=eval_episodes, seed=evaluation_seed(seed),
                       workers=eval_workers)
     eval_s = time.perf_counter() - start
     metrics: dict[str, Any] = {"method": method, "task": data.task.name, "seed": seed}

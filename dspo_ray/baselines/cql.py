@@ -21,10 +21,11 @@ from torch import nn
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TanhGaussianActor, TransitionSampler,
-                                       action_bounds, all_observations, emit, resolve_device,
-                                       seed_everything, should_log, soft_update)
+                                       action_bounds, all_observations, seed_everything,
+                                       soft_update, train_steps)
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,6 @@ def train(config: CQLConfig, data: CostLabelFreeData, workdir: Path, log: Log = 
     device = resolve_device(config.device)
     sampler = TransitionSampler(data.all_trajectories, device)
     learner = CQLLearner(config, data, device)
-    for step in range(1, config.steps + 1):
-        metrics = learner.update(sampler.sample(config.batch_size, generator))
-        if should_log(step, config.log_every, config.steps):
-            emit(log, metrics, step)
+    train_steps("cql", config, data, workdir, log, vars(learner), generator,
+                lambda: learner.update(sampler.sample(config.batch_size, generator)))
     return learner.actor.deterministic.cpu().eval()

@@ -23,10 +23,11 @@ import torch
 
 from dspo_ray.config import ConfigError, bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, TanhGaussianActor,
-                                       TransitionSampler, action_bounds, all_observations, emit,
-                                       resolve_device, seed_everything, should_log)
+                                       TransitionSampler, action_bounds, all_observations,
+                                       seed_everything, train_steps)
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 LOG_PI_MIN, LOG_PI_MAX = -20.0, 10.0
 
@@ -131,9 +132,7 @@ def train(config: DWBCConfig, data: CostLabelFreeData, workdir: Path, log: Log =
     expert = TransitionSampler(data.safe_demos, device)
     mixed = TransitionSampler(data.unlabelled, device)
     learner = DWBCLearner(config, data, device)
-    for step in range(1, config.steps + 1):
-        metrics = learner.update(expert.sample(config.batch_size, generator),
-                                 mixed.sample(config.batch_size, generator))
-        if should_log(step, config.log_every, config.steps):
-            emit(log, metrics, step)
+    train_steps("dwbc", config, data, workdir, log, vars(learner), generator,
+                lambda: learner.update(expert.sample(config.batch_size, generator),
+                                       mixed.sample(config.batch_size, generator)))
     return learner.actor.deterministic.cpu().eval()

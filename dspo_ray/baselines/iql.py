@@ -23,11 +23,12 @@ from torch import nn
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TransitionSampler, ValueNetwork,
-                                       _normal_log_prob, action_bounds, all_observations, emit,
-                                       resolve_device, return_range_scale, seed_everything,
-                                       should_log, soft_update)
+                                       action_bounds, all_observations, normal_log_prob,
+                                       return_range_scale, seed_everything, soft_update,
+                                       train_steps)
 from dspo_ray.data import CostLabelFreeData, Trajectory
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         std = self.log_std.clamp(-20.0, 2.0).exp()
-        return _normal_log_prob(actions, self.mean(observations), std).sum(-1)
+        return normal_log_prob(actions, self.mean(observations), std).sum(-1)
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -131,17 +132,17 @@ class IQLLearner:
                 "losses/actor": actor_loss.item(), "values/advantage_mean": advantage.mean().item()}
 
 
-def train_iql(config: IQLConfig, data: CostLabelFreeData, rewards, log: Log) -> MLPPolicy:
+def train_iql(config: IQLConfig, data: CostLabelFreeData, rewards: np.ndarray, log: Log,
+              workdir: Path | None) -> MLPPolicy:
     """IQL on given per-transition rewards (in ``stack_transitions(data.all_trajectories)`` order)."""
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     trajectories = data.all_trajectories
     sampler = TransitionSampler(trajectories, device, rewards=rewards)
     learner = IQLLearner(config, data.task, trajectories, device)
-    for step in range(1, config.steps + 1):
-        metrics = learner.update(sampler.sample(config.batch_size, generator))
-        if should_log(step, config.log_every, config.steps):
-            emit(log, metrics, step)
+    train_steps("iql", config, data, workdir, log, vars(learner), generator,
+                lambda: learner.update(sampler.sample(config.batch_size, generator)),
+                inputs=rewards)
     return learner.actor.mean.cpu().eval()
 
 
@@ -150,4 +151,4 @@ def train(config: IQLConfig, data: CostLabelFreeData, workdir: Path, log: Log = 
     rewards = np.concatenate([t.rewards for t in trajectories]).astype(np.float32)
     if config.normalize_reward:
         rewards = rewards * return_range_scale(trajectories)
-    return train_iql(config, data, rewards, log)
+    return train_iql(config, data, rewards, log, workdir)

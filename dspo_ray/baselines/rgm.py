@@ -30,11 +30,11 @@ import torch.nn.functional as F
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, StateActionClassifier, TransitionSampler,
-                                       all_observations, emit, resolve_device, seed_everything,
-                                       should_log)
+                                       all_observations, emit, seed_everything, train_steps)
 from dspo_ray.baselines.iql import IQLConfig, train_iql
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def _sub_config(cls, config):
 
 def train_discriminator(config: RewardCorrectionConfig, data: CostLabelFreeData,
                         device: torch.device, generator: torch.Generator,
-                        log: Log = None) -> StateActionClassifier:
+                        log: Log = None, workdir: Path | None = None) -> StateActionClassifier:
     """Logistic regression of "demonstration" (1) vs "unlabelled" (0) on (s, a), balanced batches."""
     task = data.task
     demos = TransitionSampler(data.safe_demos, device)
@@ -78,7 +78,8 @@ def train_discriminator(config: RewardCorrectionConfig, data: CostLabelFreeData,
     disc.to(device)
     opt = torch.optim.Adam(disc.parameters(), lr=config.discriminator_lr)
     n = config.discriminator_batch_size
-    for step in range(1, config.discriminator_steps + 1):
+
+    def update() -> dict[str, float]:
         pos, neg = demos.sample(n, generator), unlabelled.sample(n, generator)
         logits_pos = disc(pos["observations"], pos["actions"])
         logits_neg = disc(neg["observations"], neg["actions"])
@@ -96,10 +97,13 @@ def train_discriminator(config: RewardCorrectionConfig, data: CostLabelFreeData,
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if should_log(step, config.log_every, config.discriminator_steps):
-            emit(log, {"losses/discriminator": bce.item(),
-                       "values/d_demos": torch.sigmoid(logits_pos).mean().item(),
-                       "values/d_unlabelled": torch.sigmoid(logits_neg).mean().item()}, step)
+        return {"losses/discriminator": bce.item(),
+                "values/d_demos": torch.sigmoid(logits_pos).mean().item(),
+                "values/d_unlabelled": torch.sigmoid(logits_neg).mean().item()}
+
+    train_steps("reward_correction", config, data, workdir, log,
+                {"discriminator": disc, "optimizer": opt}, generator, update,
+                steps=config.discriminator_steps)
     return disc.eval()
 
 
@@ -117,12 +121,13 @@ def log_ratio(disc: StateActionClassifier, observations: np.ndarray, actions: np
 
 
 def fit_reward_correction(config: RewardCorrectionConfig, data: CostLabelFreeData,
-                          log: Log = None) -> tuple[StateActionClassifier, np.ndarray, np.ndarray, float]:
+                          log: Log = None, workdir: Path | None = None
+                          ) -> tuple[StateActionClassifier, np.ndarray, np.ndarray, float]:
     """Train the discriminator; return it, the original and the corrected per-transition rewards
     (in ``stack_transitions(data.all_trajectories)`` order) and the reward unit ``std(r)``."""
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
-    disc = train_discriminator(config, data, device, generator, log)
+    disc = train_discriminator(config, data, device, generator, log, workdir)
     trajectories = data.all_trajectories
     obs = np.concatenate([t.observations for t in trajectories])
     act = np.concatenate([t.actions for t in trajectories])
@@ -134,7 +139,7 @@ def fit_reward_correction(config: RewardCorrectionConfig, data: CostLabelFreeDat
 
 def train(config: RGMConfig, data: CostLabelFreeData, workdir: Path, log: Log = None) -> MLPPolicy:
     _, rewards, corrected, _ = fit_reward_correction(_sub_config(RewardCorrectionConfig, config),
-                                                     data, log)
+                                                     data, log, workdir)
     emit(log, {"values/reward_mean": rewards.mean(), "values/corrected_reward_mean": corrected.mean()}, 0)
     iql_config = _sub_config(IQLConfig, config)
     if iql_config.normalize_reward:
@@ -143,4 +148,4 @@ def train(config: RGMConfig, data: CostLabelFreeData, workdir: Path, log: Log = 
         returns = np.array([corrected[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
         spread = float(returns.max() - returns.min())
         corrected = corrected * (1000.0 / spread if spread > 1e-8 else 1.0)
-    return train_iql(iql_config, data, corrected, log)
+    return train_iql(iql_config, data, corrected, log, workdir)

@@ -16,10 +16,10 @@ import torch
 
 from dspo_ray.config import bounded
 from dspo_ray.baselines.common import (Log, QNetwork, TransitionSampler, action_bounds,
-                                       all_observations, emit, resolve_device, seed_everything,
-                                       should_log, soft_update)
+                                       all_observations, seed_everything, soft_update, train_steps)
 from dspo_ray.data import CostLabelFreeData
 from dspo_ray.policies import MLPPolicy
+from dspo_ray.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,6 @@ def train(config: TD3BCConfig, data: CostLabelFreeData, workdir: Path, log: Log 
     device = resolve_device(config.device)
     sampler = TransitionSampler(data.all_trajectories, device)
     learner = TD3BCLearner(config, data, device)
-    for step in range(1, config.steps + 1):
-        metrics = learner.update(sampler.sample(config.batch_size, generator))
-        if should_log(step, config.log_every, config.steps):
-            emit(log, metrics, step)
+    train_steps("td3bc", config, data, workdir, log, vars(learner), generator,
+                lambda: learner.update(sampler.sample(config.batch_size, generator)))
     return learner.actor.cpu().eval()

@@ -1,8 +1,8 @@
 """Data: DSRL-format files, trajectories and the cost-label-free split of the paper."""
 
-from dspo_ray.data.dsrl import (DatasetError, TrailingRowsWarning, dataset_dir, dsrl_filename,
-                                find_dataset, load_trajectories, read_dsrl,
-                                split_into_trajectories, write_dsrl)
+from dspo_ray.data.dsrl import (DatasetError, TrailingRowsWarning, dsrl_filename, load_trajectories,
+                                read_dsrl, split_into_trajectories, write_dsrl)
+from dspo_ray.data.lookup import dataset_dir, find_dataset
 from dspo_ray.data.split import (CostLabelFreeData, HiddenTruth, SplitConfig, SplitError,
                                  make_cost_label_free_split)
 from dspo_ray.data.trajectory import CostedTrajectory, Trajectory, stack_transitions

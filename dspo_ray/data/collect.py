@@ -400,7 +400,7 @@ def write_collection(spec: TaskSpec, recorded: list[CostedTrajectory], out_dir: 
     kept = [ok[i] for i in idx]
     path = write_dsrl(Path(out_dir) / dsrl_filename(spec, len(kept)), kept, compression=None)
     result = CollectResult(
-        path=path, config=_jsonable(config), recorded=len(recorded),
+        path=path, config=as_json_value(config), recorded=len(recorded),
         dropped_over_max_cost=len(recorded) - len(ok), kept=len(kept),
         safe_kept=sum(t.cost_return <= spec.cost_limit for t in kept), seconds=round(seconds, 1),
         stats={"recorded": summarize_returns(recorded, spec.cost_limit),
@@ -427,11 +427,12 @@ def collect(config: CollectConfig, out_dir: str | Path, log=print) -> CollectRes
                             reward_bins=cfg.reward_bins, seed=cfg.seed, log=log)
 
 
-def _jsonable(x):
+def as_json_value(x):
+    """``x`` as it reads back from JSON (tuples become lists): how configs are saved and compared."""
     if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
+        return {k: as_json_value(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [as_json_value(v) for v in x]
     return x
 
 
@@ -487,7 +488,7 @@ def run_is_finished(run: CollectRun, out_dir: str | Path) -> bool:
     if not (summary.is_file() and run.path(out_dir).is_file()):
         return False
     saved = json.loads(summary.read_text())["config"]
-    if saved != _jsonable(asdict(run.config)):
+    if saved != as_json_value(asdict(run.config)):
         raise ValueError(
             f"{summary} was made with a different config than this collection's {run.name} "
             f"(e.g. another --episodes-per-run or --runs); use a new --out folder, or delete that run")
@@ -499,7 +500,7 @@ def run_collect_run(run: CollectRun, out_dir: str | Path, log=print) -> dict:
     started = time.time()
     recorded = train_and_record(run.config, log=lambda m: log(f"[{run.name}] {m}"))
     path = write_dsrl(run.path(out_dir), recorded, compression="gzip")
-    summary = {"run": run.name, "config": _jsonable(asdict(run.config)),
+    summary = {"run": run.name, "config": as_json_value(asdict(run.config)),
                "seconds": round(time.time() - started, 1),
                "recorded": summarize_returns(recorded, get_task(run.task).cost_limit)}
     write_json_atomic(run.summary_path(out_dir), summary)

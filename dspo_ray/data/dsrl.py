@@ -4,13 +4,12 @@ Format (one file per task, N rows, episodes concatenated in order): observations
 (N x obs), actions (N x act), rewards, costs (N), terminals, timeouts (N, bool). An episode ends at a
 row where terminals or timeouts is true; rows after the last such row end no episode and are
 dropped with a :class:`TrailingRowsWarning` (DSRL's own loader ignores them). DSRL names files
-``<EnvId>-<max cost>-<count>.hdf5`` (the task registry knows each published name) and keeps them
-in ``$DSRL_DATASET_DIR`` (default ``~/.dsrl/datasets``).
+``<EnvId>-<max cost>-<count>.hdf5`` (the task registry knows each published name); where a task's
+file is looked for is ``dspo_ray.data.lookup``.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -23,11 +22,6 @@ from dspo_ray.tasks import TaskSpec, get_task
 
 REQUIRED_KEYS = ("observations", "next_observations", "actions", "rewards", "costs",
                  "terminals", "timeouts")
-DEFAULT_DATASET_DIR = Path("~/.dsrl/datasets")
-# Datasets collected by this project and shipped in the repository as packs (dspo_ray.data.shipping).
-PACK_SUFFIX = ".pack.xz"
-SHIPPED_DATASET_DIR = Path(__file__).resolve().parents[2] / "datasets"
-SHIPPED_CACHE_DIR = Path(os.environ.get("DSPO_CACHE_DIR", "~/.cache/dspo-ray")).expanduser() / "datasets"
 
 
 class DatasetError(ValueError):
@@ -38,49 +32,8 @@ class TrailingRowsWarning(UserWarning):
     """A file's last rows end no trajectory; they are dropped (DSRL's loader ignores them too)."""
 
 
-def dataset_dir() -> Path:
-    return Path(os.environ.get("DSRL_DATASET_DIR", DEFAULT_DATASET_DIR)).expanduser()
-
-
 def dsrl_filename(task: str | TaskSpec, n_trajectories: int) -> str:
     return f"{get_task(task).dsrl_filename_prefix}{n_trajectories}.hdf5"
-
-
-def find_dataset(task: str | TaskSpec, directory: str | Path | None = None) -> Path:
-    """The task's DSRL file: in ``directory`` if given, else in ``$DSRL_DATASET_DIR``, else shipped.
-
-    With several candidates in a folder, the one with the most trajectories wins (DSRL puts the
-    count in the name). A shipped pack (``.pack.xz``, see ``dspo_ray.data.shipping``) is unpacked
-    once into ``~/.cache/dspo-ray/datasets``.
-    """
-    spec = get_task(task)
-    folders = ([Path(directory).expanduser()] if directory is not None
-               else [dataset_dir(), SHIPPED_DATASET_DIR])
-    prefix = spec.dsrl_filename_prefix
-
-    def count(p: Path) -> int:
-        tail = p.name[len(prefix):].split(".")[0]
-        return int(tail) if tail.isdigit() else -1
-
-    for folder in folders:
-        candidates = [p for p in folder.glob(f"{prefix}*") if p.name.endswith((".hdf5", PACK_SUFFIX))]
-        if candidates:
-            best = max(candidates, key=lambda p: (count(p), p.suffix == ".hdf5"))
-            return best if best.suffix == ".hdf5" else unpacked(best)
-    raise DatasetError(
-        f"no dataset for task {spec.name!r} in {' or '.join(map(str, folders))} (looked for "
-        f"'{prefix}<count>.hdf5'); put DSRL's file there, point $DSRL_DATASET_DIR at the "
-        f"folder that holds it, or make one with 'python experiments/collect.py --task {spec.name}'")
-
-
-def unpacked(pack: Path) -> Path:
-    """A shipped pack's DSRL file in the cache, rebuilt when the pack is newer than it."""
-    from dspo_ray.data.shipping import unpack_dataset
-
-    target = SHIPPED_CACHE_DIR / (pack.name[: -len(PACK_SUFFIX)] + ".hdf5")
-    if target.exists() and target.stat().st_mtime >= pack.stat().st_mtime:
-        return target
-    return unpack_dataset(pack, target)
 
 
 def read_columns(path: Path, read=lambda column: np.asarray(column[()])) -> dict:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dspo_ray.data.collect import CollectResult, _jsonable, write_collection
+from dspo_ray.data.collect import CollectResult, as_json_value, write_collection
 from dspo_ray.data.dsrl import load_trajectories, write_dsrl
 from dspo_ray.data.rollout import record_episode
 from dspo_ray.data.trajectory import CostedTrajectory
@@ -146,7 +146,7 @@ def _recording_dir(cfg: DriverConfig, out_dir: Path) -> Path:
 
 def _style_settings(cfg: DriverConfig) -> dict:
     """What decides each episode (besides its index): a recording made with other settings is refused."""
-    d = _jsonable(asdict(cfg))
+    d = as_json_value(asdict(cfg))
     return {k: v for k, v in d.items() if k not in ("episodes", "keep", "cost_bins", "reward_bins",
                                                        "max_cost")}
 

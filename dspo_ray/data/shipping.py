@@ -2,8 +2,9 @@
 
 A pack ``<DSRL file stem>.pack.xz`` is an xz-compressed numpy ``.npz`` (read with
 ``allow_pickle=False``) that rebuilds, bit for bit, the validated columns of a DSRL file (what
-``read_dsrl`` returns: float32 / bool, 1-D rewards, costs and flags). ``find_dataset`` unpacks it
-once into ``~/.cache/dspo-ray/datasets`` as an ordinary DSRL file. Two encodings, both checked
+``read_dsrl`` returns: float32 / bool, 1-D rewards, costs and flags). ``find_dataset``
+(dspo_ray.data.lookup) unpacks it once into ``~/.cache/dspo-ray/datasets`` (:func:`unpacked`) as an
+ordinary DSRL file. Two encodings, both checked
 against a SHA-256 of every column at pack time and again at every unpack:
 
 - ``columns`` (any task): every column stored, each byte-shuffled (the k-th bytes of all values
@@ -25,17 +26,23 @@ import hashlib
 import io
 import json
 import lzma
+import os
 from pathlib import Path
 from typing import Iterable
 
 import h5py
 import numpy as np
 
-from dspo_ray.data.dsrl import PACK_SUFFIX, REQUIRED_KEYS, DatasetError, read_dsrl
+from dspo_ray.data.dsrl import REQUIRED_KEYS, DatasetError, read_dsrl
 from dspo_ray.io import atomic_path
 from dspo_ray.tasks import TaskSpec, get_task
 
 FORMAT_VERSION = 1
+PACK_SUFFIX = ".pack.xz"
+# Datasets collected by this project and shipped in the repository as packs, and where they are
+# unpacked (once) as ordinary DSRL files.
+SHIPPED_DATASET_DIR = Path(__file__).resolve().parents[2] / "datasets"
+SHIPPED_CACHE_DIR = Path(os.environ.get("DSPO_CACHE_DIR", "~/.cache/dspo-ray")).expanduser() / "datasets"
 _DTYPES = {k: (np.bool_ if k in ("terminals", "timeouts") else np.float32) for k in REQUIRED_KEYS}
 _REPLAYED = ("observations", "next_observations", "rewards", "costs")
 
@@ -142,6 +149,14 @@ def unpack_dataset(pack: str | Path, target: str | Path) -> Path:
         for k in REQUIRED_KEYS:
             f.create_dataset(k, data=data[k])
     return Path(target)
+
+
+def unpacked(pack: Path) -> Path:
+    """A shipped pack's DSRL file in the cache, rebuilt when the pack is newer than it."""
+    target = SHIPPED_CACHE_DIR / (pack.name[: -len(PACK_SUFFIX)] + ".hdf5")
+    if target.exists() and target.stat().st_mtime >= pack.stat().st_mtime:
+        return target
+    return unpack_dataset(pack, target)
 
 
 # ---------------------------------------------------------------------------------- replay

@@ -53,6 +53,7 @@ TABLE1_BASELINES = ("bc_all", "bc_safe", "td3bc", "iql", "cql", "dwbc", "rgm", "
 """Table 1's baselines: a sweep that runs DSPO beside any of them (or is named ``table1...``) is
 a Table 1 sweep, where the ``stage1_oracle`` diagnostic is refused."""
 ORACLE_KEY = "stage1_oracle"
+OPTUNA_DB = "optuna.db"
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,8 @@ class TrialResources:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """The search algorithm: Optuna's TPE through Tune's OptunaSearch, one study per cell."""
+    """The search algorithm: Optuna's TPE, one study per cell in the sweep's Optuna database
+    (``SweepConfig.optuna_db``)."""
 
     seed: int = 0
     """Seeds every cell's TPE sampler (each cell adds its index, so cells differ yet repeat)."""
@@ -362,6 +364,18 @@ class SweepConfig:
         local = self.local_storage_path()
         return str(local) if local is not None else self.storage
 
+    def optuna_db(self) -> Path:
+        """The SQLite file holding the sweep's Optuna studies, one per (method, task) cell with a
+        search space (named ``<method>/<task>``): ``<storage>/<name>/optuna.db`` beside Tune's
+        results; with remote storage ``<workdir>/optuna.db`` on the driver's machine (SQLite
+        needs a local file)."""
+        local = self.local_storage_path()
+        return (local / self.name if local is not None else self.work_root()) / OPTUNA_DB
+
+    def optuna_storage_url(self) -> str:
+        """What ``optuna.load_study(study_name=..., storage=...)`` (and optuna-dashboard) take."""
+        return f"sqlite:///{self.optuna_db()}"
+
 
 def _distribution(method: str, key: str, spec: Any) -> Distribution:
     where = f"search.space.{method}.{key}"
@@ -486,7 +500,7 @@ def check_method_configs(config: SweepConfig) -> None:
     """Every method exists and accepts its fixed overrides and every end of its search space."""
     for method in config.methods:
         if ":" in method:
-            _import_custom(method)
+            import_custom_method(method)
             continue
         if method != DSPO:
             try:
@@ -521,7 +535,8 @@ def _check_method_names(methods: tuple[str, ...]) -> None:
                               f"{', '.join([DSPO, *METHODS])} (or package.module:function)")
 
 
-def _import_custom(path: str):
+def import_custom_method(path: str):
+    """The function a custom method ``package.module:function`` names; ConfigError if it is not there."""
     import importlib
 
     module_name, _, attr = path.partition(":")

@@ -4,10 +4,12 @@ The pieces, top to bottom:
 
 * ``objective`` (from ``dspo_ray.analysis.results``) -- the constrained goal as one number:
   maximise normalised reward subject to normalised cost <= 1, lexicographically.
-* :class:`CellGridSearcher` -- a Tune ``Searcher`` holding one Tune ``OptunaSearch`` (seeded TPE)
-  per (method, task) cell. Each configuration Optuna proposes becomes one Tune trial per seed;
-  when all its seeds are done Optuna is told their mean objective. Tasks and seeds are therefore a
-  grid across the search space, in one Tune experiment that fills the whole cluster.
+* :class:`CellGridSearcher` -- a Tune ``Searcher`` asking one seeded TPE Optuna study per
+  (method, task) cell, kept in the sweep's SQLite database (``<storage>/<name>/optuna.db``, see
+  ``SweepConfig.optuna_db``; ``optuna.load_study`` and optuna-dashboard read it). Each
+  configuration Optuna proposes becomes one Tune trial per seed; when all its seeds are done
+  Optuna is told their mean objective. Tasks and seeds are therefore a grid across the search
+  space, in one Tune experiment that fills the whole cluster.
 * :class:`PerCellASHA` -- ASHA early stopping, one bracket set per cell (a hard task's trials
   never compete with an easy task's).
 * :func:`run_trial` -- the Tune trainable: one (method, task, seed, configuration). DSPO's
@@ -24,8 +26,8 @@ Reliability: a trial that raises is retried ``trial.max_failures`` times (each r
 stages whose artefacts are in its work folder and resumes the interrupted stage from its Ray
 Train checkpoint); the sweep goes on past a trial that keeps failing. ``resume=True`` continues
 an interrupted experiment with ``Tuner.restore``: finished trials are kept, unfinished and errored
-ones run again (resuming their stages), and the searchers' Optuna studies come back from Tune's
-experiment checkpoint.
+ones run again (resuming their stages), and the cells' Optuna studies are reopened from the
+sweep's database.
 """
 
 from __future__ import annotations
@@ -48,15 +50,16 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from dspo_ray.analysis.results import (COST, REWARD, TRAINING_STEP, is_evaluated, load_results,
                                        objective)
 from dspo_ray.analysis.tables import sweep_summary
 from dspo_ray.config import to_dict
 from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_concurrency,
-                                         method_config, sweep_config_from_dict, _import_custom)
+                                         import_custom_method, method_config,
+                                         sweep_config_from_dict)
 from dspo_ray.distributed.train_runner import RayTrainRunner
+from dspo_ray.dspo.config import STAGES as DSPO_STAGES
 from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
 from dspo_ray.policies import POLICY_FILE
 
@@ -91,12 +94,8 @@ def _with_objective(metrics: Mapping[str, Any], intermediate: str | None = None)
     return out
 
 
-# DSPO's stages in order (dspo_ray.dspo.pipeline.STAGES): progress = index + 1
-DSPO_STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
-
-
 def _progress(stage: Any, count: int) -> int:
-    if isinstance(stage, str) and stage in DSPO_STAGES:
+    if isinstance(stage, str) and stage in DSPO_STAGES:  # progress = the stages finished
         return max(count, DSPO_STAGES.index(stage) + 1)
     if isinstance(stage, (int, float)) and not isinstance(stage, bool):
         return max(count, int(stage))
@@ -121,24 +120,21 @@ def _optuna_distributions(space: Mapping[str, Distribution]) -> dict[str, Any]:
     return out
 
 
-def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """OptunaSearch un-flattens '/'-separated names; our keys use '.', so this only undoes
-    accidental nesting."""
-    out = {}
-    for k, v in nested.items():
-        key = f"{prefix}/{k}" if prefix else k
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
+def study_name(method: str, task: str) -> str:
+    """The Optuna study of a (method, task) cell in the sweep's database."""
+    return f"{method}/{task}"
 
 
 class CellGridSearcher(Searcher):
     """One seeded TPE study per (method, task) cell; each proposal runs on every seed.
 
     Trial configs look like ``{"method", "task", "seed", "group", "params": {dotted key: value}}``;
-    ``group`` names the proposal (``<method>/<task>/<k>``), shared by its seeds' trials.
+    ``group`` names the proposal (``<method>/<task>/<k>``), shared by its seeds' trials and
+    recorded as the Optuna trial's ``group`` user attribute.
+
+    The studies live in the sweep's SQLite database (``SweepConfig.optuna_db``), not in Tune's
+    searcher checkpoint: that holds the bookkeeping (which group is which Optuna trial number)
+    and the samplers' random state, and the studies are reopened from the database.
     """
 
     def __init__(self, config: SweepConfig, metric: str = METRIC, mode: str = MODE):
@@ -149,23 +145,65 @@ class CellGridSearcher(Searcher):
         self.cells: list[tuple[str, str]] = config.cells()
         self.budget = {cell: config.samples_per_cell(cell[0]) for cell in self.cells}
         self.proposed = {cell: 0 for cell in self.cells}
-        self.studies: dict[tuple[str, str], OptunaSearch | None] = {}
         self.grids = {cell: config.grid(cell[0]) for cell in self.cells}  # fixed configurations
-        for i, (method, task) in enumerate(self.cells):
-            space = config.space(method)
-            if not space:
-                self.studies[(method, task)] = None
-                continue
-            sampler = TPESampler(seed=config.search.seed + i,
-                                 n_startup_trials=config.search.n_startup_trials)
-            self.studies[(method, task)] = OptunaSearch(
-                space=_optuna_distributions(space), metric=metric, mode=mode, sampler=sampler)
+        self.spaces = {cell: _optuna_distributions(config.space(cell[0])) for cell in self.cells}
+        self.samplers = {cell: TPESampler(seed=config.search.seed + i,
+                                          n_startup_trials=config.search.n_startup_trials)
+                         for i, cell in enumerate(self.cells) if self.spaces[cell]}
+        self.database = config.optuna_db()
+        self.storage_url = config.optuna_storage_url()
+        self.sweep_name = config.name
         self.queue: list[dict[str, Any]] = []       # trials of a proposal waiting for suggest()
         self.trial_group: dict[str, str] = {}       # Tune trial id -> group
         self.group_cell: dict[str, tuple[str, str]] = {}
         self.group_results: dict[str, dict[int, float | None]] = {}  # seed -> objective / None
         self.group_seeds: dict[str, dict[str, int]] = {}             # trial id -> seed
+        self.group_number: dict[str, int] = {}  # group -> its Optuna trial number, until told
         self.next_cell = 0
+        self._studies: dict[tuple[str, str], Any] = {}  # opened on first use
+
+    def __getstate__(self) -> dict[str, Any]:
+        # open studies hold database connections; the database is their checkpoint
+        return {k: v for k, v in self.__dict__.items() if k != "_studies"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "studies" in state:
+            from dspo_ray.io import ArtefactError
+
+            # an older dspo-ray pickled its studies (Tune's OptunaSearch) into the checkpoint
+            raise ArtefactError(
+                "this experiment was started by an older dspo-ray, whose Optuna studies live in "
+                "Tune's searcher checkpoint rather than in optuna.db, and cannot be resumed by this "
+                "one; start a new sweep (another --name)")
+        self.__dict__.update(state)
+        self._studies = {}
+
+    def study(self, cell: tuple[str, str]):
+        """The cell's study, created or reopened in the database. Reopened after a driver was
+        lost, it may hold trials asked after Tune's last checkpoint, which no Tune trial will
+        ever finish: they are marked failed (TPE then ignores them, as a crashed trial)."""
+        if cell not in self._studies:
+            import optuna
+
+            self.database.parent.mkdir(parents=True, exist_ok=True)
+            storage = optuna.storages.RDBStorage(
+                self.storage_url,
+                # wait for a reader (optuna-dashboard, load_study) instead of failing on its lock
+                engine_kwargs={"connect_args": {"timeout": 60}})
+            direction = "maximize" if self.mode == "max" else "minimize"
+            study = optuna.create_study(storage=storage, sampler=self.samplers[cell],
+                                        study_name=study_name(*cell), direction=direction,
+                                        load_if_exists=True)
+            study.set_user_attr("sweep", self.sweep_name)
+            study.set_user_attr("seeds", self.seeds)
+            waiting = {number for group, number in self.group_number.items()
+                       if self.group_cell[group] == cell}
+            for trial in study.get_trials(deepcopy=False,
+                                          states=(optuna.trial.TrialState.RUNNING,)):
+                if trial.number not in waiting:
+                    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            self._studies[cell] = study
+        return self._studies[cell]
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         # the space lives in the cells' studies; Tune's param_space holds no searchable values
@@ -181,12 +219,15 @@ class CellGridSearcher(Searcher):
             k = self.proposed[cell]
             self.proposed[cell] += 1
             group = f"{cell[0]}/{cell[1]}/{k}"
-            study = self.studies[cell]
-            grid = getattr(self, "grids", {}).get(cell)
-            if grid:
-                params = dict(grid[k])
+            if self.grids[cell]:
+                params = dict(self.grids[cell][k])
+            elif self.spaces[cell]:
+                trial = self.study(cell).ask(self.spaces[cell])
+                trial.set_user_attr("group", group)
+                self.group_number[group] = trial.number
+                params = dict(trial.params)
             else:
-                params = _flatten(study.suggest(group)) if study is not None else {}
+                params = {}
             self.group_cell[group] = cell
             self.group_results[group] = {}
             self.queue += [{"method": cell[0], "task": cell[1], "seed": s, "group": group,
@@ -212,25 +253,27 @@ class CellGridSearcher(Searcher):
         # a trial stopped early by ASHA carries an intermediate score, not the objective
         value = result[self.metric] if (not error and final and self.metric in result) else None
         self.group_results[group][seed] = value
-        if len(self.group_results[group]) < len(self.seeds):
+        if len(self.group_results[group]) < len(self.seeds) or group not in self.group_number:
             return
-        study = self.studies[self.group_cell[group]]
-        if study is None:
-            return
+        from optuna.trial import TrialState
+
+        study = self.study(self.group_cell[group])
+        number = self.group_number.pop(group)
         values = [v for v in self.group_results[group].values()
                   if v is not None and math.isfinite(v)]
+        # skip_if_finished: after a lost driver a resumed group may have been told already
         if values:
-            study.on_trial_complete(group, {self.metric: float(sum(values) / len(values))})
+            study.tell(number, float(sum(values) / len(values)), skip_if_finished=True)
         else:
-            study.on_trial_complete(group, None, error=True)
+            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+            pickle.dump(self.__getstate__(), f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__setstate__(pickle.load(f))
 
 
 # ---------------------------------------------------------------------------------- scheduler
@@ -351,7 +394,7 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
                                     config.dataset_dir)
         metrics = run_dspo(dspo_config, workdir, runner=runner, report=report)
     elif ":" in method:
-        fn = _import_custom(method)
+        fn = import_custom_method(method)
         metrics = fn(task=task, seed=seed, config={**fixed, **params}, workdir=workdir,
                      runner=runner, report=report, eval_episodes=config.eval_episodes)
     else:
@@ -381,6 +424,8 @@ class SweepResult:
     """One row per (method, task): the best configuration by mean objective over seeds."""
     work_root: Path
     ray_logs: str | None
+    optuna_storage: str | None = None
+    """``optuna.load_study``'s storage URL for the cells' studies (None: no cell searched)."""
 
 
 def start_ray(address: str | None, num_cpus: int | None = None,
@@ -479,6 +524,9 @@ def build_tuner(config: SweepConfig, resume: bool = False,
     if exists:
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, restart_errored=False)
+    # a fresh experiment's database left by a run that died before Tune's first checkpoint:
+    # its studies' trials belong to no experiment Tune can resume
+    config.optuna_db().unlink(missing_ok=True)
     if max_concurrent is None:
         max_concurrent = config.max_concurrent_trials or auto_concurrency(
             config, ray.cluster_resources())
@@ -613,7 +661,8 @@ class MissingDatasetError(RuntimeError):
 
 def _ray_log_dir() -> str | None:
     try:
-        return os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
+        context = ray.get_runtime_context()  # Ray's session folder: <temp dir>/<session name>
+        return os.path.join(context.get_temp_dir(), context.get_session_name(), "logs")
     except Exception:  # joined a remote cluster: its logs are on its head node
         return None
 
@@ -634,7 +683,8 @@ def collect_results(config: SweepConfig, ray_logs: str | None = None) -> SweepRe
     summary = sweep_summary(trials)
     _write_csv(trials, f"{path}/trials.csv")
     _write_csv(summary, f"{path}/summary.csv")
-    return SweepResult(path, trials, summary, config.work_root(), ray_logs)
+    studies = config.optuna_storage_url() if config.optuna_db().exists() else None
+    return SweepResult(path, trials, summary, config.work_root(), ray_logs, studies)
 
 
 def _write_csv(frame: pd.DataFrame, uri: str) -> None:
@@ -677,8 +727,8 @@ def format_summary(result: SweepResult) -> str:
         policies = s[(s["seeds"] > 0) & s["policy"].notna()]
         if not policies.empty:
             lines += ["", "best policy per (method, task): the best seed of the configuration "
-                          "above; score one with python experiments/evaluate.py --task <task> "
-                          "--policy <file>"]
+                          "above; score one with dspo-evaluate (python experiments/evaluate.py) "
+                          "--task <task> --policy <file>"]
             lines += [f"{r['method']:<{mw}} {r['task']:<14} {r['policy']}"
                       for _, r in policies.iterrows()]
     t = result.trials
@@ -696,6 +746,9 @@ def format_summary(result: SweepResult) -> str:
                  f"trial with result.json / progress.csv / error.txt); tables: "
                  f"python analysis/make_tables.py --results {result.experiment_path}")
     lines.append(f"trial work folders (models, datasets, stage checkpoints): {result.work_root}")
+    if result.optuna_storage:
+        lines.append(f"Optuna studies (one per method/task; optuna.load_study, optuna-dashboard): "
+                     f"{result.optuna_storage}")
     if result.ray_logs:
         lines.append(f"Ray logs: {result.ray_logs}")
     return "\n".join(lines)

@@ -12,8 +12,7 @@ from dspo_ray.data import load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
 from dspo_ray.dspo.config import DSPOConfig
 from dspo_ray.io import unreadable, write_json_atomic
-from dspo_ray.dspo.pipeline import _eval_seed
-from dspo_ray.evaluation import evaluate
+from dspo_ray.evaluation import evaluate, evaluation_seed
 from dspo_ray.policies import save_policy
 from dspo_ray.tasks import action_bounds
 from dspo_ray.training import LocalRunner, StageRunner
@@ -42,7 +41,7 @@ def run_bc_baselines(config: DSPOConfig, workdir: str | Path,
         save_policy(workdir / f"{name}_policy.pt", policy)
         (workdir / f"{name}.in-progress.pt").unlink(missing_ok=True)
         result = evaluate(policy, data.task, episodes=config.eval_episodes,
-                          seed=_eval_seed(config.seed), workers=config.eval_workers)
+                          seed=evaluation_seed(config.seed), workers=config.eval_workers)
         metrics = {f"{name}/eval/{k}": v for k, v in result.to_dict().items() if k != "task"}
         metrics[f"{name}/time_s"] = time.perf_counter() - start
         write_json_atomic(path, metrics)

@@ -12,11 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from dspo_ray.dspo.config import BCConfig
 from dspo_ray.policies import MLPPolicy
-from dspo_ray.training import TrainContext, unwrap
+from dspo_ray.training import TrainContext, run_steps, unwrap
 
 
 def train_bc(ctx: TrainContext, observations: np.ndarray, actions: np.ndarray, config: BCConfig,
@@ -34,32 +33,19 @@ def train_bc(ctx: TrainContext, observations: np.ndarray, actions: np.ndarray, c
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                  weight_decay=config.weight_decay)
     rng = np.random.default_rng(seed * 1000 + ctx.rank)
-    start = 0
-    checkpoint = ctx.load_checkpoint()
-    if checkpoint is not None:
-        unwrap(model).load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start = checkpoint["step"]
-        rng.bit_generator.state = checkpoint["rng"]
     obs_t = torch.as_tensor(observations, device=ctx.device)
     act_t = torch.as_tensor(actions, device=ctx.device)
-    losses: list[float] = []
-    for step in tqdm(range(start, config.steps), desc="bc", disable=None, initial=start,
-                     total=config.steps):
+
+    def step(done: int) -> dict[str, float]:
         idx = torch.as_tensor(rng.integers(0, len(obs_t), config.batch_size), device=ctx.device)
         loss = F.mse_loss(model(obs_t[idx]), act_t[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            ckpt = None
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                ckpt = {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": done, "rng": rng.bit_generator.state}
-            ctx.report({"losses/bc": float(np.mean(losses)), "train/step": done}, checkpoint=ckpt)
-            losses = []
+        return {"losses/bc": loss.item()}
+
+    run_steps(ctx, "bc", config.steps, step, {"model": unwrap(model), "optimizer": optimizer}, rng,
+              config.log_every, config.checkpoint_every, torch_rng=False)
     if ctx.rank != 0:
         return None
     plain = unwrap(model)

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from dspo_ray.dspo.config import DiffusionConfig
 from dspo_ray.dspo.windows import RaggedTrajectories
-from dspo_ray.training import TrainContext, unwrap
+from dspo_ray.training import TrainContext, run_steps, unwrap
 
 N_CONDITIONS = 2  # (return, safety signal)
 
@@ -382,20 +381,9 @@ def train_diffusion(ctx: TrainContext, trajectories: RaggedTrajectories, signals
     worker_seed = seed * 1000 + ctx.rank
     rng = np.random.default_rng(worker_seed)
     torch.manual_seed(worker_seed)
-    start = 0
-    checkpoint = ctx.load_checkpoint()
-    if checkpoint is not None:
-        unwrap(model).load_state_dict(checkpoint["model"])
-        ema.load_state_dict(checkpoint["ema"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start = checkpoint["step"]
-        rng.bit_generator.state = checkpoint["rng"]
-        torch.set_rng_state(checkpoint["torch_rng"])
-
     model.train()
-    losses: list[float] = []
-    for step in tqdm(range(start, config.steps), desc="diffusion", disable=None, initial=start,
-                     total=config.steps):
+
+    def step(done: int) -> dict[str, float]:
         x, condition = sampler.sample(config.batch_size, rng)
         with precision:
             loss = model(torch.as_tensor(x, device=ctx.device),
@@ -404,22 +392,16 @@ def train_diffusion(ctx: TrainContext, trajectories: RaggedTrajectories, signals
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        losses.append(loss.item())
-        done = step + 1
         if done % config.ema_every == 0:
             if done < config.ema_start:  # Table 4: EMA starts at iteration 1000; a copy before
                 ema.load_state_dict(unwrap(model).state_dict())
             else:
                 ema_update(ema, unwrap(model), config.ema_decay)
-        if done % config.log_every == 0 or done == config.steps:
-            metrics = {"losses/diffusion": float(np.mean(losses)), "train/step": done}
-            losses = []
-            ckpt = None
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                ckpt = {"model": unwrap(model).state_dict(), "ema": ema.state_dict(),
-                        "optimizer": optimizer.state_dict(), "step": done,
-                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-            ctx.report(metrics, checkpoint=ckpt)
+        return {"losses/diffusion": loss.item()}
+
+    run_steps(ctx, "diffusion", config.steps, step,
+              {"model": unwrap(model), "ema": ema, "optimizer": optimizer}, rng,
+              config.log_every, config.checkpoint_every)
     if ctx.rank != 0:
         return None
     cpu = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731

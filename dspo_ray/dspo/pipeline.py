@@ -16,12 +16,17 @@ sidecar written just before it; a rerun skips every stage whose artefact exists)
 ``stop_after`` ends the run after a stage (no evaluation, no ``result.json``): a stage-1-only run
 (``stop_after="labels"``) is Table 2's. ``stage1_oracle`` (a diagnostic, never Table 1) skips
 stage 1 and uses the hidden truth as the signal.
+
+Stages 1-5 are data (``TRAINING_STAGES``: name, artefact, ``produce``, ``save``), in the order of
+the one stage list, ``dspo_ray.dspo.config.STAGES`` (checked when this module loads); ``run_dspo``
+goes through them in order with ``complete_stage``, then evaluates.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,25 +34,21 @@ import numpy as np
 import torch
 
 from dspo_ray.config import ConfigError, to_dict
-from dspo_ray.data import load_task_data
+from dspo_ray.data import CostLabelFreeData, HiddenTruth, load_task_data
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
-from dspo_ray.dspo.config import DSPOConfig
+from dspo_ray.dspo.config import STAGES, DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
                                          load_discriminator, score_trajectories,
                                          train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
-from dspo_ray.evaluation import evaluate
+from dspo_ray.evaluation import evaluate, evaluation_seed
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
-from dspo_ray.policies import POLICY_FILE, load_policy, save_policy
+from dspo_ray.policies import POLICY_FILE, save_policy
+from dspo_ray.saved_policies import load_policy
 from dspo_ray.tasks import action_bounds
-from dspo_ray.training import LocalRunner, StageRunner, pick_device, save_atomic
-
-STAGES = ("discriminator", "labels", "diffusion", "generation", "bc", "evaluation")
-ARTEFACTS = {"discriminator": "discriminator.pt", "labels": "labels.npz",
-             "diffusion": "diffusion.pt", "generation": "generated.npz", "bc": POLICY_FILE,
-             "evaluation": "result.json"}
+from dspo_ray.training import LocalRunner, StageRunner, resolve_device, save_atomic
 
 
 def _sidecar(path: Path) -> Path:
@@ -57,10 +58,6 @@ def _sidecar(path: Path) -> Path:
 def _load_metrics(path: Path) -> dict[str, Any]:
     side = _sidecar(path)
     return json.loads(side.read_text()) if side.exists() else {}
-
-
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    save_generated(path, arrays)  # same atomic npz writer
 
 
 def bc_dataset_dspo(data, generated: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -94,11 +91,137 @@ def subset_trajectories(trajectories: RaggedTrajectories, keep: np.ndarray) -> R
                               returns=trajectories.returns[keep], is_demo=trajectories.is_demo[keep])
 
 
+@dataclass(frozen=True)
+class StageInputs:
+    """What every stage reads besides the artefacts of the stages before it (those it loads from
+    ``workdir``, so a resumed run and a fresh one see the same inputs)."""
+
+    config: DSPOConfig
+    workdir: Path
+    runner: StageRunner
+    data: CostLabelFreeData  # no costs in it
+    truth: HiddenTruth  # read only by the oracle diagnostic and the reported metrics
+    trajectories: RaggedTrajectories
+    heldout: np.ndarray
+    """Demonstrations stage 1 does not train on (the label-free selection metric's)."""
+    device: torch.device
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+    def artefact(self, stage: str) -> Path:
+        return self.workdir / ARTEFACTS[stage]
+
+    def signals(self) -> np.ndarray:
+        with np.load(self.artefact("labels")) as f:
+            return f["safety_signal"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline: ``produce`` computes the artefact and its metrics from the
+    inputs (and earlier artefacts); ``save`` writes it to ``artefact`` (atomically)."""
+
+    name: str
+    artefact: str
+    produce: Callable[[StageInputs], tuple[Any, dict[str, Any]]]
+    save: Callable[[Path, Any], Any]
+    skipped_by_oracle: bool = False
+    """The oracle diagnostic replaces this stage by the hidden truth."""
+
+
+# 1. discriminator, on all but the held-out demonstrations (the oracle diagnostic has none)
+def train_stage1(run: StageInputs) -> tuple[Any, dict[str, Any]]:
+    artefact = run.runner.run("discriminator", train_discriminator, run.workdir,
+                              trajectories=subset_trajectories(run.trajectories, ~run.heldout),
+                              config=run.config.discriminator,
+                              max_timestep=run.data.task.max_episode_steps, seed=run.config.seed)
+    return artefact, {}
+
+
+# 2. labels: the signal of every trajectory, the label-free selection metric (stage1/...), and the
+# metrics that read the hidden truth (discriminator/..., neg_return/...: reported only)
+def label_trajectories(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    config, trajectories, heldout = run.config, run.trajectories, run.heldout
+    is_demo = trajectories.is_demo
+    out: dict[str, Any] = {}
+    if config.stage1_oracle:
+        # diagnostic upper bound: the hidden truth as the signal (demonstrations are safe)
+        signals = run.truth.is_safe.astype(np.float64)
+        out["diagnostic/oracle_signal"] = 1
+    else:
+        artefact = torch.load(run.artefact("discriminator"), map_location="cpu",
+                              weights_only=False)
+        # scored as the artefact's config says (window, reduction)
+        signals = score_trajectories(load_discriminator(artefact), trajectories, device=run.device)
+        out.update(heldout_demo_metrics(signals, is_demo, heldout, trajectories.returns))
+    labels = dict(safety_signal=signals, returns=trajectories.returns, is_demo=is_demo,
+                  lengths=trajectories.lengths, heldout_demo=heldout)
+    out["stage1/n_heldout_demos"] = int(heldout.sum())
+    out["stage1/min_demo_signal"] = float(signals[is_demo].min())
+    out["stage1/mean_unlabelled_signal"] = float(signals[~is_demo].mean())
+    out.update(discriminator_metrics(signals, is_demo, run.truth,
+                                     config.discriminator.label_threshold,
+                                     returns=trajectories.returns))
+    return labels, out
+
+
+# 3. diffusion
+def train_stage2(run: StageInputs) -> tuple[Any, dict[str, Any]]:
+    artefact = run.runner.run("diffusion", train_diffusion, run.workdir,
+                              trajectories=run.trajectories, signals=run.signals(),
+                              config=run.config.diffusion, seed=run.config.seed)
+    return artefact, {}
+
+
+# 4. generation
+def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    config = run.config
+    artefact = torch.load(run.artefact("diffusion"), map_location="cpu", weights_only=False)
+    demo = run.trajectories.is_demo
+    generated = generate(artefact, config.generation, config.diffusion.guidance_weight,
+                         run.trajectories.returns[demo], run.signals()[demo], run.action_low,
+                         run.action_high, seed=config.seed, device=run.device,
+                         autocast=config.diffusion.autocast, compile=config.diffusion.compile)
+    return generated, {
+        "generation/n_windows": int(len(generated["observations"])),
+        "generation/return_condition_mean": float(generated["return_condition"].mean()),
+        "generation/safety_condition": float(generated["safety_condition"][0]),
+        "generation/action_abs_mean": float(np.abs(generated["actions"]).mean())}
+
+
+# 5. behaviour cloning on D^S u D^G
+def clone_behaviour(run: StageInputs) -> tuple[Any, dict[str, Any]]:
+    obs, act = bc_dataset_dspo(run.data, load_generated(run.artefact("generation")))
+    artefact = run.runner.run("bc", train_bc, run.workdir, observations=obs, actions=act,
+                              config=run.config.bc, action_low=run.action_low,
+                              action_high=run.action_high, seed=run.config.seed)
+    return policy_from_artefact(artefact), {"bc/n_samples": int(len(obs))}
+
+
+def save_model(path: Path, artefact: Any) -> None:
+    save_atomic(artefact, path)
+
+
+TRAINING_STAGES = (
+    Stage("discriminator", "discriminator.pt", train_stage1, save_model, skipped_by_oracle=True),
+    Stage("labels", "labels.npz", label_trajectories, save_generated),  # the atomic npz writer
+    Stage("diffusion", "diffusion.pt", train_stage2, save_model),
+    Stage("generation", "generated.npz", generate_windows, save_generated),
+    Stage("bc", POLICY_FILE, clone_behaviour, save_policy),
+)
+"""Every stage before evaluation, in the order of :data:`dspo_ray.dspo.config.STAGES` (the one
+stage list; checked below); evaluation (``result.json``) ends the run."""
+ARTEFACTS = {**{s.name: s.artefact for s in TRAINING_STAGES}, "evaluation": "result.json"}
+if tuple(s.name for s in TRAINING_STAGES) + ("evaluation",) != STAGES:
+    raise RuntimeError(f"TRAINING_STAGES ({', '.join(s.name for s in TRAINING_STAGES)}, then "
+                       f"evaluation) disagrees with dspo_ray.dspo.config.STAGES "
+                       f"({', '.join(STAGES)}); change both together")
+
+
 def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None = None,
              report: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Run (or resume) DSPO; returns the flat metrics dict also saved as ``result.json`` (with
     ``stop_after``: the metrics up to that stage, nothing saved beyond the stages' sidecars)."""
-    runner = runner or LocalRunner()
     workdir = Path(workdir)
     _check_same_config(workdir / "config.json", to_dict(config))
     discard_unreadable_artefacts(workdir)
@@ -113,146 +236,32 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     data, truth = load_task_data(config.task, config.dataset, config.split)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(workdir / "config.json", to_dict(config))
-    spec = data.task
     trajectories = ragged_from_data(data)  # learners' data only: no costs anywhere in it
-    action_low, action_high = action_bounds(spec)
-    device = pick_device()
-    metrics: dict[str, Any] = {"task": spec.name, "seed": config.seed,
+    action_low, action_high = action_bounds(data.task)
+    run = StageInputs(
+        config=config, workdir=workdir, runner=runner or LocalRunner(), data=data, truth=truth,
+        trajectories=trajectories, device=resolve_device(), action_low=action_low,
+        action_high=action_high,
+        heldout=(np.zeros(len(trajectories), bool) if config.stage1_oracle else
+                 heldout_demo_mask(trajectories.is_demo, config.holdout_demos, config.split.seed)))
+    metrics: dict[str, Any] = {"task": data.task.name, "seed": config.seed,
                                "data/n_safe_demos": len(data.safe_demos),
                                "data/n_unlabelled": len(data.unlabelled)}
-    heldout = (np.zeros(len(trajectories), bool) if config.stage1_oracle else
-               heldout_demo_mask(trajectories.is_demo, config.holdout_demos, config.split.seed))
 
-    def stage(name: str, produce: Callable[[], dict[str, Any]]) -> None:
-        path = workdir / ARTEFACTS[name]
-        if not path.exists():
-            # time spent by earlier, interrupted attempts at this stage counts too
-            spent = _spent_path(workdir, name)
-            before = _read_spent(spent)
-            start, cpu_start = time.perf_counter(), time.process_time()
-            try:
-                stage_metrics = produce()  # computes the artefact, returns its metrics
-            except BaseException:
-                write_json_atomic(spent, {"s": before["s"] + time.perf_counter() - start,
-                                          "cpu_s": before["cpu_s"] + time.process_time() - cpu_start})
-                raise
-            stage_metrics[f"time/{name}_s"] = before["s"] + time.perf_counter() - start
-            # this process's CPU seconds: on a shared machine, the contention-free cost
-            stage_metrics[f"time/{name}_cpu_s"] = before["cpu_s"] + time.process_time() - cpu_start
-            write_json_atomic(_sidecar(path), stage_metrics)
-            _commit[name](stage_metrics)
-            spent.unlink(missing_ok=True)
-        metrics.update(_load_metrics(path))
-        if report is not None:
-            report({"stage": name, **metrics})
-
-    # Each produce() computes its artefact into `pending`; commit writes it after the sidecar.
-    pending: dict[str, Any] = {}
-    _commit: dict[str, Callable[[dict], None]] = {}
-
-    def stopping(name: str) -> bool:
-        if config.stop_after != name:
-            return False
-        metrics["run/stopped_after_stage"] = STAGES.index(name) + 1
-        return True
-
-    # 1. discriminator, on all but the held-out demonstrations (the oracle diagnostic has none)
-    def train_stage_1():
-        artefact = runner.run("discriminator", train_discriminator, workdir,
-                              trajectories=subset_trajectories(trajectories, ~heldout),
-                              config=config.discriminator,
-                              max_timestep=spec.max_episode_steps, seed=config.seed)
-        pending["discriminator"] = artefact
-        return {}
-    _commit["discriminator"] = lambda m: _finish(workdir, "discriminator",
-                                                 lambda p: save_atomic(pending["discriminator"], p))
-    if not config.stage1_oracle:
-        stage("discriminator", train_stage_1)
-    if stopping("discriminator"):
-        return metrics
-
-    # 2. labels: the signal of every trajectory, the label-free selection metric (stage1/...),
-    # and the metrics that read the hidden truth (discriminator/..., neg_return/...: reported only)
-    def label():
-        is_demo = trajectories.is_demo
-        out: dict[str, Any] = {}
-        if config.stage1_oracle:
-            # diagnostic upper bound: the hidden truth as the signal (demonstrations are safe)
-            signals = truth.is_safe.astype(np.float64)
-            out["diagnostic/oracle_signal"] = 1
-        else:
-            artefact = torch.load(workdir / ARTEFACTS["discriminator"], map_location="cpu",
-                                  weights_only=False)
-            # scored as the artefact's config says (window, reduction)
-            signals = score_trajectories(load_discriminator(artefact), trajectories, device=device)
-            out.update(heldout_demo_metrics(signals, is_demo, heldout, trajectories.returns))
-        pending["labels"] = dict(safety_signal=signals, returns=trajectories.returns,
-                                 is_demo=is_demo, lengths=trajectories.lengths,
-                                 heldout_demo=heldout)
-        out["stage1/n_heldout_demos"] = int(heldout.sum())
-        out["stage1/min_demo_signal"] = float(signals[is_demo].min())
-        out["stage1/mean_unlabelled_signal"] = float(signals[~is_demo].mean())
-        out.update(discriminator_metrics(signals, is_demo, truth,
-                                         config.discriminator.label_threshold,
-                                         returns=trajectories.returns))
-        return out
-    _commit["labels"] = lambda m: _finish(workdir, "labels",
-                                          lambda p: _save_npz_atomic(p, **pending["labels"]))
-    stage("labels", label)
-    if stopping("labels"):
-        return metrics
-    with np.load(workdir / ARTEFACTS["labels"]) as f:
-        signals = f["safety_signal"]
-
-    # 3. diffusion
-    def train_stage_2():
-        pending["diffusion"] = runner.run("diffusion", train_diffusion, workdir,
-                                          trajectories=trajectories, signals=signals,
-                                          config=config.diffusion, seed=config.seed)
-        return {}
-    _commit["diffusion"] = lambda m: _finish(workdir, "diffusion",
-                                             lambda p: save_atomic(pending["diffusion"], p))
-    stage("diffusion", train_stage_2)
-    if stopping("diffusion"):
-        return metrics
-
-    # 4. generation
-    def generation():
-        artefact = torch.load(workdir / ARTEFACTS["diffusion"], map_location="cpu", weights_only=False)
-        demo = trajectories.is_demo
-        generated = generate(artefact, config.generation, config.diffusion.guidance_weight,
-                             trajectories.returns[demo], signals[demo], action_low, action_high,
-                             seed=config.seed, device=device, autocast=config.diffusion.autocast,
-                             compile=config.diffusion.compile)
-        pending["generation"] = generated
-        return {"generation/n_windows": int(len(generated["observations"])),
-                "generation/return_condition_mean": float(generated["return_condition"].mean()),
-                "generation/safety_condition": float(generated["safety_condition"][0]),
-                "generation/action_abs_mean": float(np.abs(generated["actions"]).mean())}
-    _commit["generation"] = lambda m: _finish(workdir, "generation",
-                                              lambda p: save_generated(p, pending["generation"]))
-    stage("generation", generation)
-    if stopping("generation"):
-        return metrics
-
-    # 5. behaviour cloning on D^S u D^G
-    def clone():
-        obs, act = bc_dataset_dspo(data, load_generated(workdir / ARTEFACTS["generation"]))
-        artefact = runner.run("bc", train_bc, workdir, observations=obs, actions=act,
-                              config=config.bc, action_low=action_low, action_high=action_high,
-                              seed=config.seed)
-        pending["bc"] = policy_from_artefact(artefact)
-        return {"bc/n_samples": int(len(obs))}
-    _commit["bc"] = lambda m: _finish(workdir, "bc", lambda p: save_policy(p, pending["bc"]))
-    stage("bc", clone)
-    if stopping("bc"):
-        return metrics
+    for stage in TRAINING_STAGES:
+        if not (stage.skipped_by_oracle and config.stage1_oracle):
+            metrics.update(complete_stage(stage, run))
+            if report is not None:
+                report({"stage": stage.name, **metrics})
+        if config.stop_after == stage.name:
+            metrics["run/stopped_after_stage"] = STAGES.index(stage.name) + 1
+            return metrics
 
     # 6. evaluation
     start = time.perf_counter()
-    policy = load_policy(workdir / ARTEFACTS["bc"])
-    result = evaluate(policy, spec, episodes=config.eval_episodes, seed=_eval_seed(config.seed),
-                      workers=config.eval_workers)
+    policy = load_policy(run.artefact("bc"))
+    result = evaluate(policy, data.task, episodes=config.eval_episodes,
+                      seed=evaluation_seed(config.seed), workers=config.eval_workers)
     metrics.update({f"eval/{k}": v for k, v in result.to_dict().items() if k != "task"})
     metrics["time/evaluation_s"] = time.perf_counter() - start
     metrics["time/total_s"] = sum(v for k, v in metrics.items()
@@ -262,6 +271,33 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     if report is not None:
         report({"stage": "evaluation", **metrics})
     return metrics
+
+
+def complete_stage(stage: Stage, run: StageInputs) -> dict[str, Any]:
+    """The stage's metrics, running it first unless its artefact exists. Its metrics sidecar is
+    written before the artefact, so an existing artefact always has its metrics."""
+    path = run.artefact(stage.name)
+    if not path.exists():
+        # time spent by earlier, interrupted attempts at this stage counts too
+        spent = _spent_path(run.workdir, stage.name)
+        before = _read_spent(spent)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        try:
+            artefact, stage_metrics = stage.produce(run)
+        except BaseException:
+            write_json_atomic(spent, {"s": before["s"] + time.perf_counter() - start,
+                                      "cpu_s": before["cpu_s"] + time.process_time() - cpu_start})
+            raise
+        stage_metrics[f"time/{stage.name}_s"] = before["s"] + time.perf_counter() - start
+        # this process's CPU seconds: on a shared machine, the contention-free cost
+        stage_metrics[f"time/{stage.name}_cpu_s"] = (before["cpu_s"] + time.process_time()
+                                                     - cpu_start)
+        write_json_atomic(_sidecar(path), stage_metrics)
+        stage.save(path, artefact)
+        # the stage's in-progress checkpoint (LocalRunner's naming) is no longer needed
+        (run.workdir / f"{stage.name}.in-progress.pt").unlink(missing_ok=True)
+        spent.unlink(missing_ok=True)
+    return _load_metrics(path)
 
 
 def _check_same_config(path: Path, config: dict[str, Any]) -> None:
@@ -282,15 +318,6 @@ def _check_same_config(path: Path, config: dict[str, Any]) -> None:
                          "differ); use a fresh folder, or delete the folder to start over")
 
 
-def _finish(workdir: Path, name: str, write: Callable[[Path], Any]) -> None:
-    write(workdir / ARTEFACTS[name])
-    # the stage's in-progress checkpoint (LocalRunner's naming) is no longer needed
-    (workdir / f"{name}.in-progress.pt").unlink(missing_ok=True)
-
-
-def _eval_seed(seed: int) -> int:
-    # evaluation episodes start from seeds the data collection did not use for this run's seed
-    return 10_000 * (seed + 1)
 
 
 def _spent_path(workdir: Path, name: str) -> Path:

@@ -1,0 +1,227 @@
+"""Collect tasks' datasets in the DSRL format with our own online agents (no download).
+
+    dspo-collect --task CarCircle                 # 3 runs on a local Ray (= python experiments/collect.py)
+    dspo-collect --task CarCircle --task DroneRun --runs 4 --episodes-per-run 1000
+    dspo-collect --task DroneRun --runs 1 --episodes 4000 --keep 600 --ship
+    dspo-collect --task CarCircle --no-ray --episodes 300 --out /tmp/d
+    dspo-collect --task CarCircle --address auto  # on a running cluster
+    dspo-collect --task hardsparse --ship         # MetaDrive: rule-based driver, 600 episodes
+
+Each task gets ``--runs`` PPO-Lagrangian runs (seeds ``--seed``, ``--seed``+1, ...; cost limit moved
+from DSRL's max cost down to an end target that differs per run). EVERY episode of a run is saved to
+``<out>/runs/<task>/run-<k>-seed<s>.hdf5`` (+ .json, written last), so rerunning the same command
+after a crash or Ctrl-C skips the finished runs (a run on Ray logs to run-<k>-seed<s>.log there). Then all runs' episodes are merged, those above
+DSRL's max cost dropped, and a (cost, reward) grid filter keeps ``--keep`` of them:
+``<out>/<EnvId>-<max cost>-<count>.hdf5`` with a JSON summary and a scatter plot (.png)
+(see dspo_ray/data/collect.py). With ``--ray`` (default) the runs of all tasks run in parallel as
+Ray tasks, one CPU each. Point $DSRL_DATASET_DIR at --out, or use --ship to replace the
+repository's shipped file.
+
+MetaDrive tasks are collected as DSRL did, with no RL: ``--driver idm`` (the default for them)
+drives ``--episodes`` episodes with MetaDrive's rule-based IDM driver, each with its own settings
+(target speed, following distance, lane-change eagerness, action noise), in this process
+(dspo_ray/data/metadrive_driver.py); every episode is saved to ``<out>/runs/<task>/`` and the same
+grid filter, file, summary and plot follow. ``--runs``, ``--ray`` and the PPO options do not apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    from dspo_ray.cli import add_deprecated_alias, add_repeatable
+    from dspo_ray.tasks import TASKS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_repeatable(p, "--task", choices=list(TASKS),
+                   help="a task to collect; repeat for several (required unless --table)")
+    p.add_argument("--table", action="store_true",
+                   help="print the markdown table of the shipped datasets (from their sidecars) and exit")
+    p.add_argument("--plot-shipped", action="store_true",
+                   help="draw datasets/<file>.png for every shipped dataset from its file and exit")
+    p.add_argument("--runs", type=int, default=3, help="behaviour-agent runs per task")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="training episodes per task, all runs together (split evenly over the runs; "
+                        "default 2000); with --driver idm the episodes driven (default 600)")
+    add_deprecated_alias(p, "--budget", "--episodes", type=int)
+    p.add_argument("--driver", choices=("auto", "ppo", "idm"), default="auto",
+                   help="behaviour policy: ppo (our PPO-Lagrangian), idm (MetaDrive's rule-based "
+                        "driver with varied settings, as DSRL); auto: idm for MetaDrive, else ppo")
+    p.add_argument("--episodes-per-run", type=int, default=None,
+                   help="training episodes of each run (overrides --episodes)")
+    p.add_argument("--keep", type=int, default=None,
+                   help="trajectories in the file (default: 1.25 x Table 3's N_safe + N_unlabelled)")
+    p.add_argument("--min-safe-share", type=float, default=0.0,
+                   help="at least this share of the kept trajectories safe, when the recorded ones "
+                        "allow it (the paper's setting needs many safe unlabelled ones; default 0: "
+                        "the plain grid filter)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run (run k uses seed + k)")
+    p.add_argument("--n-envs", type=int, default=8,
+                   help="environments each PPO run steps at once (default 8)")
+    p.add_argument("--cost-limit-start", type=float, default=None,
+                   help="the PPO-Lagrangian cost limit at the start of each run (default: DSRL's "
+                        "max cost of the task)")
+    p.add_argument("--cost-limit-end", type=float, default=None,
+                   help="one end target for every run (default: spread from limit/4 to the limit)")
+    p.add_argument("--lr", type=float, default=None, help="PPO learning rate (default: CollectConfig's)")
+    p.add_argument("--out", default="runs/datasets",
+                   help="folder for the runs and the dataset file (default: runs/datasets)")
+    p.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the runs in parallel as Ray tasks (default) or one after another here")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (e.g. auto); default: start a local Ray with --num-cpus")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ship", action="store_true",
+                   help="also pack the file into datasets/ (dspo_ray/data/shipping.py), replacing that task's shipped file")
+    args = p.parse_args(argv)
+    if args.table:
+        print(shipped_table())
+        return 0
+    if args.plot_shipped:
+        for path in plot_shipped():
+            print(path)
+        return 0
+    if not args.task:
+        p.error("--task is required (or --table / --plot-shipped)")
+    for name in ("runs", "episodes", "episodes_per_run", "keep", "n_envs", "num_cpus"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if not 0.0 <= args.min_safe_share <= 1.0:
+        p.error(f"--min-safe-share must be in [0, 1], got {args.min_safe_share}")
+    if args.address and not args.ray:
+        p.error("--address needs --ray (it names the Ray cluster to run on)")
+    tasks = list(dict.fromkeys(args.task))
+    drivers = {t: (args.driver if args.driver != "auto"
+                   else "idm" if TASKS[t].suite == "MetaDrive" else "ppo") for t in tasks}
+    bad = [t for t, d in drivers.items() if d == "idm" and TASKS[t].suite != "MetaDrive"]
+    if bad:
+        p.error(f"--driver idm drives MetaDrive only, not {', '.join(bad)}")
+    episodes = args.episodes if args.episodes is not None else 2000
+    per_run = args.episodes_per_run or episodes // args.runs
+    if per_run < 1:
+        p.error(f"--episodes {episodes} is fewer than --runs {args.runs}: "
+                "every run needs at least one episode")
+    if args.cost_limit_start is not None and args.cost_limit_start < 0:
+        p.error(f"--cost-limit-start must be >= 0, got {args.cost_limit_start}")
+    if args.cost_limit_end is not None and args.cost_limit_end < 0:
+        p.error(f"--cost-limit-end must be >= 0, got {args.cost_limit_end}")
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+    torch.set_num_threads(1)
+    from dspo_ray.data.collect import CollectConfig, collect_task, collection_reset_seeds, plan_runs
+    from dspo_ray.data.shipping import SHIPPED_DATASET_DIR
+    from dspo_ray.data.shipping import can_replay, pack_dataset
+    from dspo_ray.io import write_bytes_atomic
+
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    plans = {}
+    for task in (t for t in tasks if drivers[t] == "ppo"):
+        base = CollectConfig(task=task, keep=args.keep, n_envs=args.n_envs,
+                             cost_limit_start=args.cost_limit_start, cost_limit_end=args.cost_limit_end,
+                             **({"lr": args.lr} if args.lr is not None else {}))
+        plans[task] = plan_runs(task, args.runs, per_run, seed=args.seed, base=base)
+    results = {}
+    try:
+        if any(d == "idm" for d in drivers.values()):
+            from dspo_ray.data.metadrive_driver import DriverConfig, collect_metadrive
+
+            for task in (t for t in tasks if drivers[t] == "idm"):
+                cfg = DriverConfig(task=task, keep=args.keep, seed=args.seed,
+                                   **({"episodes": args.episodes} if args.episodes else {}))
+                results[task] = collect_metadrive(cfg, args.out, log=log)
+        if plans and args.ray:
+            from dspo_ray.distributed.collect import collect_on_ray
+
+            results |= collect_on_ray(plans, args.out, keep=args.keep, address=args.address,
+                                      num_cpus=args.num_cpus, progress=not args.no_progress, log=log,
+                                      min_safe_share=args.min_safe_share)
+        elif plans:
+            results |= {task: collect_task(runs, args.out, keep=args.keep, log=log,
+                                           min_safe_share=args.min_safe_share)
+                        for task, runs in plans.items()}
+    except ValueError as e:  # e.g. --out holds runs made with other settings
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for task in tasks:
+        result = results[task]
+        print(json.dumps({k: v for k, v in result.to_dict().items() if k != "config"}, indent=1))
+        if args.ship:
+            # replayable simulators ship as actions + initial states (dspo_ray/data/shipping.py)
+            seeds = (collection_reset_seeds(json.loads(result.path.with_suffix(".json").read_text()))
+                     if can_replay(task) and drivers[task] == "ppo" else None)
+            shipped = pack_dataset(result.path, task, SHIPPED_DATASET_DIR, reset_seeds=seeds)
+            new = {shipped}
+            for suffix in (".json", ".png"):
+                new.add(SHIPPED_DATASET_DIR / result.path.with_suffix(suffix).name)
+                write_bytes_atomic(SHIPPED_DATASET_DIR / result.path.with_suffix(suffix).name,
+                                   result.path.with_suffix(suffix).read_bytes())
+            # one shipped file (and sidecar) per task, as find_dataset takes the biggest count;
+            # the old ones go only once the new ones are in place
+            prefix = result.path.name.rsplit("-", 1)[0] + "-"
+            for old in set(SHIPPED_DATASET_DIR.glob(f"{prefix}*")) - new:
+                old.unlink()
+            print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def plot_shipped() -> list[Path]:
+    """Scatter plots of the shipped files (their kept episodes; the full recordings are not shipped)."""
+    from dspo_ray.data import load_trajectories
+    from dspo_ray.data.collect import scatter_plot
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR, unpacked
+    from dspo_ray.tasks import TASKS
+
+    out = []
+    for spec in TASKS.values():
+        for pack in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*{PACK_SUFFIX}")):
+            trajs = load_trajectories(unpacked(pack), spec)
+            png = pack.with_name(pack.name.replace(PACK_SUFFIX, ".png"))
+            out.append(scatter_plot(png, spec, None, [(t.cost_return, t.reward_return) for t in trajs]))
+    return out
+
+
+def shipped_table() -> str:
+    """One row per shipped dataset, every figure read from its JSON sidecar (see DATASETS.md)."""
+    from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
+    from dspo_ray.evaluation import normalized_reward
+    from dspo_ray.tasks import TASKS
+
+    rows = ["| task | file | trajectories (steps) | safe / unsafe (cost <= limit) "
+            "| cost return min / median / max | reward return min / median / max "
+            "| best safe reward (normalised) | best reward overall (normalised) | training episodes "
+            "(runs) | wall time | pack MB |", "|" + "---|" * 11]
+    for spec in TASKS.values():
+        for sidecar in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.json")):
+            d = json.loads(sidecar.read_text())
+            k = d["stats"]["kept"]
+            c, r = k["cost_return_quantiles"], k["reward_return_quantiles"]
+            best = k["best_safe_reward_return"]
+            pack = sidecar.with_suffix(PACK_SUFFIX)
+            rows.append(
+                f"| {spec.name} | `{pack.name}` | {k['trajectories']} ({k['transitions']}) "
+                f"| {k['safe']} / {k['trajectories'] - k['safe']} (<= {spec.cost_limit:g}) "
+                f"| {c[0]:g} / {c[2]:g} / {c[4]:g} | {r[0]:.1f} / {r[2]:.1f} / {r[4]:.1f} "
+                f"| {best:.1f} ({normalized_reward(spec, best):.2f}) "
+                f"| {r[4]:.1f} ({normalized_reward(spec, r[4]):.2f}) "
+                f"| {d['recorded']} ({d['config'].get('runs', 1)}) | {d['seconds'] / 60:.0f} min "
+                f"| {pack.stat().st_size / 1e6:.1f} |")
+    return "\n".join(rows)
+
+
+def cli() -> int:
+    """The ``dspo-collect`` command."""
+    from dspo_ray.cli import run_cli
+
+    return run_cli(main, resume_hint="rerun the same command to resume the collection")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
