@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -166,7 +167,8 @@ def price(report: dict, grid_file: Path) -> list[str]:
              f"{d['date']}; load average at start {b['load_at_start']}); {b['machine']}; task "
              f"{b['task']} (obs {b['obs_dim']}, act {b['act_dim']}); DSPO's labels stage (scoring "
              "every trajectory once) is not included",
-             f"- grid: {grid_file.resolve().relative_to(Path(__file__).resolve().parents[1])} -- {n_tasks} tasks x {n_seeds} seeds x "
+             f"- grid: {grid_file.resolve().relative_to(Path(__file__).resolve().parents[1])} -- "
+             f"{n_tasks} tasks x {n_seeds} seeds x "
              f"{len(grid['methods'])} methods; DSPO searched over {n_configs} configurations per task",
              f"- prices (stated input): {PRICES_DATE}: " + ", ".join(
                  f"{k} ${v:.3f}/h" for k, v in PRICES_USD_PER_H.items()),
@@ -217,6 +219,15 @@ def price(report: dict, grid_file: Path) -> list[str]:
     return lines
 
 
+def git_commit() -> str:
+    """The checkout's commit (and whether it had local changes), for the record."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True).stdout.strip()
+    changed = " + local changes" if git("status", "--porcelain", "-uno") else ""
+    return git("rev-parse", "--short", "HEAD") + changed
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="CarCircle")
@@ -237,6 +248,7 @@ def main(argv=None) -> int:
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     cmd = "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:]))
     meta = {"command": cmd, "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+            "commit": git_commit(),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, no GPU, "
                        f"torch {torch.__version__}, {args.threads} torch thread(s)",
             "load_at_start": " / ".join(f"{v:.1f}" for v in os.getloadavg()), "task": args.task,

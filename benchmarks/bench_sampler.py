@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_dspo import ACT_DIM, OBS_DIM  # noqa: E402
+from bench_grid_cost import git_commit  # noqa: E402
 from dspo_ray.data import load_task_data  # noqa: E402
 from dspo_ray.dspo.config import profile_config  # noqa: E402
 from dspo_ray.dspo.diffusion import load_diffusion, make_diffusion  # noqa: E402
@@ -164,7 +165,8 @@ def fmt(v, digits=3):
 
 
 def header(part: dict) -> list[str]:
-    return [f"- command: `{part['command']}`", f"- date: {part['date']}", f"- machine: {part['machine']}",
+    return [f"- command: `{part['command']}`" + (f" at commit {part['commit']}" if "commit" in part else ""),
+            f"- date: {part['date']}", f"- machine: {part['machine']}",
             f"- load average at start (1/5/15 min): {part['load']} (shared machine: wall numbers "
             "are pessimistic; CPU s is the contention-robust one)", ""]
 
@@ -238,6 +240,7 @@ def main(argv=None) -> int:
     for name in args.parts:
         load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
         part = {"command": cmd, "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+                "commit": git_commit(),
                 "machine": machine, "load": load, "task": args.task}
         if name == "throughput":
             part["rows"] = throughput({"quick": 500, "paper": 64})

@@ -160,8 +160,9 @@ class DiffusionConfig:
     autocast: Literal["off", "bf16"] = "off"
     """The U-Net's forward passes (training and sampling) in bfloat16 autocast; the diffusion
     arithmetic around them stays fp32. CUDA only: on a CPU it is a no-op with one line on stderr
-    (CPU bf16 is slower than fp32 on most CPUs). Channels-last is not offered: the denoiser is
-    Conv1d over (batch, channels, horizon) tensors, and torch's channels-last format is 4-D only."""
+    (fp32 is the reference there; bf16's effect on samples is not yet measured: no GPU).
+    Channels-last is not offered: the denoiser is Conv1d over (batch, channels, horizon) tensors,
+    and torch's channels-last format is 4-D only."""
     compile: bool = False
     """``torch.compile`` the U-Net in place (state_dict keys unchanged). CUDA only, as ``autocast``."""
 
