@@ -87,6 +87,17 @@ def test_generation_conditions_and_file(tmp_path):
                    demo_signals, np.array([-0.1], np.float32), np.array([0.1], np.float32), seed=0)
     assert gen["observations"].shape == (7, 8, 2) and gen["actions"].shape == (7, 8, 1)
     assert np.all(np.abs(gen["actions"]) <= 0.1 + 1e-6)
+    # the configured sampler is the one used: DDIM-2 calls the denoiser twice per batch
+    calls = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, *_: calls.append(1) if isinstance(module, TemporalUnet) else None)
+    try:
+        ddim = generate(artefact, GenerationConfig(n_windows=7, batch_size=3, sampler="ddim",
+                                                   sampling_steps=2), 2.0, demo_returns,
+                        demo_signals, np.array([-0.1], np.float32), np.array([0.1], np.float32), seed=0)
+    finally:
+        hook.remove()
+    assert len(calls) == 3 * 2 and ddim["observations"].shape == (7, 8, 2)
     path = save_generated(tmp_path / "generated.npz", gen)
     back = load_generated(path)
     np.testing.assert_array_equal(back["return_condition"], gen["return_condition"])
