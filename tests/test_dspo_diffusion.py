@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from dspo_ray.dspo.config import DiffusionConfig, GenerationConfig
-from dspo_ray.dspo.diffusion import (ConditionalTrajectoryDiffusion, TemporalUnet, load_diffusion,
-                                     train_diffusion)
+from dspo_ray.config import ConfigError
+from dspo_ray.dspo.config import DiffusionConfig, GenerationConfig, profile_config
+from dspo_ray.dspo.diffusion import (ConditionalTrajectoryDiffusion, TemporalUnet, fast_paths,
+                                     load_diffusion, train_diffusion)
 from dspo_ray.dspo.generate import generate, generation_conditions, load_generated, save_generated
 from dspo_ray.dspo.windows import RaggedTrajectories
 from dspo_ray.training import LocalContext
@@ -64,6 +65,10 @@ def test_fits_two_modes_and_guidance_selects_mode(tmp_path, prediction, steps):
     # unconditional (w = 0) sampling covers both modes
     u = model.sample(cond_a, guidance_weight=0.0, generator=g)[..., 0].mean(1)
     assert 0.15 < (u > 0).float().mean() < 0.85
+    # DDIM with a quarter of the steps still picks the requested mode
+    for cond, sign in ((cond_a, 1), (cond_b, -1)):
+        d = model.sample(cond, guidance_weight=2.0, generator=g, sampler="ddim", sampling_steps=5)
+        assert (sign * d[..., 0].mean(1) > 0).float().mean() > 0.85
 
 
 def test_generation_conditions_and_file(tmp_path):
@@ -82,7 +87,101 @@ def test_generation_conditions_and_file(tmp_path):
                    demo_signals, np.array([-0.1], np.float32), np.array([0.1], np.float32), seed=0)
     assert gen["observations"].shape == (7, 8, 2) and gen["actions"].shape == (7, 8, 1)
     assert np.all(np.abs(gen["actions"]) <= 0.1 + 1e-6)
+    # the configured sampler is the one used: DDIM-2 calls the denoiser twice per batch
+    calls = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, *_: calls.append(1) if isinstance(module, TemporalUnet) else None)
+    try:
+        ddim = generate(artefact, GenerationConfig(n_windows=7, batch_size=3, sampler="ddim",
+                                                   sampling_steps=2), 2.0, demo_returns,
+                        demo_signals, np.array([-0.1], np.float32), np.array([0.1], np.float32), seed=0)
+    finally:
+        hook.remove()
+    assert len(calls) == 3 * 2 and ddim["observations"].shape == (7, 8, 2)
     path = save_generated(tmp_path / "generated.npz", gen)
     back = load_generated(path)
     np.testing.assert_array_equal(back["return_condition"], gen["return_condition"])
     assert float(back["guidance_weight"]) == 2.0
+
+
+def small_model(steps=20, prediction="epsilon"):
+    torch.manual_seed(0)
+    model = ConditionalTrajectoryDiffusion(3, 1, horizon=8, n_diffusion_steps=steps, dim=8,
+                                           dim_mults=(1, 2), attention=False, prediction=prediction)
+    model.x_std.fill_(2.0)  # data units differ from the normalised ones
+    return model.eval()
+
+
+def test_ddim_over_all_steps_with_eta_1_is_ddpm():
+    """DDIM's eta=1 step over consecutive steps is DDPM's posterior step, draw for draw (fp32,
+    1e-4). The step acts on the guided, clipped x0 of the shared ``_guided_x0``, whatever the net
+    predicts; with an untrained x0-predicting net the comparison is not informative: it amplifies
+    the two formulas' 1e-7 coefficient rounding ~10x per step over the last steps."""
+    model = small_model()
+    cond = torch.randn(6, 2)
+    ddpm = model.sample(cond, 2.0, torch.Generator().manual_seed(3))
+    ddim = model.sample(cond, 2.0, torch.Generator().manual_seed(3), sampler="ddim", eta=1.0)
+    torch.testing.assert_close(ddim, ddpm, atol=1e-4, rtol=1e-4)
+
+
+def test_ddim_eta_0_is_deterministic_given_the_noise():
+    model = small_model()
+    cond = torch.randn(6, 2)
+    generator = torch.Generator().manual_seed(5)
+    first = model.sample(cond, 2.0, generator, sampler="ddim", sampling_steps=7)
+    after_initial_noise = torch.Generator().manual_seed(5)
+    torch.randn((6, 8, 4), generator=after_initial_noise)
+    # only the initial noise is drawn: the generator is where one draw of x_T leaves it
+    assert torch.equal(generator.get_state(), after_initial_noise.get_state())
+    again = model.sample(cond, 2.0, torch.Generator().manual_seed(5), sampler="ddim", sampling_steps=7)
+    assert torch.equal(first, again)
+    other = model.sample(cond, 2.0, torch.Generator().manual_seed(6), sampler="ddim", sampling_steps=7)
+    assert not torch.allclose(first, other)
+
+
+def test_fewer_ddim_steps_run_proportionally_fewer_denoiser_passes():
+    """Sampling time is the U-Net passes (one batched CFG pass per step; timed in
+    benchmarks/bench_sampler.py); their count is what a test can check on a shared machine."""
+    model = small_model()
+    calls = []
+    model.unet.register_forward_hook(lambda *_: calls.append(1))
+    cond = torch.randn(4, 2)
+    model.sample(cond, 2.0)
+    assert len(calls) == 20
+    for steps in (1, 5, 10, 20):
+        calls.clear()
+        model.sample(cond, 2.0, sampler="ddim", sampling_steps=steps)
+        assert len(calls) == steps
+    assert model.sampling_timesteps("ddim", 5) == [19, 14, 10, 5, 0]
+    assert model.sampling_timesteps("ddim", None) == list(range(19, -1, -1))
+    with pytest.raises(ValueError, match="ddim"):
+        model.sampling_timesteps("ddpm", 5)
+    with pytest.raises(ValueError, match="sampling_steps"):
+        model.sampling_timesteps("ddim", 21)
+
+
+def test_sampler_config_is_validated():
+    cfg = profile_config("quick", **{"generation.sampler": "ddim", "generation.sampling_steps": 10})
+    assert (cfg.generation.sampler, cfg.generation.sampling_steps, cfg.generation.eta) == ("ddim", 10, 0.0)
+    assert profile_config("paper").generation.sampler == "ddpm"  # the paper's sampler by default
+    with pytest.raises(ConfigError, match="sampling_steps"):
+        profile_config("quick", **{"generation.sampler": "ddim", "generation.sampling_steps": 101})
+    with pytest.raises(ConfigError, match="ddim"):
+        profile_config("quick", **{"generation.sampling_steps": 10})
+    with pytest.raises(ConfigError, match="eta"):
+        profile_config("quick", **{"generation.eta": 0.5})
+    with pytest.raises(ConfigError):
+        profile_config("quick", **{"diffusion.autocast": "fp16"})
+
+
+def test_gpu_fast_paths_are_a_logged_no_op_on_cpu(capsys):
+    model = small_model()
+    cond = torch.randn(4, 2)
+    plain = model.sample(cond, 2.0, torch.Generator().manual_seed(0))
+    with fast_paths(model, "bf16", True, "cpu"):
+        fast = model.sample(cond, 2.0, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, fast)
+    assert capsys.readouterr().err.count("apply on CUDA only") == 1
+    with fast_paths(model, "off", False, "cpu"):
+        pass
+    assert capsys.readouterr().err == ""

@@ -157,6 +157,14 @@ class DiffusionConfig:
     grad_clip: float = bounded(1.0, gt=0)
     log_every: int = bounded(500, ge=1)
     checkpoint_every: int = bounded(5000, ge=1)
+    autocast: Literal["off", "bf16"] = "off"
+    """The U-Net's forward passes (training and sampling) in bfloat16 autocast; the diffusion
+    arithmetic around them stays fp32. CUDA only: on a CPU it is a no-op with one line on stderr
+    (fp32 is the reference there; bf16's effect on samples is not yet measured: no GPU).
+    Channels-last is not offered: the denoiser is Conv1d over (batch, channels, horizon) tensors,
+    and torch's channels-last format is 4-D only."""
+    compile: bool = False
+    """``torch.compile`` the U-Net in place (state_dict keys unchanged). CUDA only, as ``autocast``."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,15 @@ class GenerationConfig:
     """None: the smallest signal given to a safe demonstration (appendix D); or this signal."""
     batch_size: int = bounded(500, ge=1)
     """Windows denoised at once."""
+    sampler: Literal["ddpm", "ddim"] = "ddpm"
+    """``ddpm``: ancestral sampling over all ``diffusion.n_diffusion_steps`` (the paper, appendix
+    B). ``ddim`` (Song et al. 2021): ``sampling_steps`` evenly spaced steps, noise scale ``eta``;
+    the speed/quality trade is measured in benchmarks/results/sampler.md."""
+    sampling_steps: int | None = bounded(None, ge=1)
+    """Denoising steps of ``ddim`` (None: all ``diffusion.n_diffusion_steps``); ``ddpm`` refuses
+    any other count than all of them."""
+    eta: float = bounded(0.0, ge=0, le=1)
+    """``ddim``'s noise scale: 0 deterministic given the initial noise; 1 with all steps is DDPM."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +251,15 @@ class DSPOConfig:
         if m.horizon % 2 ** (len(m.dim_mults) - 1):
             raise ConfigError(f"diffusion.horizon: {m.horizon} is not divisible by "
                               f"2^(len(diffusion.dim_mults)-1) = {2 ** (len(m.dim_mults) - 1)}")
+        g = self.generation
+        if g.sampling_steps is not None and g.sampling_steps > m.n_diffusion_steps:
+            raise ConfigError(f"generation.sampling_steps: {g.sampling_steps} is more than "
+                              f"diffusion.n_diffusion_steps {m.n_diffusion_steps}")
+        if g.sampler == "ddpm" and g.sampling_steps not in (None, m.n_diffusion_steps):
+            raise ConfigError(f"generation.sampling_steps: {g.sampling_steps} needs "
+                              "generation.sampler 'ddim' (ddpm visits all n_diffusion_steps)")
+        if g.sampler == "ddpm" and g.eta != 0:
+            raise ConfigError("generation.eta: applies to sampler 'ddim' only (ddpm is eta 1)")
 
 
 # The quick profile: a 2-core CPU, 300-step episodes, 15 demos + 500 unlabelled, <10 minutes.

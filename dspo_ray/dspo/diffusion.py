@@ -16,8 +16,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import sys
 from dataclasses import asdict
 
 import numpy as np
@@ -222,30 +224,80 @@ class ConditionalTrajectoryDiffusion(nn.Module):
             return F.l1_loss(predicted, target)
         return F.mse_loss(predicted, target)
 
+    def sampling_timesteps(self, sampler: str, sampling_steps: int | None) -> list[int]:
+        """The diffusion steps a sampler visits, noisiest first. DDPM: all of them; DDIM:
+        ``sampling_steps`` of them evenly spaced over [0, n_steps - 1] (both ends included, so the
+        first step starts from pure noise and the last one lands on the clean window)."""
+        if sampler == "ddpm":
+            if sampling_steps not in (None, self.n_steps):
+                raise ValueError(f"DDPM visits all {self.n_steps} steps; sampling_steps="
+                                 f"{sampling_steps} needs sampler='ddim'")
+            return list(reversed(range(self.n_steps)))
+        if sampler != "ddim":
+            raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+        n = self.n_steps if sampling_steps is None else sampling_steps
+        if not 1 <= n <= self.n_steps:
+            raise ValueError(f"sampling_steps must be in [1, {self.n_steps}], got {n}")
+        if n == 1:
+            return [self.n_steps - 1]
+        return np.unique(np.round(np.linspace(0, self.n_steps - 1, n)).astype(int))[::-1].tolist()
+
+    def _guided_x0(self, x: torch.Tensor, step: int, embedding: torch.Tensor,
+                   guidance_weight: float) -> torch.Tensor:
+        """The clean window predicted at ``step`` with classifier-free guidance, clipped."""
+        b = len(x)
+        t = torch.full((2 * b,), step, device=x.device, dtype=torch.long)
+        out_cond, out_null = self.unet(torch.cat([x, x]), t, embedding).chunk(2)
+        out = (out_null + guidance_weight * (out_cond - out_null)).float()  # fp32 under autocast
+        ab = self.alphas_cumprod[step]
+        x0 = (x - (1 - ab).sqrt() * out) / ab.sqrt() if self.prediction == "epsilon" else out
+        if self.clip_denoised:
+            x0 = x0.clamp(-self.clip_denoised, self.clip_denoised)
+        return x0
+
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, guidance_weight: float = 2.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Windows (B, H, C) in data units for conditions (B, 2), by DDPM with CFG."""
+               generator: torch.Generator | None = None, sampler: str = "ddpm",
+               sampling_steps: int | None = None, eta: float = 0.0) -> torch.Tensor:
+        """Windows (B, H, C) in data units for conditions (B, 2), with CFG.
+
+        ``sampler="ddpm"``: ancestral sampling over all ``n_steps`` (the paper). ``"ddim"``
+        (Song et al. 2021): ``sampling_steps`` of the steps; from step t to the next visited step
+        s, x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s - sigma^2) eps + sigma noise with eps re-derived
+        from the (clipped) x0 and sigma = eta sqrt((1 - ab_s)/(1 - ab_t) (1 - ab_t/ab_s)).
+        eta = 0 is deterministic given the initial noise; eta = 1 over all steps is DDPM again
+        (sigma^2 is then DDPM's posterior variance), which tests/test_dspo_diffusion.py checks.
+        """
+        steps = self.sampling_timesteps(sampler, sampling_steps)
         b, device = len(condition), condition.device
         shape = (b, self.horizon, self.channels)
         x = torch.randn(shape, generator=generator).to(device)
         embedding = torch.cat([
             self.embed_condition(condition, torch.zeros(b, dtype=torch.bool, device=device)),
             self.embed_condition(condition, torch.ones(b, dtype=torch.bool, device=device))])
-        for step in reversed(range(self.n_steps)):
-            t = torch.full((2 * b,), step, device=device, dtype=torch.long)
-            out_cond, out_null = self.unet(torch.cat([x, x]), t, embedding).chunk(2)
-            out = out_null + guidance_weight * (out_cond - out_null)
-            ab = self.alphas_cumprod[step]
-            x0 = (x - (1 - ab).sqrt() * out) / ab.sqrt() if self.prediction == "epsilon" else out
-            if self.clip_denoised:
-                x0 = x0.clamp(-self.clip_denoised, self.clip_denoised)
-            mean = self.posterior_mean_x0[step] * x0 + self.posterior_mean_xt[step] * x
-            if step > 0:
-                noise = torch.randn(shape, generator=generator).to(device)
-                x = mean + self.posterior_variance[step].sqrt() * noise
-            else:
-                x = mean
+        for i, step in enumerate(steps):
+            x0 = self._guided_x0(x, step, embedding, guidance_weight)
+            if sampler == "ddpm":
+                mean = self.posterior_mean_x0[step] * x0 + self.posterior_mean_xt[step] * x
+                if step > 0:
+                    noise = torch.randn(shape, generator=generator).to(device)
+                    x = mean + self.posterior_variance[step].sqrt() * noise
+                else:
+                    x = mean
+                continue
+            if i == len(steps) - 1:  # the last visited step lands on the clean window
+                x = x0
+                continue
+            # scalar coefficients in float64: 1 - ab_next - sigma^2 cancels badly in fp32 at the
+            # noisy end of the cosine schedule (beta up to 0.999)
+            ab, ab_next = (self.alphas_cumprod[step].double().item(),
+                           self.alphas_cumprod[steps[i + 1]].double().item())
+            sigma = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))
+            eps_scale = math.sqrt(max(1 - ab_next - sigma ** 2, 0.0)) / math.sqrt(1 - ab)
+            # x_next = sqrt(ab_next) x0 + eps_scale (x - sqrt(ab) x0) [+ sigma noise]
+            x = (math.sqrt(ab_next) - eps_scale * math.sqrt(ab)) * x0 + eps_scale * x
+            if eta > 0:
+                x = x + sigma * torch.randn(shape, generator=generator).to(device)
         return self.unnormalize(x)
 
 
@@ -254,6 +306,24 @@ def make_diffusion(config: DiffusionConfig, obs_dim: int, act_dim: int) -> Condi
         obs_dim, act_dim, config.horizon, config.n_diffusion_steps, config.dim, config.dim_mults,
         config.attention, config.attention_dim, config.condition_dropout, config.loss,
         prediction=config.prediction)
+
+
+def fast_paths(model: ConditionalTrajectoryDiffusion, autocast: str, compile: bool,
+               device: torch.device | str) -> contextlib.AbstractContextManager:
+    """Switch on the GPU fast paths of :class:`DiffusionConfig` (``compile``: the U-Net in place)
+    and return the context to run the model's passes in (bf16 autocast, or nothing). On any
+    device but CUDA both are a no-op, said once on stderr: fp32 eager is the CPU's fast path."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        if autocast != "off" or compile:
+            print(f"diffusion: autocast={autocast!r} compile={compile} apply on CUDA only; "
+                  f"running fp32 eager on {device.type}", file=sys.stderr, flush=True)
+        return contextlib.nullcontext()
+    if compile:
+        model.unet.compile()
+    if autocast == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def load_diffusion(artefact: dict, ema: bool = True) -> ConditionalTrajectoryDiffusion:
@@ -304,6 +374,7 @@ def train_diffusion(ctx: TrainContext, trajectories: RaggedTrajectories, signals
     model = make_diffusion(config, obs_dim, act_dim)
     model.set_stats(sampler.x, sampler.conditions)
     ema = copy.deepcopy(model).requires_grad_(False).to(ctx.device)
+    precision = fast_paths(model, config.autocast, config.compile, ctx.device)
     model = ctx.wrap_model(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
 
@@ -314,8 +385,9 @@ def train_diffusion(ctx: TrainContext, trajectories: RaggedTrajectories, signals
 
     def step(done: int) -> dict[str, float]:
         x, condition = sampler.sample(config.batch_size, rng)
-        loss = model(torch.as_tensor(x, device=ctx.device),
-                     torch.as_tensor(condition, device=ctx.device))
+        with precision:
+            loss = model(torch.as_tensor(x, device=ctx.device),
+                         torch.as_tensor(condition, device=ctx.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dspo_ray.dspo.config import GenerationConfig
-from dspo_ray.dspo.diffusion import load_diffusion
+from dspo_ray.dspo.diffusion import fast_paths, load_diffusion
 from dspo_ray.io import atomic_path
 
 
@@ -35,17 +35,22 @@ def generation_conditions(config: GenerationConfig, demo_returns: np.ndarray,
 
 def generate(diffusion_artefact: dict, config: GenerationConfig, guidance_weight: float,
              demo_returns: np.ndarray, demo_signals: np.ndarray, action_low: np.ndarray,
-             action_high: np.ndarray, seed: int = 0,
-             device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
-    """Generated windows in data units, actions clipped to the bounds, with their conditions."""
+             action_high: np.ndarray, seed: int = 0, device: torch.device | str = "cpu",
+             autocast: str = "off", compile: bool = False) -> dict[str, np.ndarray]:
+    """Generated windows in data units, actions clipped to the bounds, with their conditions.
+    ``config.sampler`` picks DDPM (the paper) or DDIM; ``autocast``/``compile`` are
+    :class:`~dspo_ray.dspo.config.DiffusionConfig`'s GPU switches."""
     model = load_diffusion(diffusion_artefact).to(device)
+    precision = fast_paths(model, autocast, compile, device)
     rng = np.random.default_rng(seed)
     returns, signals = generation_conditions(config, demo_returns, demo_signals, rng)
     generator = torch.Generator().manual_seed(seed)
     windows = []
     for lo in range(0, config.n_windows, config.batch_size):
         cond = torch.as_tensor(np.stack([returns, signals], 1)[lo:lo + config.batch_size], device=device)
-        windows.append(model.sample(cond, guidance_weight, generator).cpu().numpy())
+        with precision:
+            windows.append(model.sample(cond, guidance_weight, generator, config.sampler,
+                                        config.sampling_steps, config.eta).cpu().numpy())
     x = np.concatenate(windows)
     obs_dim = model.obs_dim
     actions = np.clip(x[..., obs_dim:], action_low, action_high)

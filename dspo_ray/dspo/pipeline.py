@@ -180,7 +180,8 @@ def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str,
     demo = run.trajectories.is_demo
     generated = generate(artefact, config.generation, config.diffusion.guidance_weight,
                          run.trajectories.returns[demo], run.signals()[demo], run.action_low,
-                         run.action_high, seed=config.seed, device=run.device)
+                         run.action_high, seed=config.seed, device=run.device,
+                         autocast=config.diffusion.autocast, compile=config.diffusion.compile)
     return generated, {
         "generation/n_windows": int(len(generated["observations"])),
         "generation/return_condition_mean": float(generated["return_condition"].mean()),
