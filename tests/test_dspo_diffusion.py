@@ -79,6 +79,10 @@ def test_generation_conditions_and_file(tmp_path):
     r, s = generation_conditions(GenerationConfig(n_windows=5, return_condition=1.0,
                                                   safety_condition=0.8), demo_returns, demo_signals, rng)
     assert np.all(r == 30) and np.all(s == pytest.approx(0.8))
+    # a quantile of the demonstrations' signals instead of their smallest: the median is 0.7
+    _, s = generation_conditions(GenerationConfig(n_windows=5, safety_condition_quantile=0.5),
+                                 demo_returns, demo_signals, rng)
+    assert np.all(s == pytest.approx(0.7))
 
     model = ConditionalTrajectoryDiffusion(2, 1, horizon=8, n_diffusion_steps=5, dim=8, dim_mults=(1, 2),
                                            attention=False)

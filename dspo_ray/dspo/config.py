@@ -178,7 +178,15 @@ class GenerationConfig:
     A number q: the fixed return r_min + q (r_max - r_min) of that range (1 = the best demo,
     > 1 extrapolates)."""
     safety_condition: float | None = bounded(None, ge=0.0, le=1.0)
-    """None: the smallest signal given to a safe demonstration (appendix D); or this signal."""
+    """None: the ``safety_condition_quantile`` quantile of the signals given to the safe
+    demonstrations (by default their smallest, appendix D); or this signal."""
+    safety_condition_quantile: float = bounded(0.0, ge=0.0, le=1.0)
+    """With ``safety_condition`` None: which quantile of the demonstrations' signals conditions
+    generation. 0 is appendix D's smallest signal, "as diverse as possible under the condition of
+    being safe"; with a signal whose demonstration minimum sits among the unsafe trajectories'
+    signals (DroneRun, MLP with matched negatives: 0.34, while 5% of unlabelled score above 0.57),
+    that lets unsafe windows in, and 0.5 (the median) conditions on what most demonstrations look
+    like (docs/results/stage1.md, the conditioning diagnostic). Learner's data only."""
     batch_size: int = bounded(500, ge=1)
     """Windows denoised at once."""
     sampler: Literal["ddpm", "ddim"] = "ddpm"

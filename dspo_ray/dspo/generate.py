@@ -3,7 +3,7 @@
 Return condition: drawn uniformly from the range of the safe demonstrations' returns ("within a
 reasonable distribution"), or a fixed point of that range. Safety condition: the smallest signal
 the discriminator gave a safe demonstration ("recall as diverse trajectories as possible under the
-condition of being safe"), or a fixed signal. The generated set is written to a file together with
+condition of being safe"), another quantile of those signals, or a fixed signal. The generated set is written to a file together with
 the conditions it was drawn at, so that behaviour cloning can be re-run and the data inspected.
 """
 
@@ -29,7 +29,8 @@ def generation_conditions(config: GenerationConfig, demo_returns: np.ndarray,
         returns = rng.uniform(lo, hi, n)
     else:
         returns = np.full(n, lo + config.return_condition * (hi - lo))
-    signal = float(np.min(demo_signals)) if config.safety_condition is None else config.safety_condition
+    signal = (float(np.quantile(demo_signals, config.safety_condition_quantile))
+              if config.safety_condition is None else config.safety_condition)
     return returns.astype(np.float32), np.full(n, signal, np.float32)
 
 
