@@ -14,9 +14,8 @@ Writes a text report (command, machine, date, numbers) to benchmarks/ray_overhea
    (``RayTrainRunner.run`` per stage); (d) the sweep's path: one Tune trial whose three training
    stages run on ONE 1-worker TorchTrainer (``RayTrainRunner.run_group``), and (e) the same on 2
    DDP workers. For (b)-(e): the trial's own wall time (reported from inside it) and the whole
-   call's (ray.init .. shutdown included); for (a)-(e) the CPU seconds (user + system) of this
-   process and of the child processes it reaped (the direct run's subprocess; Ray's processes,
-   reaped at ray.shutdown, with the workers their raylet reaped).
+   call's (ray.init .. shutdown included); for (a)-(e) the CPU seconds (user + system) of the
+   whole call: this process and every descendant (Ray's included), sampled from /proc.
 2. DDP step time. The real diffusion stage (``train_diffusion``) on the task's data, on 1 and 2
    Ray Train workers (gloo, one CPU and one torch thread each); per-step time from two run lengths
    (the difference cancels start-up), and throughput in windows/s (each worker draws its own
@@ -81,11 +80,56 @@ def direct_run(task: str, workdir: Path) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["wall"]
 
 
+class CpuSampler:
+    """CPU seconds (user + system) of this process and all its descendants (Ray's GCS, raylet,
+    workers, trial and Train processes; the direct run's subprocess), sampled from /proc every
+    0.2 s: each process counts with its last sample (what it spent in its last 0.2 s is lost)."""
+
+    def __init__(self):
+        import threading
+
+        self.seen: dict[tuple[int, str], float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(d.name))
+        out, todo = [], [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo += children.get(pid, [])
+        return out
+
+    def _loop(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self.stop.wait(0.2):
+            for pid in self._tree():
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    # (starttime, pid) names a process: a reused pid is another one
+                    key = (pid, fields[19])
+                    self.seen[key] = (int(fields[11]) + int(fields[12])) / tick
+                except (OSError, IndexError, ValueError):
+                    pass
+
+    def total(self) -> float:
+        return sum(self.seen.values())
+
+
+SAMPLER = CpuSampler()
+
+
 def _cpu_s() -> float:
-    """CPU seconds of this process and of its waited-for children (Ray's processes end with
-    ray.shutdown; the direct run's subprocess is waited for)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    """CPU seconds so far of this process tree (:class:`CpuSampler`)."""
+    return SAMPLER.total()
 
 
 def per_stage_run(task: str, storage: Path) -> tuple[float, float]:
@@ -209,9 +253,13 @@ def main() -> int:
     cpu = {k: [] for k in runs}
     loads = [os.getloadavg()[0]]
 
+    SAMPLER.thread.start()
+
     def timed(key, fn, *a):
+        time.sleep(0.5)  # the sampler's last look at the previous call's processes
         before = _cpu_s()
         runs[key].append(fn(*a))
+        time.sleep(0.5)
         cpu[key].append(_cpu_s() - before)
 
     try:

@@ -275,6 +275,23 @@ def test_one_worker_group_runs_stages_in_turn_and_resumes_the_interrupted_one(lo
                       "start-rank1-step30"]
 
 
+def test_a_worker_groups_work_files_reach_the_trials_folder(tmp_path):
+    """On a cluster without a shared filesystem the group's rank 0 writes the artefacts on its
+    node: they come back with the group's return value and the trial writes what it lacks."""
+    from dspo_ray.distributed.sweep import _dspo_work_files, _write_work_files
+
+    names = _dspo_work_files()
+    assert names.index("policy.pt.metrics.json") < names.index("policy.pt")
+    files = {"config.json": b"{}", "discriminator.pt": b"d", "discriminator.pt.metrics.json": b"m"}
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "config.json").write_bytes(b"{}")
+    before = (trial / "config.json").stat().st_mtime_ns
+    _write_work_files(trial, files)
+    assert {p.name: p.read_bytes() for p in trial.iterdir()} == files
+    assert (trial / "config.json").stat().st_mtime_ns == before  # the same: left alone
+
+
 def test_a_trial_that_raises_is_retried_and_completes(local_ray, tmp_path):
     from dspo_ray.distributed.sweep import run_sweep
 

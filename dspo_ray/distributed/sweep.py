@@ -358,9 +358,12 @@ class TrialRows:
         return {**out, **self.cell}
 
 
-def train_dspo_on_group(runner, workdir: str, config, rows: TrialRows) -> TrialRows:
+def train_dspo_on_group(runner, workdir: str, config,
+                        rows: TrialRows) -> tuple[TrialRows, dict[str, bytes]]:
     """Rank 0 of a DSPO trial's worker group: ``run_dspo``'s training stages, each stage's result
-    a row of the trial's results (through Ray Train to Tune); returns ``rows`` (its progress)."""
+    a row of the trial's results (through Ray Train to Tune). Returns ``rows`` (its progress) and
+    the work folder's files (the artefacts and their metrics): on a cluster without a shared
+    filesystem this worker's folder is not the trial's, which evaluates from its own."""
     from dspo_ray.dspo.pipeline import run_dspo
 
     def report(metrics: Mapping[str, Any]) -> None:
@@ -370,7 +373,29 @@ def train_dspo_on_group(runner, workdir: str, config, rows: TrialRows) -> TrialR
 
     runner.row_tags = {"progress": rows.progress}
     run_dspo(config, workdir, runner=runner, report=report, train_only=True)
-    return rows
+    return rows, {name: (Path(workdir) / name).read_bytes() for name in _dspo_work_files()
+                  if (Path(workdir) / name).is_file()}
+
+
+def _dspo_work_files() -> list[str]:
+    """A DSPO work folder's config, then the training stages' metrics, then their artefacts (the
+    order to write them in: an artefact never exists without its metrics)."""
+    from dspo_ray.dspo.pipeline import TRAINING_STAGES
+
+    return (["config.json"] + [f"{s.artefact}.metrics.json" for s in TRAINING_STAGES]
+            + [s.artefact for s in TRAINING_STAGES])
+
+
+def _write_work_files(workdir: Path, files: Mapping[str, bytes]) -> None:
+    """The worker group's work files into the trial's folder (the same folder on one machine or a
+    shared filesystem: then nothing is written)."""
+    from dspo_ray.io import atomic_path
+
+    for name in _dspo_work_files():
+        path = workdir / name
+        if name in files and not (path.is_file() and path.read_bytes() == files[name]):
+            with atomic_path(path) as tmp:
+                Path(tmp).write_bytes(files[name])
 
 
 def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None) -> dict:
@@ -427,8 +452,9 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
         dspo_config = method_config(method, task, seed, fixed, params, config.eval_episodes,
                                     config.dataset_dir)
         if config.train.num_workers >= 1:
-            rows = runner.run_group("dspo", train_dspo_on_group, workdir, config=dspo_config,
-                                    rows=rows)
+            rows, files = runner.run_group("dspo", train_dspo_on_group, workdir,
+                                           config=dspo_config, rows=rows)
+            _write_work_files(workdir, files)
 
             def evaluation_only(metrics: Mapping[str, Any]) -> None:
                 # the training stages reported from the worker group; here they only reload
