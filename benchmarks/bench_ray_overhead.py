@@ -6,13 +6,16 @@ diffusion stage's DDP step time on 1 vs 2 Ray Train workers.
 
 Writes a text report (command, machine, date, numbers) to benchmarks/ray_overhead.txt.
 
-1. Trial overhead. One DSPO configuration (the quick profile, shortened) run three ways:
+1. Trial overhead. One DSPO configuration (the quick profile, shortened) run five ways:
    (a) ``run_dspo`` with the LocalRunner in a plain process (one thread per library, as a 1-CPU
    Ray task); (b) one Tune trial whose training stages
-   run in the trial process (train.num_workers 0: Tune's own cost); (c) one Tune trial whose three
-   training stages each run on a 1-worker Ray Train TorchTrainer (the sweep's normal path). For
-   (b) and (c): the trial's own wall time (reported from inside it) and the whole sweep call's
-   (ray.init .. shutdown included).
+   run in the trial process (train.num_workers 0: Tune's own cost); (c) the old path: one Tune
+   trial whose three training stages each run on their own 1-worker Ray Train TorchTrainer
+   (``RayTrainRunner.run`` per stage); (d) the sweep's path: one Tune trial whose three training
+   stages run on ONE 1-worker TorchTrainer (``RayTrainRunner.run_group``), and (e) the same on 2
+   DDP workers. For (b)-(e): the trial's own wall time (reported from inside it) and the whole
+   call's (ray.init .. shutdown included); for (a)-(e) the CPU seconds (user + system) of the
+   whole call: this process and every descendant (Ray's included), sampled from /proc.
 2. DDP step time. The real diffusion stage (``train_diffusion``) on the task's data, on 1 and 2
    Ray Train workers (gloo, one CPU and one torch thread each); per-step time from two run lengths
    (the difference cancels start-up), and throughput in windows/s (each worker draws its own
@@ -75,6 +78,94 @@ def direct_run(task: str, workdir: Path) -> float:
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["wall"]
+
+
+class CpuSampler:
+    """CPU seconds (user + system) of this process and all its descendants (Ray's GCS, raylet,
+    workers, trial and Train processes; the direct run's subprocess), sampled from /proc every
+    0.2 s: each process counts with its last sample (what it spent in its last 0.2 s is lost)."""
+
+    def __init__(self):
+        import threading
+
+        self.seen: dict[tuple[int, str], float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(d.name))
+        out, todo = [], [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo += children.get(pid, [])
+        return out
+
+    def _loop(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self.stop.wait(0.2):
+            for pid in self._tree():
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    # (starttime, pid) names a process: a reused pid is another one
+                    key = (pid, fields[19])
+                    self.seen[key] = (int(fields[11]) + int(fields[12])) / tick
+                except (OSError, IndexError, ValueError):
+                    pass
+
+    def total(self) -> float:
+        return sum(self.seen.values())
+
+
+SAMPLER = CpuSampler()
+
+
+def _cpu_s() -> float:
+    """CPU seconds so far of this process tree (:class:`CpuSampler`)."""
+    return SAMPLER.total()
+
+
+def per_stage_run(task: str, storage: Path) -> tuple[float, float]:
+    """The old path, for comparison: one Tune trial calling run_dspo with a RayTrainRunner that
+    starts one 1-worker TorchTrainer per training stage."""
+    import ray
+    from ray import tune
+
+    from dspo_ray.distributed.config import method_config
+    from dspo_ray.distributed.sweep import start_ray
+    from dspo_ray.distributed.train_runner import RayTrainRunner
+
+    config = method_config("dspo", task, 0, BUDGET, {}, EVAL_EPISODES)
+    storage.mkdir(parents=True, exist_ok=True)
+
+    def trial(_):
+        from dspo_ray.dspo.pipeline import run_dspo
+
+        start = time.perf_counter()
+        runner = RayTrainRunner(num_workers=1, storage_path=str(storage), run_name="old",
+                                report_to_tune=True)
+        run_dspo(config, storage / "work", runner=runner, report=lambda m: None)
+        tune.report({"trial_s": time.perf_counter() - start})
+
+    start = time.perf_counter()
+    started = start_ray(None)
+    try:
+        grid = tune.Tuner(tune.with_resources(trial, {"cpu": 0, "memory": 256 * 2 ** 20}),
+                          run_config=tune.RunConfig(name="bench-old", storage_path=str(storage),
+                                                    verbose=0)).fit()
+    finally:
+        if started:
+            ray.shutdown()
+    total = time.perf_counter() - start
+    assert not grid.errors, grid.errors
+    return float(grid[0].metrics["trial_s"]), total
 
 
 def tune_run(task: str, storage: Path, num_workers: int) -> tuple[float, float]:
@@ -145,7 +236,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2,
                    help="interleaved repetitions of part 1 (the fastest counts)")
     p.add_argument("--steps", type=int, nargs=2, default=(100, 400),
-                   help="two run lengths of the diffusion stage for the per-step time")
+                   help="two run lengths of the diffusion stage for the per-step time "
+                        "(0 0: skip part 2)")
     args = p.parse_args()
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="dspo-bench-ray-", dir="/tmp"))
     root = Path(tempfile.mkdtemp(prefix="dspo-bench-"))
@@ -157,22 +249,35 @@ def main() -> int:
 
     # the machine is shared: interleave the three ways over several rounds, keep each one's
     # fastest round (the least disturbed), and record the load average
-    runs = {"direct": [], "w0": [], "w1": []}
+    runs = {"direct": [], "w0": [], "old": [], "w1": [], "w2": []}
+    cpu = {k: [] for k in runs}
     loads = [os.getloadavg()[0]]
+
+    SAMPLER.thread.start()
+
+    def timed(key, fn, *a):
+        time.sleep(0.5)  # the sampler's last look at the previous call's processes
+        before = _cpu_s()
+        runs[key].append(fn(*a))
+        time.sleep(0.5)
+        cpu[key].append(_cpu_s() - before)
+
     try:
         for r in range(args.rounds):
-            runs["direct"].append((direct_run(args.task, root / f"direct{r}"),) * 2)
-            runs["w0"].append(tune_run(args.task, root / f"tune{r}", 0))
-            runs["w1"].append(tune_run(args.task, root / f"tune{r}", 1))
+            timed("direct", lambda: (direct_run(args.task, root / f"direct{r}"),) * 2)
+            timed("w0", tune_run, args.task, root / f"tune{r}", 0)
+            timed("old", per_stage_run, args.task, root / f"old{r}")
+            timed("w1", tune_run, args.task, root / f"tune{r}", 1)
+            timed("w2", tune_run, args.task, root / f"tune{r}", 2)
             loads.append(os.getloadavg()[0])
-        ddp = ddp_step_times(args.task, root, tuple(args.steps))
+        ddp = ddp_step_times(args.task, root, tuple(args.steps)) if args.steps[1] else None
         loads.append(os.getloadavg()[0])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     best = {k: min(v) for k, v in runs.items()}
+    fastest = {k: min(range(len(v)), key=lambda i: v[i]) for k, v in runs.items()}
     direct = best["direct"][0]
     w0_trial, w0_total = best["w0"]
-    w1_trial, w1_total = best["w1"]
 
     say(f"# {Path(__file__).name}: Ray overhead of a DSPO trial, and DDP step time")
     say(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -189,13 +294,26 @@ def main() -> int:
     say(f"1. one DSPO trial (same config, same seed); fastest of {args.rounds} interleaved rounds "
         f"(all rounds: " + "; ".join(
             f"{k} {', '.join(f'{t:.0f}' for t, _ in v)} s" for k, v in runs.items()) + ")")
-    say("                                                         trial wall   whole call")
-    say(f"   run_dspo directly (LocalRunner, plain process)       {direct:8.1f} s   {direct:8.1f} s")
-    say(f"   Tune trial, stages in the trial process (0 workers)  {w0_trial:8.1f} s   {w0_total:8.1f} s")
-    say(f"   Tune trial, 3 stages on 1-worker TorchTrainers       {w1_trial:8.1f} s   {w1_total:8.1f} s")
-    say(f"   overhead: Tune {w0_trial - direct:+.1f} s per trial; Ray Train "
-        f"{w1_trial - w0_trial:+.1f} s per trial ({(w1_trial - w0_trial) / 3:+.1f} s per stage); "
-        f"ray.init+shutdown+results ~{w0_total - w0_trial:.1f} s per sweep")
+    say("                                                              trial wall   whole call   CPU, whole call")
+    names = {"direct": "run_dspo directly (LocalRunner, plain process)",
+             "w0": "Tune trial, stages in the trial process (0 workers)",
+             "old": "old: Tune, 3 stages on 3 1-worker TorchTrainers",
+             "w1": "new: Tune, 3 stages on ONE 1-worker TorchTrainer",
+             "w2": "new: Tune, 3 stages on ONE 2-worker TorchTrainer"}
+    for key, label in names.items():
+        trial_s, total_s = best[key]
+        say(f"   {label:<54} {trial_s:8.1f} s   {total_s:8.1f} s   "
+            f"{cpu[key][fastest[key]]:8.1f} s")
+    say(f"   overhead per trial vs the direct call: Tune {w0_trial - direct:+.1f} s; "
+        + "; ".join(f"{key} {best[key][0] - direct:+.1f} s ({(best[key][0] - direct) / direct:+.0%})"
+                    for key in ("old", "w1", "w2")))
+    say(f"   Ray Train vs stages in the trial process: old {best['old'][0] - w0_trial:+.1f} s, "
+        f"new (1 worker) {best['w1'][0] - w0_trial:+.1f} s per trial; ray.init+shutdown+results "
+        f"~{w0_total - w0_trial:.1f} s per sweep")
+    if ddp is None:
+        args.out.write_text("\n".join(lines) + "\n")
+        print(f"written to {args.out}")
+        return 0
     say()
     say(f"2. diffusion stage, DDP on Ray Train (gloo, 1 CPU per worker), "
         f"steps {args.steps[0]} vs {args.steps[1]}")

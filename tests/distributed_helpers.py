@@ -29,11 +29,12 @@ def regression_data(n: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 
 def train_linear(ctx, x, y, steps=60, lr=0.1, checkpoint_every=10, step_sleep=0.0,
-                 marker_dir=None) -> dict[str, Any]:
+                 marker_dir=None, fail_once_at=None) -> dict[str, Any]:
     """Full-batch SGD on this rank's shard of (x, y); returns the weights and the history of ranks.
 
     ``marker_dir``: each rank writes ``rank<r>.node`` (its node id) and ``start<k>`` files count
     how often the stage started (to observe placement and restarts from the test).
+    ``fail_once_at``: rank 0 raises after that step's checkpoint, once (``marker_dir/failed``).
     """
     torch.manual_seed(0)
     model = ctx.wrap_model(nn.Linear(3, 1))
@@ -65,6 +66,10 @@ def train_linear(ctx, x, y, steps=60, lr=0.1, checkpoint_every=10, step_sleep=0.
             ctx.report({"losses/mse": loss.item(), "train/step": step + 1},
                        checkpoint={"model": unwrap(model).state_dict(), "opt": opt.state_dict(),
                                    "step": step + 1})
+        if (fail_once_at == step + 1 and ctx.rank == 0
+                and not (Path(marker_dir) / "failed").exists()):
+            (Path(marker_dir) / "failed").touch()
+            raise RuntimeError("a worker lost mid-stage (test)")
     weights = unwrap(model).weight.detach().cpu().numpy().ravel()
     return {"weight": weights, "bias": float(unwrap(model).bias.item()), "mse": float(loss.item()),
             "world_size": ctx.world_size, "resumed_from": start, "pid": os.getpid()}
@@ -112,3 +117,19 @@ def ray_home() -> str:
         path.mkdir()
         atexit.register(shutil.rmtree, path, True)
     return str(path)
+
+
+def two_linear_stages(runner, workdir, x, y, marker_dir) -> dict[str, Any]:
+    """A ``RayTrainRunner.run_group`` function: two regression stages on one worker group, the
+    first's result kept in ``workdir`` (skipped when there, as run_dspo skips by artefacts); the
+    second fails once after its step-30 checkpoint."""
+    import pickle
+
+    first = Path(workdir) / "first.pkl"
+    if not first.exists():
+        first.write_bytes(pickle.dumps(runner.run("first", train_linear, workdir, x=x, y=y,
+                                                  steps=40, lr=0.1)))
+    second = runner.run("second", train_linear, workdir, x=x, y=y, steps=60, lr=0.1,
+                        marker_dir=marker_dir, fail_once_at=30)
+    runner.report({"stage": "done", "second_mse": second["mse"]})
+    return {"first": pickle.loads(first.read_bytes()), "second": second}

@@ -255,6 +255,43 @@ def test_torch_trainer_stage_trains_on_two_workers(local_ray, tmp_path):
     assert out["pid"] != os.getpid()
 
 
+def test_one_worker_group_runs_stages_in_turn_and_resumes_the_interrupted_one(local_ray,
+                                                                             tmp_path):
+    from distributed_helpers import TRUE_W, regression_data, two_linear_stages
+    from dspo_ray.distributed.train_runner import RayTrainRunner
+
+    x, y = regression_data()
+    markers = tmp_path / "markers"
+    out = RayTrainRunner(num_workers=2, max_failures=1).run_group(
+        "two", two_linear_stages, tmp_path, x=x, y=y, marker_dir=markers)
+    assert (markers / "failed").exists()  # the group was restarted once
+    assert out["first"]["world_size"] == out["second"]["world_size"] == 2
+    np.testing.assert_allclose(out["second"]["weight"], TRUE_W, atol=0.02)
+    # the finished first stage was skipped; the second resumed from its own step-30 checkpoint,
+    # not from the first stage's (step 40)
+    assert out["first"]["resumed_from"] == 0 and out["second"]["resumed_from"] == 30
+    starts = sorted(p.name.rsplit("-", 1)[0] for p in markers.glob("start-rank*"))
+    assert starts == ["start-rank0-step0", "start-rank0-step30", "start-rank1-step0",
+                      "start-rank1-step30"]
+
+
+def test_a_worker_groups_work_files_reach_the_trials_folder(tmp_path):
+    """On a cluster without a shared filesystem the group's rank 0 writes the artefacts on its
+    node: they come back with the group's return value and the trial writes what it lacks."""
+    from dspo_ray.distributed.sweep import _dspo_work_files, _write_work_files
+
+    names = _dspo_work_files()
+    assert names.index("policy.pt.metrics.json") < names.index("policy.pt")
+    files = {"config.json": b"{}", "discriminator.pt": b"d", "discriminator.pt.metrics.json": b"m"}
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "config.json").write_bytes(b"{}")
+    before = (trial / "config.json").stat().st_mtime_ns
+    _write_work_files(trial, files)
+    assert {p.name: p.read_bytes() for p in trial.iterdir()} == files
+    assert (trial / "config.json").stat().st_mtime_ns == before  # the same: left alone
+
+
 def test_a_trial_that_raises_is_retried_and_completes(local_ray, tmp_path):
     from dspo_ray.distributed.sweep import run_sweep
 
@@ -360,10 +397,10 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
     assert "no result" not in table1(trials, "md")
     for trial_dir in exp.glob("run_trial_*"):
         assert (trial_dir / "result.json").exists() and (trial_dir / "params.json").exists()
-    # the three training stages ran as Ray Train runs (checkpoints under the experiment)
+    # the three training stages ran on one Ray Train worker group per trial (its run's
+    # checkpoints under the experiment)
     for trial_id in done["trial_id"]:
-        for stage in ("discriminator", "diffusion", "bc"):
-            assert (exp / "train" / f"{trial_id}-{stage}").is_dir()
+        assert [p.name for p in (exp / "train").glob(f"{trial_id}-*")] == [f"{trial_id}-dspo"]
         work = next(result.work_root.glob(f"*-{trial_id}"))
         assert (work / "policy.pt").exists() and (work / "result.json").exists()
     # the training stages' losses reached Tune from the Ray Train workers, every log_every steps

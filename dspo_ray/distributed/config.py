@@ -101,16 +101,18 @@ class Distribution:
 
 @dataclass(frozen=True)
 class TrainResources:
-    """Ray Train workers for each training stage (discriminator, diffusion, behaviour cloning)."""
+    """Ray Train workers for the training stages (discriminator, diffusion, behaviour cloning): a
+    DSPO trial runs all three on one worker group; a custom method starts one per stage."""
 
     num_workers: int = 1
-    """Data-parallel (DDP) workers per stage; 0 trains in the trial's own process, no Ray Train."""
+    """Data-parallel (DDP) workers of the group; 0 trains in the trial's own process, no Ray
+    Train."""
     use_gpu: bool = False
     """One GPU per worker, NCCL backend; false: CPU workers, gloo backend."""
     cpus_per_worker: float = 1.0
     max_failures: int = 1
-    """Ray Train restarts of a stage's worker group (from its last checkpoint) after a worker or
-    node dies, before the stage (and so the trial) fails."""
+    """Ray Train restarts of the worker group (the interrupted stage from its last checkpoint)
+    after a worker or node dies, before the trial fails."""
 
     def __post_init__(self):
         if self.num_workers < 0:

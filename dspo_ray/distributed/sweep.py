@@ -13,8 +13,8 @@ The pieces, top to bottom:
 * :class:`PerCellASHA` -- ASHA early stopping, one bracket set per cell (a hard task's trials
   never compete with an easy task's).
 * :func:`run_trial` -- the Tune trainable: one (method, task, seed, configuration). DSPO's
-  training stages run on Ray Train workers (:class:`RayTrainRunner`); ``run_dspo`` reports after
-  each stage and those reports go to Tune (ASHA acts on them). Every method's training scalars
+  training stages run on one Ray Train worker group per trial (:class:`RayTrainRunner`);
+  ``run_dspo`` reports after each stage and those reports go to Tune (ASHA acts on them). Every method's training scalars
   (``losses/...``, ``train/step``, ...) reach Tune too, every ``log_every`` steps, as *training
   rows* (no ``objective``: ASHA and Optuna never act on them) for TensorBoard, W&B and the
   learning curves. The first report that carries the evaluation also carries the trained policy
@@ -332,8 +332,79 @@ def trial_workdir(config: SweepConfig, trial_config: Mapping[str, Any], trial_id
     return config.work_root() / f"{group}-seed{trial_config['seed']}-{trial_id}"
 
 
+class TrialRows:
+    """What a trial's reports to Tune carry besides a stage's metrics: the objective (final, or the
+    scheduler's intermediate score, sent once), ``progress`` (the stages finished: ASHA's time),
+    ``time/trial_s`` and the trial's cell. Plain state: a DSPO trial's training stages report from
+    its Ray Train worker group (this object travels there and back), its evaluation from the
+    trial's process."""
+
+    def __init__(self, cell: dict[str, Any], intermediate_metric: str | None):
+        self.cell = dict(cell)
+        self.intermediate = intermediate_metric
+        self.progress = 0
+        self.start = time.time()  # wall clock: the same on every node
+
+    def row(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        out = _with_objective(_reportable(metrics), self.intermediate)
+        if out.get("final_objective") == 0:
+            # the intermediate score goes out once, at the stage that produced it: later stages
+            # (cumulative metrics) would carry the same number to ASHA's later rungs, where it
+            # would stop trials on stale information
+            self.intermediate = None
+        self.progress = _progress(out.get("stage"), self.progress + 1)
+        out["progress"] = self.progress
+        out["time/trial_s"] = time.time() - self.start
+        return {**out, **self.cell}
+
+
+def train_dspo_on_group(runner, workdir: str, config,
+                        rows: TrialRows) -> tuple[TrialRows, dict[str, bytes]]:
+    """Rank 0 of a DSPO trial's worker group: ``run_dspo``'s training stages, each stage's result
+    a row of the trial's results (through Ray Train to Tune). Returns ``rows`` (its progress) and
+    the work folder's files (the artefacts and their metrics): on a cluster without a shared
+    filesystem this worker's folder is not the trial's, which evaluates from its own."""
+    from dspo_ray.dspo.pipeline import run_dspo
+
+    def report(metrics: Mapping[str, Any]) -> None:
+        row = rows.row(metrics)
+        runner.row_tags = {"progress": rows.progress}
+        runner.report(row)
+
+    runner.row_tags = {"progress": rows.progress}
+    run_dspo(config, workdir, runner=runner, report=report, train_only=True)
+    return rows, {name: (Path(workdir) / name).read_bytes() for name in _dspo_work_files()
+                  if (Path(workdir) / name).is_file()}
+
+
+def _dspo_work_files() -> list[str]:
+    """A DSPO work folder's config, then the training stages' metrics, then their artefacts (the
+    order to write them in: an artefact never exists without its metrics)."""
+    from dspo_ray.dspo.pipeline import TRAINING_STAGES
+
+    return (["config.json"] + [f"{s.artefact}.metrics.json" for s in TRAINING_STAGES]
+            + [s.artefact for s in TRAINING_STAGES])
+
+
+def _write_work_files(workdir: Path, files: Mapping[str, bytes]) -> None:
+    """The worker group's work files into the trial's folder (the same folder on one machine or a
+    shared filesystem: then nothing is written)."""
+    from dspo_ray.io import atomic_path
+
+    for name in _dspo_work_files():
+        path = workdir / name
+        if name in files and not (path.is_file() and path.read_bytes() == files[name]):
+            with atomic_path(path) as tmp:
+                Path(tmp).write_bytes(files[name])
+
+
 def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None) -> dict:
-    """Tune trainable: run one (method, task, seed, configuration) and report to Tune."""
+    """Tune trainable: run one (method, task, seed, configuration) and report to Tune.
+
+    DSPO with ``train.num_workers >= 1``: its training stages run on ONE Ray Train worker group
+    (``RayTrainRunner.run_group``: Ray Train's start-up paid once per trial), writing their
+    artefacts to the trial's work folder; the evaluation runs in the trial's process (its report
+    carries the policy as the trial's checkpoint)."""
     config = sweep_config_from_dict(sweep)
     context = tune.get_context()
     trial_id = context.get_trial_id()
@@ -346,10 +417,9 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
         cpus_per_worker=config.train.cpus_per_worker, storage_path=config.storage_uri(),
         run_name=f"{config.name}/train/{trial_id}", max_failures=config.train.max_failures,
         report_to_tune=True)
-    progress = {"n": 0}
     runner.row_tags = {"progress": 0}  # training rows: the stages done so far (ASHA's time)
-    start = time.perf_counter()
     cell = {"method": method, "task": task, "seed": seed, "group": trial_config["group"]}
+    rows = TrialRows(cell, config.scheduler.intermediate_metric)
     policy_sent = {"done": False}
 
     def send(out: dict[str, Any]) -> None:
@@ -365,26 +435,15 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(tmp))
         policy_sent["done"] = True
 
-    intermediate = {"metric": config.scheduler.intermediate_metric}
-
     def report(metrics: Mapping[str, Any]) -> None:
-        out = _with_objective(_reportable(metrics), intermediate["metric"])
-        if out.get("final_objective") == 0:
-            # the intermediate score goes out once, at the stage that produced it: later stages
-            # (cumulative metrics) would carry the same number to ASHA's later rungs, where it
-            # would stop trials on stale information
-            intermediate["metric"] = None
-        progress["n"] = _progress(out.get("stage"), progress["n"] + 1)
-        runner.row_tags = {"progress": progress["n"]}
-        out["progress"] = progress["n"]
-        out["time/trial_s"] = time.perf_counter() - start
-        send({**out, **cell})
+        send(rows.row(metrics))
+        runner.row_tags = {"progress": rows.progress}
 
     def report_training_row(metrics: Mapping[str, Any]) -> None:
         """A baseline's logged scalars (``step`` + ``losses/...``) as a training row."""
         row = {k: v for k, v in _reportable(metrics).items() if k != "step"}
         tune.report({**row, TRAINING_STEP: metrics.get("step"), "stage": "train",
-                     "progress": progress["n"], **cell})
+                     "progress": rows.progress, **cell})
 
     fixed = config.overrides.get(method, {})
     if method == DSPO:
@@ -392,7 +451,19 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
 
         dspo_config = method_config(method, task, seed, fixed, params, config.eval_episodes,
                                     config.dataset_dir)
-        metrics = run_dspo(dspo_config, workdir, runner=runner, report=report)
+        if config.train.num_workers >= 1:
+            rows, files = runner.run_group("dspo", train_dspo_on_group, workdir,
+                                           config=dspo_config, rows=rows)
+            _write_work_files(workdir, files)
+
+            def evaluation_only(metrics: Mapping[str, Any]) -> None:
+                # the training stages reported from the worker group; here they only reload
+                if metrics.get("stage") == "evaluation":
+                    report(metrics)
+
+            metrics = run_dspo(dspo_config, workdir, runner=runner, report=evaluation_only)
+        else:
+            metrics = run_dspo(dspo_config, workdir, runner=runner, report=report)
     elif ":" in method:
         fn = import_custom_method(method)
         metrics = fn(task=task, seed=seed, config={**fixed, **params}, workdir=workdir,
@@ -405,8 +476,8 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
                              dataset=config.dataset_dir, workdir=workdir,
                              log=report_training_row, **kwargs)
     final = _with_objective(_reportable(metrics))
-    final["time/trial_s"] = time.perf_counter() - start
-    final["progress"] = max(progress["n"], 1)
+    final["time/trial_s"] = time.time() - rows.start
+    final["progress"] = max(rows.progress, 1)
     final["completed"] = True
     (workdir / "metrics.json").write_text(json.dumps(final, indent=1, default=str))
     send({**final, **cell})

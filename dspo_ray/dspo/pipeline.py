@@ -219,9 +219,13 @@ if tuple(s.name for s in TRAINING_STAGES) + ("evaluation",) != STAGES:
 
 
 def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None = None,
-             report: Callable[[dict], None] | None = None) -> dict[str, Any]:
+             report: Callable[[dict], None] | None = None,
+             train_only: bool = False) -> dict[str, Any]:
     """Run (or resume) DSPO; returns the flat metrics dict also saved as ``result.json`` (with
-    ``stop_after``: the metrics up to that stage, nothing saved beyond the stages' sidecars)."""
+    ``stop_after``: the metrics up to that stage, nothing saved beyond the stages' sidecars).
+
+    ``train_only``: return after the training stages, with their metrics (a sweep trial trains
+    on a Ray Train worker group, then calls this again in its own process to evaluate)."""
     workdir = Path(workdir)
     _check_same_config(workdir / "config.json", to_dict(config))
     discard_unreadable_artefacts(workdir)
@@ -256,6 +260,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
         if config.stop_after == stage.name:
             metrics["run/stopped_after_stage"] = STAGES.index(stage.name) + 1
             return metrics
+    if train_only:
+        return metrics
 
     # 6. evaluation
     start = time.perf_counter()
