@@ -1,7 +1,7 @@
 """Hyperparameter sweeps of DSPO (and the baselines) on Ray: Tune + Optuna TPE + ASHA.
 
 With no arguments: the quick sweep (experiments/configs/quick.yaml) on an embedded local Ray that
-this script starts and stops, over the shipped datasets; it finishes in under 20 minutes on 2 CPU
+this script starts and stops, over the shipped datasets; it finishes in about 5 minutes on 2 CPU
 cores and prints, per task, the best configuration with its normalised reward and cost and
 whether it is safe, its best policy file (for dspo-evaluate), then where the results and logs
 are.
