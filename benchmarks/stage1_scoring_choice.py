@@ -1,6 +1,6 @@
 """Can the label-free metric choose how a trained discriminator scores trajectories?
 
-    python benchmarks/stage1_scoring_choice.py <sweep work folder> [--variants mlp ...]
+    python benchmarks/stage1_scoring_choice.py <sweep work folder> [<another> ...] [--variants mlp ...]
 
 Scoring (DiscriminatorConfig.score_reduction / score_window) changes no training, so every
 trained stage-1 artefact of a Table 2 sweep can be rescored both ways: the mean of z_t over the
@@ -24,25 +24,20 @@ from dspo_ray.dspo.config import load_dspo_config
 from dspo_ray.dspo.discriminator import (heldout_demo_metrics, load_discriminator,
                                          score_trajectories)
 from dspo_ray.dspo.windows import ragged_from_data
+from stage1_selection_check import variant_name  # benchmarks/, this script's folder
 
 SCORINGS = {"mean": ("mean", None), "min-10": ("min_window", 10), "min-25": ("min_window", 25),
             "min-50": ("min_window", 50)}
 
 
-def variant_name(d) -> str:
-    name = ("mlp" if d.variant == "mlp" else "st") + ("" if d.return_agnostic else "-noRA")
-    name += "-gp" if d.gradient_penalty > 0 else ""
-    return name + ("-matched" if d.negatives == "return_matched" else "")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("work")
+    p.add_argument("work", nargs="+", help="sweep work folders, read as one set of trials")
     p.add_argument("--variants", nargs="*", help="only these variant names (default: all)")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows, data_cache = [], {}
-    for d in sorted(Path(args.work).glob("*")):
+    for d in sorted(p for folder in args.work for p in Path(folder).glob("*")):
         if not (d / "labels.npz").exists() or not (d / "discriminator.pt").exists():
             continue
         cfg = load_dspo_config(json.loads((d / "config.json").read_text()))
