@@ -186,9 +186,9 @@ class SchedulerSettings:
     intermediate_metric: str | None = LABEL_FREE_STAGE1_METRIC
     """Before evaluation there is no reward or cost: trials report this metric as ``objective``
     so ASHA can stop configurations whose stage 1 looks worse than the cell's others. It must be
-    computed from the learner's data alone: the default, ``stage1/heldout_demo_auroc``, is how
-    highly the demonstrations held out of stage-1 training rank among the unlabelled
-    trajectories. Metrics that read the hidden truth (``discriminator/...``, ``neg_return/...``,
+    computed from the learner's data alone: the default (``dspo_ray.metrics.LABEL_FREE_STAGE1_METRIC``)
+    is how highly the demonstrations held out of stage-1 training rank among the unlabelled
+    trajectories that earn at least as much. Metrics that read the hidden truth (``discriminator/...``, ``neg_return/...``,
     ``diagnostic/...``) are refused. Optuna only ever sees final objectives (the simulator
     evaluation). null: no intermediate objective, ASHA then only acts on evaluated results."""
 
