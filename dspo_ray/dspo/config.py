@@ -233,8 +233,8 @@ class DSPOConfig:
     """Processes for evaluation; None: the available CPUs."""
     holdout_demos: int = bounded(3, ge=0)
     """Safe demonstrations held out of stage-1 (discriminator) training only, for the label-free
-    selection metric ``stage1/heldout_demo_auroc``: how highly they rank among the unlabelled
-    trajectories. Drawn with ``split.seed``, so every run on the same split (every seed and
+    selection metrics ``stage1/heldout_demo_auroc(_return_matched)``: how highly they rank among
+    the unlabelled trajectories (that earn at least as much; the sweeps select on that one). Drawn with ``split.seed``, so every run on the same split (every seed and
     configuration of a sweep's cell) holds out the same demonstrations and their metrics compare;
     the diffusion model, generation and BC use every demonstration. 0: train stage 1 on all of
     them (the metric is then NaN)."""
