@@ -69,6 +69,9 @@ def main(argv=None) -> int:
     p.add_argument("--cost-limit-end", type=float, default=None,
                    help="one end target for every run (default: spread from limit/4 to the limit)")
     p.add_argument("--lr", type=float, default=None, help="PPO learning rate (default: CollectConfig's)")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="PPO discount (default: CollectConfig's 0.99; Swimmer needs a longer horizon, "
+                        "e.g. 0.999, to learn to swim fast in our budget)")
     p.add_argument("--out", default="runs/datasets",
                    help="folder for the runs and the dataset file (default: runs/datasets)")
     p.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
@@ -93,6 +96,8 @@ def main(argv=None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.gamma is not None and not 0.0 < args.gamma <= 1.0:
+        p.error(f"--gamma must be in (0, 1], got {args.gamma}")
     if not 0.0 <= args.min_safe_share <= 1.0:
         p.error(f"--min-safe-share must be in [0, 1], got {args.min_safe_share}")
     if args.address and not args.ray:
@@ -126,7 +131,8 @@ def main(argv=None) -> int:
     for task in (t for t in tasks if drivers[t] == "ppo"):
         base = CollectConfig(task=task, keep=args.keep, n_envs=args.n_envs,
                              cost_limit_start=args.cost_limit_start, cost_limit_end=args.cost_limit_end,
-                             **({"lr": args.lr} if args.lr is not None else {}))
+                             **{name: getattr(args, name) for name in ("lr", "gamma")
+                                if getattr(args, name) is not None})
         plans[task] = plan_runs(task, args.runs, per_run, seed=args.seed, base=base)
     results = {}
     try:
