@@ -13,6 +13,7 @@ guess.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from dspo_ray.data.dsrl import DatasetError
 from dspo_ray.tasks import TaskSpec, get_task
 
 BUILD_COMMAND = "dspo-collect --build"
+BUILD_RECORD = "build.json"
+"""In a task's build folder, written last by a finished build: the recipe's arguments and the file."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,17 @@ def built_dataset_dir(task: str | TaskSpec) -> Path:
     return shipping.SHIPPED_CACHE_DIR / "built" / get_task(task).name
 
 
+def built_with(task: str | TaskSpec) -> dict | None:
+    """The record of the task's finished build (``collect_args``, ``file``: its name), or None."""
+    record = built_dataset_dir(task) / BUILD_RECORD
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
 def is_complete(path: Path) -> bool:
-    """A built file counts once its JSON sidecar is there: the collector writes the sidecar last."""
-    return path.with_suffix(".json").is_file()
+    """A built file counts once its build finished: the build's record, written after the file was
+    checked, names it (an interrupted build leaves none)."""
+    record = path.parent / BUILD_RECORD
+    return record.is_file() and json.loads(record.read_text()).get("file") == path.name
 
 
 def build_hint(task: str | TaskSpec) -> str | None:
