@@ -58,3 +58,18 @@ def find_dataset(task: str | TaskSpec, directory: str | Path | None = None) -> P
     raise DatasetError(
         f"{where}; put DSRL's file there, point $DSRL_DATASET_DIR at the "
         f"folder that holds it, or make one with 'python experiments/collect.py --task {spec.name}'")
+
+
+def missing_buildable(tasks, directory: str | Path | None = None) -> list[str]:
+    """The tasks, of ``tasks``, that have no dataset here but a recipe to build one
+    (``dspo-collect --build``); none when ``directory`` is given, as a build lands elsewhere."""
+    if directory is not None:
+        return []
+    missing = []
+    for task in dict.fromkeys(get_task(t).name for t in tasks):
+        if task in recipes.RECIPES:
+            try:
+                find_dataset(task)
+            except DatasetError:
+                missing.append(task)
+    return missing

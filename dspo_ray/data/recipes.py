@@ -21,7 +21,6 @@ from dspo_ray.data import shipping
 from dspo_ray.data.dsrl import DatasetError
 from dspo_ray.tasks import TaskSpec, get_task
 
-BUILD_COMMAND = "dspo-collect --build"
 BUILD_RECORD = "build.json"
 """In a task's build folder, written last by a finished build: the recipe's arguments and the file."""
 
@@ -73,7 +72,7 @@ class DatasetRecipe:
     @property
     def command(self) -> str:
         """The one command that builds the task's dataset into the cache."""
-        return f"{BUILD_COMMAND} {self.task}"
+        return build_command([self.task])
 
     @property
     def time_text(self) -> str:
@@ -103,6 +102,11 @@ RECIPES: dict[str, DatasetRecipe] = {r.task: r for r in [
     DatasetRecipe("easydense", episodes=600, driver="idm"),
     DatasetRecipe("mediummean", episodes=600, driver="idm"),
 ]}
+
+
+def build_command(tasks) -> str:
+    """The one command that builds these tasks' datasets from their recipes."""
+    return "dspo-collect" + "".join(f" --build {get_task(t).name}" for t in tasks)
 
 
 def recipe_for(task: str | TaskSpec) -> DatasetRecipe:
