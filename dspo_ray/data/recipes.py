@@ -43,6 +43,8 @@ class DatasetRecipe:
     driver: str = "auto"
     """``ppo``, ``idm`` (MetaDrive) or ``auto`` (the collector's choice for the task)."""
     seed: int = 0
+    n_envs: int = 8
+    """Environments each PPO run steps at once (``--n-envs``; it shapes the training)."""
     shipped: bool = False
     """Whether the repository ships this task's file as a pack (in datasets/)."""
     wall_minutes: float | None = None
@@ -67,7 +69,7 @@ class DatasetRecipe:
             args += ["--keep", str(self.keep)]
         if self.min_safe_share:
             args += ["--min-safe-share", f"{self.min_safe_share:g}"]
-        return args + ["--driver", self.driver, "--seed", str(self.seed)]
+        return args + ["--driver", self.driver, "--seed", str(self.seed), "--n-envs", str(self.n_envs)]
 
     @property
     def command(self) -> str:
