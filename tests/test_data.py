@@ -67,8 +67,13 @@ def test_reads_dsrl_column_vectors_and_finds_file(tmp_path, episodes, monkeypatc
     from dspo_ray.data import shipping as shipping_module
 
     monkeypatch.setattr(shipping_module, "SHIPPED_DATASET_DIR", tmp_path / "no-shipped-data")
-    with pytest.raises(DatasetError, match="no dataset for task 'DroneRun'.*collect.py"):
+    monkeypatch.setattr(shipping_module, "SHIPPED_CACHE_DIR", tmp_path / "no-cache")
+    # a task with a recipe: the command that builds it; one without: how to collect it
+    with pytest.raises(DatasetError, match="no dataset for task 'DroneRun'.*'dspo-collect --build "
+                                           r"DroneRun' \(about 8 min on 2 cores\)"):
         find_dataset("DroneRun")
+    with pytest.raises(DatasetError, match="no dataset for task 'CarGoal1'.*collect.py --task CarGoal1"):
+        find_dataset("CarGoal1")
 
 
 def _rewrite(path, key, value):

@@ -6,6 +6,7 @@
     dspo-collect --task CarCircle --no-ray --episodes 300 --out /tmp/d
     dspo-collect --task CarCircle --address auto  # on a running cluster
     dspo-collect --task hardsparse --ship         # MetaDrive: rule-based driver, 600 episodes
+    dspo-collect --build easydense                # a task's recipe into the cache (dspo_ray/data/recipes.py)
 
 Each task gets ``--runs`` PPO-Lagrangian runs (seeds ``--seed``, ``--seed``+1, ...; cost limit moved
 from DSRL's max cost down to an end target that differs per run). EVERY episode of a run is saved to
@@ -33,13 +34,24 @@ import sys
 from pathlib import Path
 
 
-def main(argv=None) -> int:
+# the options that shape the data: with --build they come from the task's recipe
+_RECIPE_OPTIONS = ("task", "runs", "episodes", "episodes_per_run", "keep", "min_safe_share",
+                   "driver", "seed", "n_envs", "cost_limit_start", "cost_limit_end", "lr", "gamma", "out",
+                   "ship")
+
+
+def build_parser() -> argparse.ArgumentParser:
     from dspo_ray.cli import add_deprecated_alias, add_repeatable
     from dspo_ray.tasks import TASKS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_repeatable(p, "--task", choices=list(TASKS),
-                   help="a task to collect; repeat for several (required unless --table)")
+                   help="a task to collect; repeat for several (required unless --build, --table)")
+    add_repeatable(p, "--build", metavar="TASK",
+                   help="build the task's dataset from its recipe (dspo_ray/data/recipes.py) into "
+                        "the cache where find_dataset finds it, $DSPO_CACHE_DIR/datasets/built/<task> "
+                        "(default ~/.cache/dspo-ray); repeat for several; resumable. Only --ray/"
+                        "--no-ray, --address, --num-cpus and --no-progress go with it")
     p.add_argument("--table", action="store_true",
                    help="print the markdown table of the shipped datasets (from their sidecars) and exit")
     p.add_argument("--plot-shipped", action="store_true",
@@ -72,7 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--gamma", type=float, default=None,
                    help="PPO discount (default: CollectConfig's 0.99; Swimmer needs a longer horizon, "
                         "e.g. 0.999, to learn to swim fast in our budget)")
-    p.add_argument("--out", default="runs/datasets",
+    p.add_argument("--out", default=None,
                    help="folder for the runs and the dataset file (default: runs/datasets)")
     p.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
                    help="run the runs in parallel as Ray tasks (default) or one after another here")
@@ -82,16 +94,18 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--ship", action="store_true",
                    help="also pack the file into datasets/ (dspo_ray/data/shipping.py), replacing that task's shipped file")
+    return p
+
+
+def checked_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line, every value checked (``p.error``, exit 2, on a bad one)."""
+    from dspo_ray.tasks import TASKS
+
     args = p.parse_args(argv)
-    if args.table:
-        print(shipped_table())
-        return 0
-    if args.plot_shipped:
-        for path in plot_shipped():
-            print(path)
-        return 0
+    if args.table or args.plot_shipped or args.build:
+        return args
     if not args.task:
-        p.error("--task is required (or --table / --plot-shipped)")
+        p.error("--task is required (or --build / --table / --plot-shipped)")
     for name in ("runs", "episodes", "episodes_per_run", "keep", "n_envs", "num_cpus"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -102,67 +116,61 @@ def main(argv=None) -> int:
         p.error(f"--min-safe-share must be in [0, 1], got {args.min_safe_share}")
     if args.address and not args.ray:
         p.error("--address needs --ray (it names the Ray cluster to run on)")
-    tasks = list(dict.fromkeys(args.task))
-    drivers = {t: (args.driver if args.driver != "auto"
-                   else "idm" if TASKS[t].suite == "MetaDrive" else "ppo") for t in tasks}
-    bad = [t for t, d in drivers.items() if d == "idm" and TASKS[t].suite != "MetaDrive"]
+    args.task = list(dict.fromkeys(args.task))
+    args.drivers = {t: (args.driver if args.driver != "auto"
+                        else "idm" if TASKS[t].suite == "MetaDrive" else "ppo") for t in args.task}
+    bad = [t for t, d in args.drivers.items() if d == "idm" and TASKS[t].suite != "MetaDrive"]
     if bad:
         p.error(f"--driver idm drives MetaDrive only, not {', '.join(bad)}")
     episodes = args.episodes if args.episodes is not None else 2000
-    per_run = args.episodes_per_run or episodes // args.runs
-    if per_run < 1:
+    args.per_run = args.episodes_per_run or episodes // args.runs
+    if args.per_run < 1:
         p.error(f"--episodes {episodes} is fewer than --runs {args.runs}: "
                 "every run needs at least one episode")
     if args.cost_limit_start is not None and args.cost_limit_start < 0:
         p.error(f"--cost-limit-start must be >= 0, got {args.cost_limit_start}")
     if args.cost_limit_end is not None and args.cost_limit_end < 0:
         p.error(f"--cost-limit-end must be >= 0, got {args.cost_limit_end}")
+    args.out = args.out if args.out is not None else "runs/datasets"
+    return args
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-    torch.set_num_threads(1)
-    from dspo_ray.data.collect import CollectConfig, collect_task, collection_reset_seeds, plan_runs
-    from dspo_ray.data.shipping import SHIPPED_DATASET_DIR
-    from dspo_ray.data.shipping import can_replay, pack_dataset
-    from dspo_ray.io import write_bytes_atomic
 
-    log = lambda m: print(m, flush=True)  # noqa: E731
-    plans = {}
-    for task in (t for t in tasks if drivers[t] == "ppo"):
-        base = CollectConfig(task=task, keep=args.keep, n_envs=args.n_envs,
-                             cost_limit_start=args.cost_limit_start, cost_limit_end=args.cost_limit_end,
-                             **{name: getattr(args, name) for name in ("lr", "gamma")
-                                if getattr(args, name) is not None})
-        plans[task] = plan_runs(task, args.runs, per_run, seed=args.seed, base=base)
-    results = {}
+def main(argv=None) -> int:
+    p = build_parser()
+    args = checked_args(p, argv)
+    if args.table:
+        print(shipped_table())
+        return 0
+    if args.plot_shipped:
+        for path in plot_shipped():
+            print(path)
+        return 0
+    if args.build:
+        given = [f"--{name.replace('_', '-')}" for name in _RECIPE_OPTIONS
+                 if getattr(args, name) != p.get_default(name)]
+        if given:
+            p.error(f"--build takes {', '.join(given)} from the task's recipe "
+                    "(dspo_ray/data/recipes.py); give only --ray/--no-ray, --address, --num-cpus "
+                    "and --no-progress with it, or collect with --task instead")
+        build_datasets(args.build, ray=args.ray, address=args.address, num_cpus=args.num_cpus,
+                       progress=not args.no_progress)
+        return 0
     try:
-        if any(d == "idm" for d in drivers.values()):
-            from dspo_ray.data.metadrive_driver import DriverConfig, collect_metadrive
-
-            for task in (t for t in tasks if drivers[t] == "idm"):
-                cfg = DriverConfig(task=task, keep=args.keep, seed=args.seed,
-                                   **({"episodes": args.episodes} if args.episodes else {}))
-                results[task] = collect_metadrive(cfg, args.out, log=log)
-        if plans and args.ray:
-            from dspo_ray.distributed.collect import collect_on_ray
-
-            results |= collect_on_ray(plans, args.out, keep=args.keep, address=args.address,
-                                      num_cpus=args.num_cpus, progress=not args.no_progress, log=log,
-                                      min_safe_share=args.min_safe_share)
-        elif plans:
-            results |= {task: collect_task(runs, args.out, keep=args.keep, log=log,
-                                           min_safe_share=args.min_safe_share)
-                        for task, runs in plans.items()}
+        results = collect(args)
     except ValueError as e:  # e.g. --out holds runs made with other settings
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for task in tasks:
+    from dspo_ray.data.collect import collection_reset_seeds
+    from dspo_ray.data.shipping import SHIPPED_DATASET_DIR, can_replay, pack_dataset
+    from dspo_ray.io import write_bytes_atomic
+
+    for task in args.task:
         result = results[task]
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "config"}, indent=1))
         if args.ship:
             # replayable simulators ship as actions + initial states (dspo_ray/data/shipping.py)
             seeds = (collection_reset_seeds(json.loads(result.path.with_suffix(".json").read_text()))
-                     if can_replay(task) and drivers[task] == "ppo" else None)
+                     if can_replay(task) and args.drivers[task] == "ppo" else None)
             shipped = pack_dataset(result.path, task, SHIPPED_DATASET_DIR, reset_seeds=seeds)
             new = {shipped}
             for suffix in (".json", ".png"):
@@ -176,6 +184,95 @@ def main(argv=None) -> int:
                 old.unlink()
             print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def collect(args: argparse.Namespace, log=None) -> dict:
+    """Collect every task of checked arguments (:func:`checked_args`) into ``args.out``; the
+    tasks' ``CollectResult``. Raises ValueError when ``args.out`` holds runs of other settings."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+    torch.set_num_threads(1)
+    from dspo_ray.data.collect import CollectConfig, collect_task, plan_runs
+
+    log = log or (lambda m: print(m, flush=True))
+    plans = {}
+    for task in (t for t in args.task if args.drivers[t] == "ppo"):
+        base = CollectConfig(task=task, keep=args.keep, n_envs=args.n_envs,
+                             cost_limit_start=args.cost_limit_start, cost_limit_end=args.cost_limit_end,
+                             **{name: getattr(args, name) for name in ("lr", "gamma")
+                                if getattr(args, name) is not None})
+        plans[task] = plan_runs(task, args.runs, args.per_run, seed=args.seed, base=base)
+    results = {}
+    if any(d == "idm" for d in args.drivers.values()):
+        from dspo_ray.data.metadrive_driver import DriverConfig, collect_metadrive
+
+        for task in (t for t in args.task if args.drivers[t] == "idm"):
+            cfg = DriverConfig(task=task, keep=args.keep, seed=args.seed,
+                               **({"episodes": args.episodes} if args.episodes else {}))
+            results[task] = collect_metadrive(cfg, args.out, log=log)
+    if plans and args.ray:
+        from dspo_ray.distributed.collect import collect_on_ray
+
+        results |= collect_on_ray(plans, args.out, keep=args.keep, address=args.address,
+                                  num_cpus=args.num_cpus, progress=not args.no_progress, log=log,
+                                  min_safe_share=args.min_safe_share)
+    elif plans:
+        results |= {task: collect_task(runs, args.out, keep=args.keep, log=log,
+                                       min_safe_share=args.min_safe_share)
+                    for task, runs in plans.items()}
+    return results
+
+
+def recipe_args(task: str, ray: bool = True, address: str | None = None,
+                num_cpus: int | None = None, progress: bool = True) -> argparse.Namespace:
+    """The checked ``dspo-collect`` arguments of the task's recipe, into its build folder."""
+    from dspo_ray.data.recipes import built_dataset_dir, recipe_for
+
+    argv = [*recipe_for(task).collect_args(), "--out", str(built_dataset_dir(task)),
+            "--ray" if ray else "--no-ray"]
+    argv += (["--address", address] if address else []) + (["--num-cpus", str(num_cpus)] if num_cpus else [])
+    return checked_args(build_parser(), argv + ([] if progress else ["--no-progress"]))
+
+
+def build_datasets(tasks, ray: bool = True, address: str | None = None,
+                   num_cpus: int | None = None, progress: bool = True, log=None) -> dict:
+    """Build each task's dataset from its recipe into the cache (``dspo-collect --build``); the
+    tasks' files. A task built before is not built again; an interrupted build resumes (finished
+    runs are kept). Every task is checked to have a recipe before anything runs."""
+    from dspo_ray.data import DatasetError, check_task_dataset
+    from dspo_ray.data.recipes import BUILD_RECORD, built_dataset_dir, built_with, recipe_for
+    from dspo_ray.io import write_json_atomic
+    from dspo_ray.tasks import get_task
+
+    log = log or (lambda m: print(m, flush=True))
+    tasks = list(dict.fromkeys(get_task(t).name for t in tasks))
+    recipes = {t: recipe_for(t) for t in tasks}  # raises for a task without a recipe
+    built = {}
+    for task, recipe in recipes.items():
+        folder = built_dataset_dir(task)
+        before = built_with(task)  # the recipe of a finished build there, or None
+        if before is not None:
+            if before["collect_args"] != recipe.collect_args():
+                raise DatasetError(f"{task}: {folder} was built with another recipe "
+                                   f"({' '.join(before['collect_args'])}); delete that folder to "
+                                   "build it from the current one")
+            built[task] = folder / before["file"]
+            log(f"{task}: already built: {built[task]}")
+            continue
+        log(f"{task}: building with dspo-collect {' '.join(recipe.collect_args())} into {folder} "
+            f"({recipe.time_text}; rerun the same command to resume)")
+        try:
+            result = collect(recipe_args(task, ray, address, num_cpus, progress), log=log)[task]
+        except ValueError as e:  # the folder holds runs of another recipe
+            raise DatasetError(f"{task}: {e}; or delete {folder} to build it again from the "
+                               "recipe") from None
+        check_task_dataset(task, result.path)  # the final file's columns, row counts, widths
+        # written last, once the file is checked: find_dataset takes a built file only then
+        write_json_atomic(folder / BUILD_RECORD, {"collect_args": recipe.collect_args(),
+                                                  "file": result.path.name})
+        log(f"{task}: built {result.path} ({result.kept} trajectories, {result.safe_kept} safe)")
+        built[task] = result.path
+    return built
 
 
 def plot_shipped() -> list[Path]:

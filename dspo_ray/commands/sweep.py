@@ -11,6 +11,7 @@ are.
   dspo-sweep --resume                               # continue an interrupted one
   dspo-sweep --storage s3://my-bucket/sweeps        # results to S3
   dspo-sweep --check                                # validate the config only
+  dspo-sweep --task easydense --build-missing       # build a missing dataset from its recipe first
 
 Each (method, task) cell gets ``num_samples`` configurations from a seeded TPE study; each
 configuration runs once per seed (one Tune trial each); the objective is lexicographic: normalised
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from dspo_ray.cli import add_repeatable, positive_int, run_cli
+from dspo_ray.cli import UsageError, add_repeatable, positive_int, run_cli
 from dspo_ray.distributed.config import load_sweep_config
 
 # the checkout's quick sweep (a non-editable install has no experiments/ folder: pass --config)
@@ -72,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--check", action="store_true",
                    help="validate the config and each task's dataset (found, header checked), "
                         "print the plan and exit without starting Ray")
+    p.add_argument("--build-missing", action="store_true",
+                   help="first build, on this machine, each task's missing dataset that has a "
+                        "recipe (dspo-collect --build; dspo_ray/data/recipes.py), with progress, "
+                        "then run the sweep (on a cluster of several machines every node needs "
+                        "the built file: point $DSRL_DATASET_DIR at a shared folder instead)")
     return p.parse_args(argv)
 
 
@@ -84,6 +90,8 @@ def main(argv=None) -> int:
     print(f"sweep {config.name!r}: {len(config.methods)} method(s) x {len(config.tasks)} task(s) "
           f"x {len(config.seeds)} seed(s) -> {config.total_trials()} trials; "
           f"storage {config.storage_uri()}")
+    if args.build_missing:
+        build_missing(config, num_cpus=args.num_cpus)
     if args.check:
         if not all(":" in m for m in config.methods):  # custom methods bring their own data
             from dspo_ray.data import check_task_datasets
@@ -108,6 +116,25 @@ def main(argv=None) -> int:
     print(format_summary(result))
     print(f"wall time: {time.perf_counter() - start:.0f} s")
     return sweep_exit_status(result)
+
+
+def build_missing(config, num_cpus: int | None = None) -> None:
+    """Build every missing dataset of the sweep's tasks that has a recipe, before anything else
+    starts (the tasks without one are left to the dataset check, whose error says what to do)."""
+    if all(":" in m for m in config.methods):
+        return  # custom methods bring their own data
+    if config.dataset_dir is not None:
+        raise UsageError(f"--build-missing builds into the dataset cache, but the config's "
+                         f"dataset_dir ({config.dataset_dir}) is the only folder searched; remove "
+                         "dataset_dir, or put the files there yourself")
+    from dspo_ray.commands.collect import build_datasets
+    from dspo_ray.data.lookup import missing_buildable
+    from dspo_ray.data.recipes import build_command
+
+    missing = missing_buildable(config.tasks)
+    if missing:
+        print(f"building the missing datasets first: {build_command(missing)}", flush=True)
+        build_datasets(missing, num_cpus=num_cpus)
 
 
 def sweep_exit_status(result) -> int:

@@ -51,7 +51,10 @@ def check_task_dataset(task, dataset=None):
 
 def check_task_datasets(tasks, dataset=None):
     """:func:`check_task_dataset` for every task; one DatasetError listing every task whose
-    dataset is missing or unusable."""
+    dataset is missing or unusable, and the one command that builds those that have a recipe."""
+    from dspo_ray.data.lookup import missing_buildable
+    from dspo_ray.data.recipes import build_command
+
     problems = []
     for task in tasks:
         try:
@@ -59,4 +62,8 @@ def check_task_datasets(tasks, dataset=None):
         except DatasetError as e:  # says where it looked or what is wrong, and the fix
             problems.append(f"{task}: {e}")
     if problems:
-        raise DatasetError("datasets missing or unusable for some tasks: " + "; ".join(problems))
+        buildable = missing_buildable(tasks, dataset)
+        build = (f"; build the missing ones with '{build_command(buildable)}' (a sweep: rerun it "
+                 "with --build-missing)" if buildable else "")
+        raise DatasetError("datasets missing or unusable for some tasks: " + "; ".join(problems)
+                           + build)
