@@ -1,0 +1,135 @@
+"""Stage 2 in isolation: rerun DSPO's generation, behaviour cloning and evaluation from finished
+runs' stage-1 and diffusion artefacts with other generation settings, and score the generated
+windows with the run's own discriminator.
+
+A diagnostic for issue 14 ("is the conditioning rule what makes DSPO unsafe?"). Everything before
+generation is the finished run's (its discriminator, labels and diffusion model are copied, their
+settings are unchanged), so the variants differ in generation/BC only. The variants were chosen
+after seeing the runs' costs: nothing here is a label-free selection, and the simulator's costs are
+read (the evaluation, as every DSPO run's).
+
+    python benchmarks/stage2_variants.py --out runs/stage2 --variants median demos_only \
+        results/sweeps/dspo_matched/work/dspo-DroneRun-0-seed0-dcb668f1 ...
+
+Prints (and with ``--table F`` writes) one markdown row per (run, variant): the safety condition,
+the discriminator's signal on the generated windows (median, and the share at or above the
+demonstrations' median window signal), the same signal on windows of the demonstrations and of the
+unlabelled safe / unsafe trajectories (those two groups read the hidden truth: reported only), and
+the evaluation's normalised reward / cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dspo_ray.config import deep_merge, to_dict, unflatten
+from dspo_ray.data import SplitConfig, load_task_data
+from dspo_ray.dspo.config import load_dspo_config
+from dspo_ray.dspo.discriminator import load_discriminator, score_trajectories
+from dspo_ray.dspo.generate import load_generated
+from dspo_ray.dspo.pipeline import ARTEFACTS, run_dspo
+from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
+from dspo_ray.io import write_bytes_atomic
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "as_run": {},
+    "median": {"generation.safety_condition_quantile": 0.5},
+    "median_ret50": {"generation.safety_condition_quantile": 0.5, "generation.return_condition": 0.5},
+    "median_w1": {"generation.safety_condition_quantile": 0.5, "diffusion.guidance_weight": 1.0},
+    # behaviour cloning on the demonstrations alone (one generated window, 16 of ~11,000 rows)
+    "demos_only": {"generation.n_windows": 1, "generation.batch_size": 1},
+}
+REUSED = ("discriminator", "labels", "diffusion")
+
+
+def rerun(base: Path, variant: str, out: Path) -> tuple[Path, dict]:
+    """The base run's generation + BC + evaluation redone with ``variant``'s settings."""
+    old = json.loads((base / "config.json").read_text())
+    settings = deep_merge(old, unflatten(VARIANTS[variant]))
+    settings["eval_workers"] = 1
+    config = load_dspo_config(settings)
+    workdir = out / f"{base.name}-{variant}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stage in REUSED:
+        for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
+            if (base / name).exists() and not (workdir / name).exists():
+                shutil.copy2(base / name, workdir / name)
+    (workdir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+    return workdir, run_dspo(config, workdir)
+
+
+def as_windows(observations: np.ndarray, actions: np.ndarray) -> RaggedTrajectories:
+    n, horizon, _ = observations.shape
+    return RaggedTrajectories(observations.reshape(n * horizon, -1).astype(np.float32),
+                              actions.reshape(n * horizon, -1).astype(np.float32),
+                              np.full(n, horizon, np.int64), np.zeros(n), np.zeros(n, bool))
+
+
+def random_windows(trajectories: RaggedTrajectories, which: np.ndarray, horizon: int,
+                   rng: np.random.Generator, count: int = 400) -> RaggedTrajectories:
+    long_enough = np.flatnonzero(which & (trajectories.lengths >= horizon))
+    picks = rng.choice(long_enough, count)
+    starts = trajectories.starts[picks] + rng.integers(0, trajectories.lengths[picks] - horizon + 1)
+    rows = starts[:, None] + np.arange(horizon)
+    return as_windows(trajectories.observations[rows], trajectories.actions[rows])
+
+
+def window_signals(workdir: Path) -> dict[str, float]:
+    """The run's discriminator on its generated windows and on real windows of the same length."""
+    config = json.loads((workdir / "config.json").read_text())
+    model = load_discriminator(torch.load(workdir / ARTEFACTS["discriminator"], map_location="cpu",
+                                          weights_only=False))
+    generated = load_generated(workdir / ARTEFACTS["generation"])
+    horizon = generated["observations"].shape[1]
+    score = lambda w: score_trajectories(model, w, window=horizon)  # noqa: E731
+    data, truth = load_task_data(config["task"], config.get("dataset"), SplitConfig(**config["split"]))
+    trajectories = ragged_from_data(data)
+    rng = np.random.default_rng(0)
+    demo = score(random_windows(trajectories, trajectories.is_demo, horizon, rng))
+    unlabelled = ~trajectories.is_demo
+    gen = score(as_windows(generated["observations"], generated["actions"]))
+    return {"condition": float(generated["safety_condition"][0]),
+            "generated": float(np.median(gen)),
+            "generated_demo_like": float((gen >= np.median(demo)).mean()),
+            "demos": float(np.median(demo)),
+            # hidden truth, reported only
+            "unlabelled_safe": float(np.median(score(random_windows(
+                trajectories, unlabelled & truth.is_safe, horizon, rng)))),
+            "unlabelled_unsafe": float(np.median(score(random_windows(
+                trajectories, unlabelled & ~truth.is_safe, horizon, rng))))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="finished DSPO run folders")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--out", type=Path, required=True, help="folder for the rerun variants")
+    p.add_argument("--table", type=Path, help="also write the markdown table here")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = ["| run | variant | safety condition | generated: median signal | generated: share >= demo median "
+            "| demos | unlabelled safe (truth) | unlabelled unsafe (truth) | reward | cost | seconds |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for base in args.runs:
+        for variant in args.variants:
+            start = time.time()
+            workdir, result = rerun(base, variant, args.out)
+            s = window_signals(workdir)
+            rows.append(f"| {base.name} | {variant} | {s['condition']:.2f} | {s['generated']:.2f} | "
+                        f"{s['generated_demo_like']:.2f} | {s['demos']:.2f} | {s['unlabelled_safe']:.2f} | "
+                        f"{s['unlabelled_unsafe']:.2f} | {result['eval/normalized_reward']:.2f} | "
+                        f"{result['eval/normalized_cost']:.2f} | {time.time() - start:.0f} |")
+            print(rows[-1], flush=True)
+    if args.table:
+        write_bytes_atomic(args.table, ("\n".join(rows) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
