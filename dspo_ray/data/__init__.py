@@ -41,8 +41,6 @@ def check_task_dataset(task, dataset=None):
     """Find ``task``'s dataset and check its header (the columns, their row counts and widths)
     without reading the data: what ``sweep.py --check`` runs for each task. Returns the path;
     raises DatasetError naming the file, the problem and the fix."""
-    from pathlib import Path
-
     from dspo_ray.data.dsrl import columns_error, read_columns
     from dspo_ray.tasks import get_task
 
