@@ -31,8 +31,8 @@ trains to it.
 from __future__ import annotations
 
 import json
-import time
 import sys
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
