@@ -429,6 +429,37 @@ def test_tiny_dspo_sweep_trains_stages_on_ray_train(local_ray, carcircle_dataset
     assert "CarCircle" in summary_text and str(policy) in summary_text
 
 
+def test_dspo_trials_share_stages_through_the_stage_cache(local_ray, carcircle_dataset, tmp_path):
+    """Two trials that differ only in a generation setting, one after the other: the second copies
+    stages 1-3 from the sweep's stage cache (through its Ray Train worker group) and trains
+    generation and BC only."""
+    from dspo_ray.distributed.sweep import run_sweep
+
+    cfg = yaml.safe_load((REPO / "experiments/configs/quick.yaml").read_text())
+    cfg.update(name="cached", tasks=["CarCircle"], eval_episodes=1, max_concurrent_trials=1,
+               dataset_dir=str(carcircle_dataset), storage=str(tmp_path / "results"),
+               scheduler={"type": "fifo"},
+               search={"grid": {"dspo": [{"generation.safety_condition": 0.9},
+                                         {"generation.safety_condition": 0.8}]}})
+    cfg["overrides"]["dspo"].update({
+        "split.n_safe": 5, "split.n_unlabelled": 30, "eval_workers": 1,
+        "discriminator.steps": 6, "diffusion.steps": 10, "generation.n_windows": 8,
+        "bc.steps": 40})
+    config = sweep_config_from_dict(cfg)
+    assert config.stage_cache and config.stage_cache_dir() == config.work_root() / "stage_cache"
+    result = run_sweep(config)
+    t = result.trials
+    assert len(t) == 2 and (t["status"] == "finished").all()
+    entries = sorted(p.name.split("-")[0] for p in config.stage_cache_dir().iterdir())
+    assert entries == ["bc", "bc", "diffusion", "discriminator", "generation", "generation",
+                       "labels"]
+    first, second = (next(result.work_root.glob(f"*-{trial_id}")) for trial_id in t["trial_id"])
+    for name in ("discriminator.pt", "labels.npz", "diffusion.pt", "diffusion.pt.metrics.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert (first / "generated.npz").read_bytes() != (second / "generated.npz").read_bytes()
+    assert sorted(t["time/diffusion_s"]) == [t["time/diffusion_s"].iloc[0]] * 2  # as trained
+
+
 def test_methods_on_the_command_line_pick_their_sections_of_the_file():
     from dspo_ray.distributed.config import load_sweep_config
 

@@ -4,7 +4,10 @@
     dspo-run --config my.yaml --set discriminator.vclub_coef=0.2 --out runs/x
 
 Every stage's artefact is saved in the run's folder, so rerunning the same command resumes at the
-first unfinished stage. The settings are DSPOConfig's (dspo_ray/dspo/config.py): a profile's
+first unfinished stage. With ``--stage-cache DIR`` a stage trained before (by any run given the
+same DIR) with the same settings, dataset file and code is copied from DIR instead of trained:
+a second run that changes only generation or BC settings trains only those stages. The settings
+are DSPOConfig's (dspo_ray/dspo/config.py): a profile's
 defaults, then the YAML file, then the flags below, validated before anything is written.
 Training curves go to TensorBoard under ``<out>/tb``.
 """
@@ -76,6 +79,11 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], type=yaml_override, metavar="KEY=VALUE",
                    help="one setting, dotted and read as YAML (--set discriminator.vclub_coef=0.2, "
                         "--set bc.hidden=[256,256]); repeatable")
+    p.add_argument("--stage-cache", type=Path, default=None, metavar="DIR",
+                   help="a folder of stage artefacts shared by runs (dspo_ray/dspo/stage_cache.py): "
+                        "a stage whose settings, dataset file and code match an artefact there is "
+                        "copied instead of trained, and every stage trained is added; results are "
+                        "the same as without it (default: off)")
     p.add_argument("--baselines", action="store_true",
                    help="also run BC-Safe and BC-All on the same data and BC settings, to compare")
     p.add_argument("--threads", type=positive_int, default=1,
@@ -106,7 +114,7 @@ def main(argv=None) -> int:
             log({k: v for k, v in m.items() if k != "stage"})
 
     try:
-        result = run_dspo(config, out, runner=runner, report=progress)
+        result = run_dspo(config, out, runner=runner, report=progress, stage_cache=args.stage_cache)
         if args.baselines:
             from dspo_ray.dspo.baselines import run_bc_baselines
             result.update(run_bc_baselines(config, out / "baselines"))

@@ -58,6 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workdir", default=None,
                    help="where trials keep stage artefacts; on a cluster a path every node sees "
                         "(overrides 'workdir')")
+    p.add_argument("--no-stage-cache", dest="stage_cache", action="store_const", const=False,
+                   default=None,
+                   help="every DSPO trial trains every stage (overrides 'stage_cache'; default: "
+                        "trials share stages with the same settings through <workdir>/stage_cache)")
     add_repeatable(p, "--task", "--tasks", help="a task; repeat for several (overrides 'tasks')")
     add_repeatable(p, "--seed", "--seeds", type=int,
                    help="a seed; repeat for several (overrides 'seeds')")
@@ -85,7 +89,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     overrides = {"storage": args.storage, "name": args.name, "workdir": args.workdir,
                  "tasks": args.tasks, "seeds": args.seeds, "methods": args.methods,
-                 "num_samples": args.num_samples}
+                 "num_samples": args.num_samples, "stage_cache": args.stage_cache}
     config = load_sweep_config(args.config, **overrides)
     print(f"sweep {config.name!r}: {len(config.methods)} method(s) x {len(config.tasks)} task(s) "
           f"x {len(config.seeds)} seed(s) -> {config.total_trials()} trials; "

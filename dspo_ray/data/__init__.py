@@ -11,8 +11,20 @@ __all__ = [
     "CostLabelFreeData", "CostedTrajectory", "DatasetError", "HiddenTruth", "SplitConfig",
     "SplitError", "TrailingRowsWarning", "Trajectory", "dataset_dir", "dsrl_filename", "find_dataset",
     "load_trajectories", "make_cost_label_free_split", "read_dsrl", "split_into_trajectories",
-    "stack_transitions", "write_dsrl", "load_task_data",
+    "stack_transitions", "write_dsrl", "load_task_data", "task_dataset_file",
 ]
+
+
+def task_dataset_file(task, dataset=None):
+    """The DSRL file a run of ``task`` reads: ``dataset`` if it is a file, else the one
+    :func:`find_dataset` picks in that folder (None: $DSRL_DATASET_DIR, the shipped datasets, the
+    built ones)."""
+    from pathlib import Path
+
+    path = Path(dataset) if dataset is not None else None
+    if path is None or path.is_dir():
+        path = find_dataset(task, path)
+    return path
 
 
 def load_task_data(task, dataset=None, split=None):
@@ -21,11 +33,7 @@ def load_task_data(task, dataset=None, split=None):
     ``dataset``: a DSRL file, a folder holding one, or None ($DSRL_DATASET_DIR, then the shipped
     datasets). Returns ``(CostLabelFreeData, HiddenTruth)``; learners take only the first.
     """
-    from pathlib import Path
-
-    path = Path(dataset) if dataset is not None else None
-    if path is None or path.is_dir():
-        path = find_dataset(task, path)
+    path = task_dataset_file(task, dataset)
     return make_cost_label_free_split(load_trajectories(path, task), task, split or SplitConfig())
 
 
@@ -33,15 +41,11 @@ def check_task_dataset(task, dataset=None):
     """Find ``task``'s dataset and check its header (the columns, their row counts and widths)
     without reading the data: what ``sweep.py --check`` runs for each task. Returns the path;
     raises DatasetError naming the file, the problem and the fix."""
-    from pathlib import Path
-
     from dspo_ray.data.dsrl import columns_error, read_columns
     from dspo_ray.tasks import get_task
 
     spec = get_task(task)
-    path = Path(dataset) if dataset is not None else None
-    if path is None or path.is_dir():
-        path = find_dataset(spec, path)
+    path = task_dataset_file(spec, dataset)
     shapes = read_columns(path, read=lambda column: tuple(column.shape))  # the header only
     problem = columns_error(path, spec, shapes)
     if problem:

@@ -267,6 +267,15 @@ class SweepConfig:
     """Where trials keep their stage artefacts (datasets, models; what a retried trial resumes
     from): a local path visible to every node (NFS on a cluster). None: ``<storage>/<name>/work``
     for local storage, ``~/dspo-ray-work/<name>`` otherwise."""
+    stage_cache: bool = True
+    """DSPO trials share stage artefacts through ``<workdir>/stage_cache``
+    (``dspo_ray.dspo.stage_cache``): a trial whose discriminator, labels or diffusion settings (and
+    seed, split, dataset file) match an earlier trial's copies those stages instead of training
+    them, so a search over generation or BC settings trains stages 1-2 once per seed. On by
+    default because it changes no result: the key holds every setting the artefact depends on.
+    Two trials that start together with the same key both train (the first to finish
+    publishes). On a cluster without a shared filesystem each node has its own cache (still
+    correct, fewer hits). False: every trial trains every stage."""
 
     def __post_init__(self):
         from dspo_ray.tasks import get_task
@@ -360,6 +369,10 @@ class SweepConfig:
         if local is not None:
             return local / self.name / "work"
         return Path("~/dspo-ray-work").expanduser() / self.name
+
+    def stage_cache_dir(self) -> Path | None:
+        """The DSPO trials' shared stage cache (None: off)."""
+        return self.work_root() / "stage_cache" if self.stage_cache else None
 
     def storage_uri(self) -> str:
         """What Tune's ``storage_path`` gets: an absolute local path or the URI as given."""

@@ -22,6 +22,10 @@ The pieces, top to bottom:
 * :func:`run_sweep` -- starts or joins Ray, builds (or restores) the Tuner, runs it, and writes
   the per-task summary.
 
+Stage cache (``SweepConfig.stage_cache``, on by default): DSPO trials look each training stage up
+in ``<workdir>/stage_cache`` (``dspo_ray.dspo.stage_cache``) before training it, and add what they
+train, so trials that differ only in later stages' settings train the shared stages once.
+
 Reliability: a trial that raises is retried ``trial.max_failures`` times (each retry skips the
 stages whose artefacts are in its work folder and resumes the interrupted stage from its Ray
 Train checkpoint); the sweep goes on past a trial that keeps failing. ``resume=True`` continues
@@ -358,12 +362,13 @@ class TrialRows:
         return {**out, **self.cell}
 
 
-def train_dspo_on_group(runner, workdir: str, config,
-                        rows: TrialRows) -> tuple[TrialRows, dict[str, bytes]]:
+def train_dspo_on_group(runner, workdir: str, config, rows: TrialRows,
+                        stage_cache: str | None = None) -> tuple[TrialRows, dict[str, bytes]]:
     """Rank 0 of a DSPO trial's worker group: ``run_dspo``'s training stages, each stage's result
     a row of the trial's results (through Ray Train to Tune). Returns ``rows`` (its progress) and
     the work folder's files (the artefacts and their metrics): on a cluster without a shared
-    filesystem this worker's folder is not the trial's, which evaluates from its own."""
+    filesystem this worker's folder is not the trial's, which evaluates from its own.
+    ``stage_cache``: the sweep's stage cache, on this worker's machine."""
     from dspo_ray.dspo.pipeline import run_dspo
 
     def report(metrics: Mapping[str, Any]) -> None:
@@ -372,7 +377,8 @@ def train_dspo_on_group(runner, workdir: str, config,
         runner.report(row)
 
     runner.row_tags = {"progress": rows.progress}
-    run_dspo(config, workdir, runner=runner, report=report, train_only=True)
+    run_dspo(config, workdir, runner=runner, report=report, train_only=True,
+             stage_cache=stage_cache)
     return rows, {name: (Path(workdir) / name).read_bytes() for name in _dspo_work_files()
                   if (Path(workdir) / name).is_file()}
 
@@ -451,9 +457,11 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
 
         dspo_config = method_config(method, task, seed, fixed, params, config.eval_episodes,
                                     config.dataset_dir)
+        cache = config.stage_cache_dir()
+        stage_cache = None if cache is None else str(cache)
         if config.train.num_workers >= 1:
             rows, files = runner.run_group("dspo", train_dspo_on_group, workdir,
-                                           config=dspo_config, rows=rows)
+                                           config=dspo_config, rows=rows, stage_cache=stage_cache)
             _write_work_files(workdir, files)
 
             def evaluation_only(metrics: Mapping[str, Any]) -> None:
@@ -461,9 +469,11 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
                 if metrics.get("stage") == "evaluation":
                     report(metrics)
 
+            # the training stages' artefacts are in the work folder now: nothing to look up
             metrics = run_dspo(dspo_config, workdir, runner=runner, report=evaluation_only)
         else:
-            metrics = run_dspo(dspo_config, workdir, runner=runner, report=report)
+            metrics = run_dspo(dspo_config, workdir, runner=runner, report=report,
+                               stage_cache=stage_cache)
     elif ":" in method:
         fn = import_custom_method(method)
         metrics = fn(task=task, seed=seed, config={**fixed, **params}, workdir=workdir,

@@ -405,5 +405,8 @@ def train_diffusion(ctx: TrainContext, trajectories: RaggedTrajectories, signals
     if ctx.rank != 0:
         return None
     cpu = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}  # noqa: E731
+    # guidance_weight is sampling's (generation's), not training's: a model trained once serves
+    # every guidance weight (the stage cache shares it), so it does not record one
+    trained_with = {k: v for k, v in asdict(config).items() if k != "guidance_weight"}
     return {"model_config": dict(unwrap(model).config), "state_dict": cpu(unwrap(model)),
-            "ema_state_dict": cpu(ema), "steps": config.steps, "config": asdict(config)}
+            "ema_state_dict": cpu(ema), "steps": config.steps, "config": trained_with}

@@ -20,13 +20,20 @@ stage 1 and uses the hidden truth as the signal.
 Stages 1-5 are data (``TRAINING_STAGES``: name, artefact, ``produce``, ``save``), in the order of
 the one stage list, ``dspo_ray.dspo.config.STAGES`` (checked when this module loads); ``run_dspo``
 goes through them in order with ``complete_stage``, then evaluates.
+
+Each stage also names the settings it reads (``Stage.settings``; the artefact depends on those of
+every stage up to it, :func:`stage_settings`) and its ``code_version``: with ``stage_cache`` a run
+takes a stage's artefact from a content-addressed cache shared with other runs when the settings,
+the dataset file and the code are the same (``dspo_ray.dspo.stage_cache``), and adds what it
+trains to it.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,14 +41,15 @@ import numpy as np
 import torch
 
 from dspo_ray.config import ConfigError, to_dict
-from dspo_ray.data import CostLabelFreeData, HiddenTruth, load_task_data
+from dspo_ray.data import CostLabelFreeData, HiddenTruth, load_task_data, task_dataset_file
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
-from dspo_ray.dspo.config import STAGES, DSPOConfig
+from dspo_ray.dspo.config import STAGES, DiffusionConfig, DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
                                          load_discriminator, score_trajectories,
                                          train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
+from dspo_ray.dspo.stage_cache import StageCache, artefact_key, file_identity, settings_values
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
 from dspo_ray.evaluation import evaluate, evaluation_seed
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
@@ -107,6 +115,8 @@ class StageInputs:
     device: torch.device
     action_low: np.ndarray
     action_high: np.ndarray
+    cache: StageCache | None = None
+    """Where finished stages are looked up before training and added after (None: no cache)."""
 
     def artefact(self, stage: str) -> Path:
         return self.workdir / ARTEFACTS[stage]
@@ -125,6 +135,13 @@ class Stage:
     artefact: str
     produce: Callable[[StageInputs], tuple[Any, dict[str, Any]]]
     save: Callable[[Path, Any], Any]
+    settings: tuple[str, ...] = ()
+    """The DSPOConfig settings (dotted keys, or prefixes: ``"bc"`` is every ``bc.*``) this stage
+    reads that no stage before it reads; its artefact depends on :func:`stage_settings`, these
+    and every earlier stage's (the stage-cache key)."""
+    code_version: int = 1
+    """Bump by hand when a change to this stage's code changes what it produces: its cached
+    artefacts (and every later stage's) are then trained again, not reused."""
     skipped_by_oracle: bool = False
     """The oracle diagnostic replaces this stage by the hidden truth."""
 
@@ -202,15 +219,34 @@ def save_model(path: Path, artefact: Any) -> None:
     save_atomic(artefact, path)
 
 
+# What each stage reads, from its code above: the data and split (task, dataset, split.*, plus
+# holdout_demos and split.seed for the held-out demonstrations), the seed, its own section. Labels
+# read only what stage 1 already does (the discriminator's scoring window and reduction,
+# label_threshold, the split's cost limit for the reported metrics, stage1_oracle). Diffusion
+# training reads every diffusion.* but guidance_weight, which only sampling (generation) reads.
+DIFFUSION_TRAINING_SETTINGS = tuple(f"diffusion.{f.name}" for f in fields(DiffusionConfig)
+                                    if f.name != "guidance_weight")
 TRAINING_STAGES = (
-    Stage("discriminator", "discriminator.pt", train_stage1, save_model, skipped_by_oracle=True),
+    Stage("discriminator", "discriminator.pt", train_stage1, save_model,
+          settings=("task", "dataset", "split", "seed", "holdout_demos", "stage1_oracle",
+                    "discriminator"), skipped_by_oracle=True),
     Stage("labels", "labels.npz", label_trajectories, save_generated),  # the atomic npz writer
-    Stage("diffusion", "diffusion.pt", train_stage2, save_model),
-    Stage("generation", "generated.npz", generate_windows, save_generated),
-    Stage("bc", POLICY_FILE, clone_behaviour, save_policy),
+    Stage("diffusion", "diffusion.pt", train_stage2, save_model,
+          settings=DIFFUSION_TRAINING_SETTINGS),
+    Stage("generation", "generated.npz", generate_windows, save_generated,
+          settings=("generation", "diffusion.guidance_weight")),
+    Stage("bc", POLICY_FILE, clone_behaviour, save_policy, settings=("bc",)),
 )
 """Every stage before evaluation, in the order of :data:`dspo_ray.dspo.config.STAGES` (the one
 stage list; checked below); evaluation (``result.json``) ends the run."""
+EVALUATION_SETTINGS = ("eval_episodes",)
+"""What evaluation reads besides the policy (it is never cached: result.json is the run's own)."""
+RESULT_NEUTRAL_SETTINGS = frozenset({"eval_workers"})
+"""Settings no result depends on: a run resumes with other values (``_check_same_config``)."""
+SETTINGS_WITHOUT_ARTEFACTS = RESULT_NEUTRAL_SETTINGS | {"profile", "stop_after"}
+"""Settings no stage artefact depends on: ``profile`` only names where the other values came
+from, ``stop_after`` where a run ends, not what a stage makes. Every other DSPOConfig setting is
+some stage's (tests/test_stage_cache.py checks that a new one is placed)."""
 ARTEFACTS = {**{s.name: s.artefact for s in TRAINING_STAGES}, "evaluation": "result.json"}
 if tuple(s.name for s in TRAINING_STAGES) + ("evaluation",) != STAGES:
     raise RuntimeError(f"TRAINING_STAGES ({', '.join(s.name for s in TRAINING_STAGES)}, then "
@@ -218,14 +254,39 @@ if tuple(s.name for s in TRAINING_STAGES) + ("evaluation",) != STAGES:
                        f"({', '.join(STAGES)}); change both together")
 
 
+def stage_settings(name: str) -> tuple[str, ...]:
+    """The settings (dotted keys or prefixes) the stage's artefact depends on: its own and those
+    of every stage before it."""
+    index = [s.name for s in TRAINING_STAGES].index(name)
+    return tuple(key for s in TRAINING_STAGES[:index + 1] for key in s.settings)
+
+
+def stage_keys(config: DSPOConfig, dataset_file: Path) -> dict[str, str]:
+    """Every training stage's cache key (``dspo_ray.dspo.stage_cache.artefact_key``) for a run
+    of ``config`` on ``dataset_file``."""
+    values, dataset = to_dict(config), file_identity(dataset_file)
+    keys = {}
+    for i, stage in enumerate(TRAINING_STAGES):
+        versions = {s.name: s.code_version for s in TRAINING_STAGES[:i + 1]}
+        keys[stage.name] = artefact_key(stage.name,
+                                        settings_values(values, stage_settings(stage.name)),
+                                        dataset, versions)
+    return keys
+
+
 def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None = None,
              report: Callable[[dict], None] | None = None,
-             train_only: bool = False) -> dict[str, Any]:
+             train_only: bool = False, stage_cache: str | Path | None = None) -> dict[str, Any]:
     """Run (or resume) DSPO; returns the flat metrics dict also saved as ``result.json`` (with
     ``stop_after``: the metrics up to that stage, nothing saved beyond the stages' sidecars).
 
     ``train_only``: return after the training stages, with their metrics (a sweep trial trains
-    on a Ray Train worker group, then calls this again in its own process to evaluate)."""
+    on a Ray Train worker group, then calls this again in its own process to evaluate).
+
+    ``stage_cache``: a folder shared with other runs (``dspo_ray.dspo.stage_cache``): a stage
+    whose artefact is there for the same settings, dataset file and code is copied from it
+    instead of trained (one line on stdout says so), and every stage trained here is added to
+    it. Not a setting: the results are the same with or without it."""
     workdir = Path(workdir)
     _check_same_config(workdir / "config.json", to_dict(config))
     discard_unreadable_artefacts(workdir)
@@ -237,7 +298,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
         return result
 
     # inputs first: nothing is written for a run whose data or split cannot be used
-    data, truth = load_task_data(config.task, config.dataset, config.split)
+    dataset_file = task_dataset_file(config.task, config.dataset)
+    data, truth = load_task_data(config.task, dataset_file, config.split)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(workdir / "config.json", to_dict(config))
     trajectories = ragged_from_data(data)  # learners' data only: no costs anywhere in it
@@ -247,7 +309,9 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
         trajectories=trajectories, device=resolve_device(), action_low=action_low,
         action_high=action_high,
         heldout=(np.zeros(len(trajectories), bool) if config.stage1_oracle else
-                 heldout_demo_mask(trajectories.is_demo, config.holdout_demos, config.split.seed)))
+                 heldout_demo_mask(trajectories.is_demo, config.holdout_demos, config.split.seed)),
+        cache=(None if stage_cache is None else
+               StageCache(Path(stage_cache), stage_keys(config, dataset_file))))
     metrics: dict[str, Any] = {"task": data.task.name, "seed": config.seed,
                                "data/n_safe_demos": len(data.safe_demos),
                                "data/n_unlabelled": len(data.unlabelled)}
@@ -280,9 +344,16 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
 
 
 def complete_stage(stage: Stage, run: StageInputs) -> dict[str, Any]:
-    """The stage's metrics, running it first unless its artefact exists. Its metrics sidecar is
-    written before the artefact, so an existing artefact always has its metrics."""
+    """The stage's metrics, running it first unless its artefact exists (or is in the stage
+    cache). Its metrics sidecar is written before the artefact, so an existing artefact always
+    has its metrics."""
     path = run.artefact(stage.name)
+    files = (_sidecar(path).name, path.name)  # in the order they are written
+    if not path.exists() and run.cache is not None:
+        entry = run.cache.fetch(stage.name, files, run.workdir, _unreadable_reason)
+        if entry is not None:
+            print(f"stage {stage.name} reused from cache {entry}", flush=True)
+            _discard_progress(run.workdir, stage.name)
     if not path.exists():
         # time spent by earlier, interrupted attempts at this stage counts too
         spent = _spent_path(run.workdir, stage.name)
@@ -300,10 +371,17 @@ def complete_stage(stage: Stage, run: StageInputs) -> dict[str, Any]:
                                                      - cpu_start)
         write_json_atomic(_sidecar(path), stage_metrics)
         stage.save(path, artefact)
-        # the stage's in-progress checkpoint (LocalRunner's naming) is no longer needed
-        (run.workdir / f"{stage.name}.in-progress.pt").unlink(missing_ok=True)
-        spent.unlink(missing_ok=True)
+        _discard_progress(run.workdir, stage.name)
+        if run.cache is not None:
+            run.cache.publish(stage.name, files, run.workdir)
     return _load_metrics(path)
+
+
+def _discard_progress(workdir: Path, name: str) -> None:
+    """A finished stage's in-progress checkpoint (LocalRunner's naming) and time-spent record are
+    no longer needed (its time is in its metrics sidecar)."""
+    (workdir / f"{name}.in-progress.pt").unlink(missing_ok=True)
+    _spent_path(workdir, name).unlink(missing_ok=True)
 
 
 def _check_same_config(path: Path, config: dict[str, Any]) -> None:
@@ -316,9 +394,8 @@ def _check_same_config(path: Path, config: dict[str, Any]) -> None:
         raise ArtefactError(f"{path} is unreadable ({type(e).__name__}), so the run in {path.parent} "
                           f"cannot be checked against these settings; start over with "
                           f"'rm -r {path.parent}' or use another folder") from None
-    ignore = {"eval_workers"}  # does not change any result
     changed = sorted(k for k in set(old) | set(config)
-                     if k not in ignore and old.get(k) != config.get(k))
+                     if k not in RESULT_NEUTRAL_SETTINGS and old.get(k) != config.get(k))
     if changed:
         raise ConfigError(f"{path.parent} holds a DSPO run with different settings ({', '.join(changed)} "
                          "differ); use a fresh folder, or delete the folder to start over")
@@ -348,13 +425,18 @@ def _load_npz(path: Path) -> None:
             f[key]
 
 
+_LOADERS = {".pt": _load_torch, ".npz": _load_npz, ".json": lambda p: json.loads(p.read_text())}
+"""How each kind of stage file is read to tell whether it is intact."""
+
+
+def _unreadable_reason(path: Path) -> str | None:
+    return unreadable(path, _LOADERS[path.suffix])
+
+
 def discard_unreadable_artefacts(workdir: Path) -> list[Path]:
     """Delete (with a warning naming it) every stage artefact, metrics sidecar and in-progress
     checkpoint in ``workdir`` that no longer loads (a truncated or corrupted file), so that the
     run recomputes it instead of failing on every rerun. Returns what was deleted."""
-    import sys
-
-    loaders = {".pt": _load_torch, ".npz": _load_npz, ".json": lambda p: json.loads(p.read_text())}
     candidates = []
     for name in STAGES:
         artefact = workdir / ARTEFACTS[name]
@@ -363,7 +445,7 @@ def discard_unreadable_artefacts(workdir: Path) -> list[Path]:
     for path in candidates:
         if not path.is_file():
             continue
-        reason = unreadable(path, loaders[path.suffix])
+        reason = _unreadable_reason(path)
         if reason is not None:
             print(f"warning: {path} is unreadable ({reason}); deleted, its stage runs again",
                   file=sys.stderr, flush=True)
