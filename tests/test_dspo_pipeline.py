@@ -41,6 +41,8 @@ def test_training_stages_follow_the_one_stage_list():
 
 
 class RecordingRunner(LocalRunner):
+    """Records which stages trained (the pipeline calls the runner for every trained model)."""
+
     def __init__(self):
         super().__init__()
         self.stages = []

@@ -15,24 +15,11 @@ from dspo_ray.dspo.config import DSPOConfig
 from dspo_ray.dspo.pipeline import (ARTEFACTS, EVALUATION_SETTINGS, SETTINGS_WITHOUT_ARTEFACTS,
                                     TRAINING_STAGES, run_dspo, stage_keys, stage_settings)
 from dspo_ray.dspo.stage_cache import leaf_settings
-from dspo_ray.training import LocalRunner
-from test_dspo_pipeline import tiny_config  # the pipeline tests' tiny budgets
+from test_dspo_pipeline import RecordingRunner, tiny_config  # the pipeline tests' tiny budgets and runner
 
 torch.set_num_threads(1)
 TASK = "CarCircle"
 SHARED = ("discriminator", "labels", "diffusion")
-
-
-class RecordingRunner(LocalRunner):
-    """Records which stages trained (the pipeline calls the runner for every trained model)."""
-
-    def __init__(self):
-        super().__init__()
-        self.stages = []
-
-    def run(self, stage, train_fn, workdir, **kwargs):
-        self.stages.append(stage)
-        return super().run(stage, train_fn, workdir, **kwargs)
 
 
 def reused(out: str) -> list[str]:
