@@ -11,7 +11,7 @@ from dspo_ray.data import DatasetError, check_task_datasets, find_dataset, load_
 from dspo_ray.data import recipes, shipping
 from dspo_ray.data.recipes import RECIPES, DatasetRecipe, built_dataset_dir
 from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
-from dspo_ray.tasks import TASKS, get_task
+from dspo_ray.tasks import get_task
 
 # one run of 4 CarCircle episodes (2 environments x 3 rollouts of 256 steps), 3 kept: seconds
 TINY = DatasetRecipe("CarCircle", runs=1, episodes=4, keep=3, n_envs=2)
