@@ -20,7 +20,6 @@ No Ray here (one MetaDrive environment per process); ``experiments/collect.py --
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,10 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from dspo_ray.data.collect import CollectResult, as_json_value, write_collection
-from dspo_ray.data.dsrl import load_trajectories, write_dsrl
 from dspo_ray.data.rollout import record_episode
+from dspo_ray.data.scripted import record_in_chunks
 from dspo_ray.data.trajectory import CostedTrajectory
-from dspo_ray.io import write_json_atomic
 from dspo_ray.tasks import TaskSpec, get_task
 
 
@@ -76,6 +74,9 @@ class DriverConfig:
     reward_bins: int = 50
     max_cost: float | None = None
     """Episodes with a cost return above this are dropped; None: the task's DSRL max cost."""
+    min_safe_share: float = 0.0
+    """At least this share of the kept episodes safe, when the recorded ones allow it
+    (:func:`dspo_ray.data.collect.thin_episodes`; 0: the plain grid filter)."""
 
     def resolved(self) -> "DriverConfig":
         spec = get_task(self.task)
@@ -136,10 +137,6 @@ def drive_episode(env, style: DriverStyle, seed: int, max_steps: int) -> CostedT
     return record_episode(env, act, seed, max_steps)
 
 
-CHUNK = 25
-"""Episodes per saved chunk of a recording: an interrupted collection loses at most this many."""
-
-
 def _recording_dir(cfg: DriverConfig, out_dir: Path) -> Path:
     return out_dir / "runs" / cfg.task / f"idm-seed{cfg.seed}"
 
@@ -148,59 +145,23 @@ def _style_settings(cfg: DriverConfig) -> dict:
     """What decides each episode (besides its index): a recording made with other settings is refused."""
     d = as_json_value(asdict(cfg))
     return {k: v for k, v in d.items() if k not in ("episodes", "keep", "cost_bins", "reward_bins",
-                                                       "max_cost")}
+                                                       "max_cost", "min_safe_share")}
 
 
 def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print
                     ) -> tuple[list[CostedTrajectory], list[dict], float]:
-    """Episodes ``0 .. cfg.episodes - 1``, driven and saved in chunks of :data:`CHUNK` to
-    ``<out>/runs/<task>/idm-seed<s>/chunk-<first>.hdf5`` (+ ``.json`` with the styles, written last).
+    """Episodes ``0 .. cfg.episodes - 1``, driven and saved in chunks of :data:`~dspo_ray.data.scripted.CHUNK` to
+    ``<out>/runs/<task>/idm-seed<s>/chunk-<first>.hdf5`` (+ ``.json`` with the styles, written last;
+    see :func:`dspo_ray.data.scripted.record_in_chunks`: a rerun resumes).
 
-    Chunks already there are reused, so a rerun resumes an interrupted collection, and a
-    collection of fewer episodes reuses the first chunks of a longer one (episode k's style and
-    seed do not depend on the total). MetaDrive's traffic depends on what the process drove before,
-    so the chunks driven after a restart differ from those an uninterrupted run would have driven:
-    every chunk is still a faithful recording. Returns the episodes, their styles and the seconds
-    spent driving them (summed over the chunks' own times).
+    MetaDrive's traffic depends on what the process drove before, so the chunks driven after a
+    restart differ from those an uninterrupted run would have driven: every chunk is still a
+    faithful recording. Returns the episodes, their styles and the seconds spent driving them.
     """
     cfg = cfg.resolved()
-    folder = _recording_dir(cfg, Path(out_dir))
-    settings = _style_settings(cfg)
-    episodes, styles, seconds = [], [], 0.0
-    pending: list[int] = []  # chunks to drive
-    firsts = list(range(0, cfg.episodes, CHUNK))
-    chunks: dict[int, tuple] = {}
-    for first in firsts:
-        path = folder / f"chunk-{first:05d}.hdf5"
-        meta = path.with_suffix(".json")
-        m = json.loads(meta.read_text()) if path.is_file() and meta.is_file() else None
-        if m is not None and m["settings"] != settings:
-            raise ValueError(f"{meta} was recorded with other driver settings than this "
-                             "collection's; use a new --out folder or another --seed")
-        if m is not None and m["episodes"] >= min(CHUNK, cfg.episodes - first):
-            chunks[first] = (path, m)
-        else:  # missing, or the short last chunk of a smaller collection
-            pending.append(first)
-    if chunks:
-        log(f"[drive {cfg.task}] reusing {len(chunks)} recorded chunk(s) of {CHUNK} episodes in {folder}")
-    for first in pending:  # in order, in this process's one environment
-        started = time.time()
-        n = min(CHUNK, cfg.episodes - first)
-        eps, sty = _drive_chunk(cfg, first, n, log)
-        path = folder / f"chunk-{first:05d}.hdf5"
-        write_dsrl(path, eps, compression="gzip")
-        m = {"settings": settings, "first": first, "episodes": n,
-             "seconds": round(time.time() - started, 1), "styles": sty}
-        write_json_atomic(path.with_suffix(".json"), m)
-        chunks[first] = (path, m)
-    spec = get_task(cfg.task)
-    for first in firsts:
-        path, m = chunks[first]
-        n = min(CHUNK, cfg.episodes - first)
-        episodes += load_trajectories(path, spec)[:n]
-        styles += m["styles"][:n]
-        seconds += m["seconds"] * n / m["episodes"]
-    return episodes, styles, round(seconds, 1)
+    return record_in_chunks(get_task(cfg.task), _recording_dir(cfg, Path(out_dir)),
+                            _style_settings(cfg), cfg.episodes,
+                            lambda first, n: _drive_chunk(cfg, first, n, log), log=log)
 
 
 _ENV = {}
@@ -260,5 +221,6 @@ def finish_metadrive(spec: TaskSpec, cfg: DriverConfig, recorded: list[CostedTra
                      seconds: float, out_dir: Path, log=print) -> CollectResult:
     return write_collection(spec, recorded, out_dir, keep=cfg.keep, max_cost=cfg.max_cost,
                             config={**asdict(cfg), "driver": "idm", "runs": 1}, seconds=seconds,
+                            min_safe_share=cfg.min_safe_share,
                             cost_bins=cfg.cost_bins, reward_bins=cfg.reward_bins, seed=cfg.seed,
                             stats={"run_cpu_seconds": round(seconds, 1)}, log=log)

@@ -1,0 +1,235 @@
+"""Safety-Gymnasium Goal data from a rule-based driver with varied settings, no RL training.
+
+PPO needs millions of steps on the Point Goal tasks, far more than our CPUs give (500-1000 steps/s).
+As :mod:`dspo_ray.data.metadrive_driver` does for MetaDrive, every episode here draws its own
+:class:`NavStyle` (speed, heading gain, hazard-avoidance weight and margin, action noise) from a
+seeded RNG, and a potential-field controller with those settings drives the Point robot of
+:func:`dspo_ray.envs.make_env`'s environment. The controller reads the simulator's true state (the
+agent's position and heading, the goal, the hazards and the vase: ``env.unwrapped.task``); what is
+recorded is the env's normal observation, the executed action ``clip(controller + noise, -1, 1)``
+and the env's step cost, so each episode is a DSRL-format
+:class:`~dspo_ray.data.trajectory.CostedTrajectory` like every other collector's.
+
+The cost of the task is 1 per step inside a hazard; the reward is the progress towards the goal
+(plus 1 per goal reached, after which a new goal is placed). Styles that ignore the hazards take
+the shortest paths (more goals, more cost); strongly avoiding ones detour (safe, fewer goals); slow
+or noisy ones earn little either way: the reward-cost spread the paper's method needs.
+:func:`collect_nav` records every episode in resumable chunks
+(:func:`dspo_ray.data.scripted.record_in_chunks`) and finishes as every collector does
+(:func:`dspo_ray.data.collect.write_collection`).
+
+No Ray here (one environment, one process); ``dspo-collect --task PointGoal1 --driver rule`` runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from dspo_ray.data.collect import CollectResult, as_json_value, write_collection
+from dspo_ray.data.rollout import record_episode
+from dspo_ray.data.scripted import record_in_chunks
+from dspo_ray.data.trajectory import CostedTrajectory
+from dspo_ray.tasks import get_task
+
+NAV_TASKS = ("PointGoal1", "PointGoal2")
+"""The tasks this driver knows: the Point robot (action 0 pushes forward/back along its heading,
+action 1 sets its turning speed, counter-clockwise positive) and a goal among hazards."""
+
+
+@dataclass(frozen=True)
+class NavStyle:
+    """One episode's controller settings."""
+
+    speed: float
+    """Forward action when heading straight at the target direction, in (0, 1]."""
+    turn_gain: float
+    """Turning action per radian of heading error (clipped to [-1, 1])."""
+    avoidance: float
+    """Weight of the hazards' (and vases') repulsion against the goal's unit attraction; 0 ignores
+    them (shortest paths)."""
+    margin: float
+    """Clearance (m, from a hazard's edge) below which a hazard repels, growing linearly to the edge."""
+    action_noise: float
+    """Std of the Gaussian noise added to both action components before clipping to [-1, 1]."""
+
+
+@dataclass(frozen=True)
+class NavConfig:
+    """Everything that shapes a rule-based Goal-task collection."""
+
+    task: str
+    episodes: int = 600
+    """Episodes to drive (all recorded; the grid filter thins them afterwards)."""
+    keep: int | None = None
+    """Trajectories in the written file; None: 1.25 x the task's N_safe + N_unlabelled (Table 3)."""
+    seed: int = 0
+    max_steps: int | None = None
+    """Steps per episode; None: the task's (1000). Fewer only for quick tests."""
+    speed_range: tuple[float, float] = (0.3, 1.0)
+    turn_gain_range: tuple[float, float] = (1.0, 4.0)
+    no_avoidance_share: float = 0.25
+    """Share of the episodes whose driver ignores the hazards entirely (avoidance 0)."""
+    avoidance_range: tuple[float, float] = (0.3, 6.0)
+    """Avoidance weight of the others, drawn log-uniformly."""
+    margin_range: tuple[float, float] = (0.05, 0.4)
+    noise_range: tuple[float, float] = (0.0, 0.4)
+    cost_bins: int = 60
+    reward_bins: int = 50
+    max_cost: float | None = None
+    """Episodes with a cost return above this are dropped; None: the task's DSRL max cost."""
+    min_safe_share: float = 0.0
+    """At least this share of the kept episodes safe, when the recorded ones allow it
+    (:func:`dspo_ray.data.collect.thin_episodes`; 0: the plain grid filter)."""
+
+    def resolved(self) -> "NavConfig":
+        spec = get_task(self.task)
+        if spec.name not in NAV_TASKS:
+            raise ValueError(f"the rule-based navigation driver is for {', '.join(NAV_TASKS)}, "
+                             f"not {spec.name!r}")
+        return replace(
+            self,
+            keep=self.keep if self.keep is not None else int(round(1.25 * (spec.n_safe + spec.n_unlabelled))),
+            max_steps=self.max_steps if self.max_steps is not None else spec.max_episode_steps,
+            max_cost=self.max_cost if self.max_cost is not None else spec.dsrl_max_cost)
+
+
+def episode_seed(seed: int, k: int) -> int:
+    """Episode ``k``'s seed: its style, its action noise and the env's layout (reset seed)."""
+    return seed * 100_003 + k
+
+
+def draw_style(cfg: NavConfig, rng: np.random.Generator) -> NavStyle:
+    lo, hi = np.log(cfg.avoidance_range[0]), np.log(cfg.avoidance_range[1])
+    avoid = float(np.exp(rng.uniform(lo, hi)))
+    ignores = rng.uniform() < cfg.no_avoidance_share  # drawn after, so both draws are always made
+    return NavStyle(
+        speed=round(float(rng.uniform(*cfg.speed_range)), 3),
+        turn_gain=round(float(rng.uniform(*cfg.turn_gain_range)), 3),
+        avoidance=0.0 if ignores else round(avoid, 3),
+        margin=round(float(rng.uniform(*cfg.margin_range)), 3),
+        action_noise=round(float(rng.uniform(*cfg.noise_range)), 4),
+    )
+
+
+def controller_action(agent_xy: np.ndarray, heading: float, goal_xy: np.ndarray,
+                      obstacles: list[tuple[np.ndarray, float]], style: NavStyle) -> np.ndarray:
+    """The noise-free action: head for the goal, pushed away from and around the obstacles.
+
+    ``obstacles`` are (centre xy, radius) pairs. Each one closer than ``style.margin`` to its edge
+    adds ``avoidance x (1 - clearance / margin)`` times (away + around) to the unit pull towards the
+    goal; "around" is the tangent on the goal's side, so that a hazard straight ahead is passed
+    rather than stalled at.
+    """
+    to_goal = goal_xy - agent_xy
+    pull = to_goal / max(np.linalg.norm(to_goal), 1e-9)
+    direction = pull.copy()
+    if style.avoidance > 0:
+        for centre, radius in obstacles:
+            offset = agent_xy - centre
+            dist = max(float(np.linalg.norm(offset)), 1e-9)
+            clearance = dist - radius
+            if clearance >= style.margin:
+                continue
+            away = offset / dist
+            around = np.array([-away[1], away[0]])
+            if around @ pull < 0:
+                around = -around
+            weight = style.avoidance * min(1.5, 1.0 - clearance / style.margin)
+            direction = direction + weight * (away + around)
+    target = np.arctan2(direction[1], direction[0])
+    error = (target - heading + np.pi) % (2 * np.pi) - np.pi
+    # full speed only when facing the target direction; turning on the spot when facing away
+    forward = style.speed * max(0.0, np.cos(error)) ** 2
+    turn = np.clip(style.turn_gain * error, -1.0, 1.0)
+    return np.array([forward, turn])
+
+
+def _world(env) -> tuple[np.ndarray, float, np.ndarray, list[tuple[np.ndarray, float]]]:
+    """The simulator's true state: agent xy, heading, goal xy, obstacles (hazards, then vases)."""
+    task = env.unwrapped.task
+    mat = task.agent.mat  # columns: the agent's axes in the world; its x axis points forward
+    heading = float(np.arctan2(mat[1, 0], mat[0, 0]))
+    obstacles = [(np.asarray(p[:2]), float(task.hazards.size)) for p in task.hazards.pos]
+    vases = getattr(task, "vases", None)
+    if vases is not None and vases.num:
+        # a vase is a physical obstacle (costless in level 1): keep the robot's own radius off it
+        obstacles += [(np.asarray(p[:2]), float(vases.size) + 0.1) for p in vases.pos]
+    return np.asarray(task.agent.pos[:2]), heading, np.asarray(task.goal.pos[:2]), obstacles
+
+
+def drive_episode(env, style: NavStyle, seed: int, max_steps: int) -> CostedTrajectory:
+    """One episode: reset with ``seed`` (the layout), drive with the styled controller, record it."""
+    noise = np.random.default_rng([seed, 2])
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        action = controller_action(*_world(env), style)
+        if style.action_noise > 0:
+            action = action + noise.normal(0.0, style.action_noise, size=2)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    return record_episode(env, act, seed, max_steps)
+
+
+def _recording_dir(cfg: NavConfig, out_dir: Path) -> Path:
+    return out_dir / "runs" / cfg.task / f"nav-seed{cfg.seed}"
+
+
+def _style_settings(cfg: NavConfig) -> dict:
+    """What decides each episode (besides its index): a recording made with other settings is refused."""
+    d = as_json_value(asdict(cfg))
+    return {k: v for k, v in d.items() if k not in ("episodes", "keep", "cost_bins", "reward_bins",
+                                                       "max_cost", "min_safe_share")}
+
+
+def drive_chunk(cfg: NavConfig, first: int, count: int, log=print) -> tuple[list, list]:
+    """Drive episodes ``first .. first + count - 1`` in one fresh environment (each reset with its
+    own seed, so an episode does not depend on the ones before it)."""
+    from dspo_ray.envs import make_env
+
+    cfg = cfg.resolved()
+    spec = get_task(cfg.task)
+    env = make_env(spec, seed=episode_seed(cfg.seed, first))
+    started = time.time()
+    episodes, styles = [], []
+    try:
+        for k in range(first, first + count):
+            s = episode_seed(cfg.seed, k)
+            style = draw_style(cfg, np.random.default_rng([s, 1]))
+            episodes.append(drive_episode(env, style, s, cfg.max_steps))
+            styles.append({"episode": k, "seed": s, **asdict(style)})
+    finally:
+        env.close()
+    costs = np.array([e.cost_return for e in episodes])
+    log(f"[drive {spec.name}] episodes {first + count}/{cfg.episodes}: reward "
+        f"{np.mean([e.reward_return for e in episodes]):.1f} cost {costs.mean():.1f} "
+        f"safe {np.mean(costs <= spec.cost_limit):.0%} "
+        f"({(time.time() - started) / count:.2f} s/episode)")
+    return episodes, styles
+
+
+def record_episodes(cfg: NavConfig, out_dir: str | Path, log=print
+                    ) -> tuple[list[CostedTrajectory], list[dict], float]:
+    """Every episode, saved in chunks under ``<out>/runs/<task>/nav-seed<s>/``
+    (:func:`dspo_ray.data.scripted.record_in_chunks`: a rerun resumes). Returns the episodes, their
+    styles and the seconds spent driving them."""
+    cfg = cfg.resolved()
+    return record_in_chunks(get_task(cfg.task), _recording_dir(cfg, Path(out_dir)),
+                            _style_settings(cfg), cfg.episodes,
+                            lambda first, n: drive_chunk(cfg, first, n, log), log=log)
+
+
+def collect_nav(config: NavConfig, out_dir: str | Path, log=print) -> CollectResult:
+    """Drive, record every episode, drop those above the max cost, thin, write the DSRL file
+    ``<dsrl id>-<cost>-<count>.hdf5`` into ``out_dir`` with its ``.json`` summary and ``.png``
+    scatter plot (:func:`dspo_ray.data.collect.write_collection`)."""
+    cfg = config.resolved()
+    recorded, _, seconds = record_episodes(cfg, out_dir, log=log)
+    return write_collection(get_task(cfg.task), recorded, out_dir, keep=cfg.keep,
+                            max_cost=cfg.max_cost, config={**asdict(cfg), "driver": "nav", "runs": 1},
+                            seconds=seconds, min_safe_share=cfg.min_safe_share,
+                            cost_bins=cfg.cost_bins, reward_bins=cfg.reward_bins, seed=cfg.seed,
+                            stats={"run_cpu_seconds": round(seconds, 1)}, log=log)

@@ -1,0 +1,72 @@
+"""Recording a scripted (rule-based) driver's episodes in resumable chunks.
+
+The rule-based collectors (:mod:`dspo_ray.data.metadrive_driver`, :mod:`dspo_ray.data.nav_driver`)
+drive many episodes, each with its own style drawn from the episode's seed, and keep every one.
+:func:`record_in_chunks` saves them ``CHUNK`` at a time (a DSRL file per chunk, plus a JSON with
+the styles, written last), so an interrupted collection resumes where it stopped and a smaller
+collection reuses the first chunks of a bigger one. What drives a chunk is the caller's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from dspo_ray.data.dsrl import load_trajectories, write_dsrl
+from dspo_ray.data.trajectory import CostedTrajectory
+from dspo_ray.io import write_json_atomic
+from dspo_ray.tasks import TaskSpec
+
+CHUNK = 25
+"""Episodes per saved chunk of a recording: an interrupted collection loses at most this many."""
+
+DriveChunk = Callable[[int, int], tuple[list[CostedTrajectory], list[dict]]]
+"""``drive(first, count)``: episodes ``first .. first + count - 1`` and one style dict each."""
+
+
+def record_in_chunks(spec: TaskSpec, folder: Path, settings: dict, episodes: int, drive: DriveChunk,
+                     log=print, label: str = "drive") -> tuple[list[CostedTrajectory], list[dict], float]:
+    """Episodes ``0 .. episodes - 1``, driven by ``drive`` and saved in chunks of :data:`CHUNK` to
+    ``<folder>/chunk-<first>.hdf5`` (+ ``.json`` with ``settings`` and the styles, written last).
+
+    Chunks already there are reused (a rerun resumes; fewer episodes reuse the first chunks of
+    more); a chunk recorded with other ``settings`` (what decides each episode besides its index)
+    is refused. Returns the episodes, their styles and the seconds spent driving them (summed over
+    the chunks' own times).
+    """
+    pending: list[int] = []  # chunks to drive
+    firsts = list(range(0, episodes, CHUNK))
+    chunks: dict[int, tuple[Path, dict]] = {}
+    for first in firsts:
+        path = folder / f"chunk-{first:05d}.hdf5"
+        meta = path.with_suffix(".json")
+        m = json.loads(meta.read_text()) if path.is_file() and meta.is_file() else None
+        if m is not None and m["settings"] != settings:
+            raise ValueError(f"{meta} was recorded with other driver settings than this "
+                             "collection's; use a new --out folder or another --seed")
+        if m is not None and m["episodes"] >= min(CHUNK, episodes - first):
+            chunks[first] = (path, m)
+        else:  # missing, or the short last chunk of a smaller collection
+            pending.append(first)
+    if chunks:
+        log(f"[{label} {spec.name}] reusing {len(chunks)} recorded chunk(s) of {CHUNK} episodes in {folder}")
+    for first in pending:  # in order, in this process
+        started = time.time()
+        n = min(CHUNK, episodes - first)
+        eps, sty = drive(first, n)
+        path = folder / f"chunk-{first:05d}.hdf5"
+        write_dsrl(path, eps, compression="gzip")
+        m = {"settings": settings, "first": first, "episodes": n,
+             "seconds": round(time.time() - started, 1), "styles": sty}
+        write_json_atomic(path.with_suffix(".json"), m)
+        chunks[first] = (path, m)
+    recorded, styles, seconds = [], [], 0.0
+    for first in firsts:
+        path, m = chunks[first]
+        n = min(CHUNK, episodes - first)
+        recorded += load_trajectories(path, spec)[:n]
+        styles += m["styles"][:n]
+        seconds += m["seconds"] * n / m["episodes"]
+    return recorded, styles, round(seconds, 1)
