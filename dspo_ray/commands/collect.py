@@ -6,6 +6,7 @@
     dspo-collect --task CarCircle --no-ray --episodes 300 --out /tmp/d
     dspo-collect --task CarCircle --address auto  # on a running cluster
     dspo-collect --task hardsparse --ship         # MetaDrive: rule-based driver, 600 episodes
+    dspo-collect --task PointGoal1 --driver rule --min-safe-share 0.3   # navigation controller
     dspo-collect --build easydense                # a task's recipe into the cache (dspo_ray/data/recipes.py)
 
 Each task gets ``--runs`` PPO-Lagrangian runs (seeds ``--seed``, ``--seed``+1, ...; cost limit moved
@@ -18,11 +19,14 @@ DSRL's max cost dropped, and a (cost, reward) grid filter keeps ``--keep`` of th
 Ray tasks, one CPU each. Point $DSRL_DATASET_DIR at --out, or use --ship to replace the
 repository's shipped file.
 
-MetaDrive tasks are collected as DSRL did, with no RL: ``--driver idm`` (the default for them)
-drives ``--episodes`` episodes with MetaDrive's rule-based IDM driver, each with its own settings
-(target speed, following distance, lane-change eagerness, action noise), in this process
-(dspo_ray/data/metadrive_driver.py); every episode is saved to ``<out>/runs/<task>/`` and the same
-grid filter, file, summary and plot follow. ``--runs``, ``--ray`` and the PPO options do not apply.
+MetaDrive tasks are collected as DSRL did, with no RL: ``--driver rule`` (the default for them;
+``idm`` is the same) drives ``--episodes`` episodes with MetaDrive's rule-based IDM driver, each with
+its own settings (target speed, following distance, lane-change eagerness, action noise), in this
+process (dspo_ray/data/metadrive_driver.py). For PointGoal1/PointGoal2, ``--driver rule`` drives
+the Point robot with a potential-field controller, each episode with its own speed, hazard
+avoidance and action noise (dspo_ray/data/nav_driver.py; PPO stays their default). Every episode
+is saved to ``<out>/runs/<task>/`` and the same grid filter (with ``--min-safe-share``), file,
+summary and plot follow. ``--runs``, ``--ray`` and the PPO options do not apply.
 """
 
 from __future__ import annotations
@@ -59,11 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=3, help="behaviour-agent runs per task")
     p.add_argument("--episodes", type=int, default=None,
                    help="training episodes per task, all runs together (split evenly over the runs; "
-                        "default 2000); with --driver idm the episodes driven (default 600)")
+                        "default 2000); with --driver rule the episodes driven (default 600)")
     add_deprecated_alias(p, "--budget", "--episodes", type=int)
-    p.add_argument("--driver", choices=("auto", "ppo", "idm"), default="auto",
-                   help="behaviour policy: ppo (our PPO-Lagrangian), idm (MetaDrive's rule-based "
-                        "driver with varied settings, as DSRL); auto: idm for MetaDrive, else ppo")
+    p.add_argument("--driver", choices=("auto", "ppo", "rule", "idm"), default="auto",
+                   help="behaviour policy: ppo (our PPO-Lagrangian); rule (the task's rule-based "
+                        "driver with varied settings: MetaDrive's IDM for MetaDrive, as DSRL, a "
+                        "potential-field controller for PointGoal1/2); idm: rule, MetaDrive only; "
+                        "auto: rule for MetaDrive, else ppo")
     p.add_argument("--episodes-per-run", type=int, default=None,
                    help="training episodes of each run (overrides --episodes)")
     p.add_argument("--keep", type=int, default=None,
@@ -99,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def checked_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """The parsed command line, every value checked (``p.error``, exit 2, on a bad one)."""
+    from dspo_ray.data.scripted import NAV_TASKS, rule_driver
     from dspo_ray.tasks import TASKS
 
     args = p.parse_args(argv)
@@ -117,11 +124,17 @@ def checked_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse
     if args.address and not args.ray:
         p.error("--address needs --ray (it names the Ray cluster to run on)")
     args.task = list(dict.fromkeys(args.task))
-    args.drivers = {t: (args.driver if args.driver != "auto"
-                        else "idm" if TASKS[t].suite == "MetaDrive" else "ppo") for t in args.task}
-    bad = [t for t, d in args.drivers.items() if d == "idm" and TASKS[t].suite != "MetaDrive"]
+    bad = [t for t in args.task if args.driver == "idm" and TASKS[t].suite != "MetaDrive"]
     if bad:
         p.error(f"--driver idm drives MetaDrive only, not {', '.join(bad)}")
+    bad = [t for t in args.task if args.driver == "rule" and rule_driver(t) is None]
+    if bad:
+        p.error(f"--driver rule: no rule-based driver for {', '.join(bad)} "
+                f"(there is one for the MetaDrive tasks and {', '.join(NAV_TASKS)})")
+    # ppo, or the task's rule-based driver: "idm" (MetaDrive) or "nav" (Point Goal)
+    args.drivers = {t: ("ppo" if args.driver == "ppo"
+                        or (args.driver == "auto" and TASKS[t].suite != "MetaDrive") else rule_driver(t))
+                    for t in args.task}
     episodes = args.episodes if args.episodes is not None else 2000
     args.per_run = args.episodes_per_run or episodes // args.runs
     if args.per_run < 1:
@@ -208,8 +221,17 @@ def collect(args: argparse.Namespace, log=None) -> dict:
 
         for task in (t for t in args.task if args.drivers[t] == "idm"):
             cfg = DriverConfig(task=task, keep=args.keep, seed=args.seed,
+                               min_safe_share=args.min_safe_share,
                                **({"episodes": args.episodes} if args.episodes else {}))
             results[task] = collect_metadrive(cfg, args.out, log=log)
+    if any(d == "nav" for d in args.drivers.values()):
+        from dspo_ray.data.nav_driver import NavConfig, collect_nav
+
+        for task in (t for t in args.task if args.drivers[t] == "nav"):
+            cfg = NavConfig(task=task, keep=args.keep, seed=args.seed,
+                            min_safe_share=args.min_safe_share,
+                            **({"episodes": args.episodes} if args.episodes else {}))
+            results[task] = collect_nav(cfg, args.out, log=log)
     if plans and args.ray:
         from dspo_ray.distributed.collect import collect_on_ray
 

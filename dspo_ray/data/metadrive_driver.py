@@ -150,7 +150,7 @@ def _style_settings(cfg: DriverConfig) -> dict:
 
 def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print
                     ) -> tuple[list[CostedTrajectory], list[dict], float]:
-    """Episodes ``0 .. cfg.episodes - 1``, driven and saved in chunks of :data:`~dspo_ray.data.scripted.CHUNK` to
+    """Episodes ``0 .. cfg.episodes - 1``, driven and saved in chunks to
     ``<out>/runs/<task>/idm-seed<s>/chunk-<first>.hdf5`` (+ ``.json`` with the styles, written last;
     see :func:`dspo_ray.data.scripted.record_in_chunks`: a rerun resumes).
 

@@ -31,13 +31,12 @@ import numpy as np
 
 from dspo_ray.data.collect import CollectResult, as_json_value, write_collection
 from dspo_ray.data.rollout import record_episode
-from dspo_ray.data.scripted import record_in_chunks
+from dspo_ray.data.scripted import NAV_TASKS, record_in_chunks
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import get_task
 
-NAV_TASKS = ("PointGoal1", "PointGoal2")
-"""The tasks this driver knows: the Point robot (action 0 pushes forward/back along its heading,
-action 1 sets its turning speed, counter-clockwise positive) and a goal among hazards."""
+# The Point robot: action 0 pushes it forward (backward when negative) along its heading, action 1
+# sets its turning speed (counter-clockwise positive, about 0.06 rad per step at 1), both in [-1, 1].
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,8 @@ class NavConfig:
     seed: int = 0
     max_steps: int | None = None
     """Steps per episode; None: the task's (1000). Fewer only for quick tests."""
-    speed_range: tuple[float, float] = (0.3, 1.0)
+    speed_range: tuple[float, float] = (0.1, 1.0)
+    """Speed drawn uniformly from this range: the main reward knob (0.1: about 5 per episode)."""
     turn_gain_range: tuple[float, float] = (1.0, 4.0)
     no_avoidance_share: float = 0.25
     """Share of the episodes whose driver ignores the hazards entirely (avoidance 0)."""
@@ -115,21 +115,32 @@ def draw_style(cfg: NavConfig, rng: np.random.Generator) -> NavStyle:
     )
 
 
-def controller_action(agent_xy: np.ndarray, heading: float, goal_xy: np.ndarray,
-                      obstacles: list[tuple[np.ndarray, float]], style: NavStyle) -> np.ndarray:
-    """The noise-free action: head for the goal, pushed away from and around the obstacles.
+TOP_SPEED = 1.5
+"""The Point robot's speed (m/s) under a full forward action: it nears it after ~100 steps and,
+with little friction, coasts on (about 4% slower per step), so the controller steers its velocity."""
+LOOKAHEAD = 0.3
+"""Seconds ahead (15 steps) at which the obstacles' repulsion is evaluated: it must act before the
+robot, which needs about as long to brake, is inside a hazard."""
 
-    ``obstacles`` are (centre xy, radius) pairs. Each one closer than ``style.margin`` to its edge
-    adds ``avoidance x (1 - clearance / margin)`` times (away + around) to the unit pull towards the
-    goal; "around" is the tangent on the goal's side, so that a hazard straight ahead is passed
-    rather than stalled at.
+
+def controller_action(agent_xy: np.ndarray, velocity: np.ndarray, heading: float, goal_xy: np.ndarray,
+                      obstacles: list[tuple[np.ndarray, float]], style: NavStyle) -> np.ndarray:
+    """The noise-free action: a desired velocity towards the goal, bent away from and around the
+    obstacles, and the thrust (forward or backward along the heading) and turn that steer the
+    robot's velocity to it.
+
+    ``obstacles`` are (centre xy, radius) pairs. Each one whose edge is closer than ``style.margin``
+    to the robot's position ``LOOKAHEAD`` seconds ahead adds ``avoidance x (1 - clearance /
+    margin)`` times (away + around) to the unit pull towards the goal; "around" is the tangent on
+    the goal's side, so that a hazard straight ahead is passed rather than stalled at.
     """
     to_goal = goal_xy - agent_xy
     pull = to_goal / max(np.linalg.norm(to_goal), 1e-9)
     direction = pull.copy()
     if style.avoidance > 0:
+        ahead = agent_xy + LOOKAHEAD * velocity
         for centre, radius in obstacles:
-            offset = agent_xy - centre
+            offset = ahead - centre
             dist = max(float(np.linalg.norm(offset)), 1e-9)
             clearance = dist - radius
             if clearance >= style.margin:
@@ -138,18 +149,23 @@ def controller_action(agent_xy: np.ndarray, heading: float, goal_xy: np.ndarray,
             around = np.array([-away[1], away[0]])
             if around @ pull < 0:
                 around = -around
-            weight = style.avoidance * min(1.5, 1.0 - clearance / style.margin)
+            weight = style.avoidance * min(2.0, 1.0 - clearance / style.margin)
             direction = direction + weight * (away + around)
-    target = np.arctan2(direction[1], direction[0])
-    error = (target - heading + np.pi) % (2 * np.pi) - np.pi
-    # full speed only when facing the target direction; turning on the spot when facing away
-    forward = style.speed * max(0.0, np.cos(error)) ** 2
+    wanted = style.speed * TOP_SPEED * direction / max(np.linalg.norm(direction), 1e-9)
+    # aim past the wanted velocity by what the current one lacks, so drift is corrected
+    aim = wanted + 2.0 * (wanted - velocity)
+    error = (np.arctan2(aim[1], aim[0]) - heading + np.pi) % (2 * np.pi) - np.pi
+    if abs(error) > np.pi / 2:  # thrusting backwards is as strong: turn the back towards the aim
+        error -= np.sign(error) * np.pi
+    axis = np.array([np.cos(heading), np.sin(heading)])
+    forward = np.clip(aim @ axis / TOP_SPEED * np.cos(error) ** 2, -1.0, 1.0)
     turn = np.clip(style.turn_gain * error, -1.0, 1.0)
     return np.array([forward, turn])
 
 
-def _world(env) -> tuple[np.ndarray, float, np.ndarray, list[tuple[np.ndarray, float]]]:
-    """The simulator's true state: agent xy, heading, goal xy, obstacles (hazards, then vases)."""
+def _world(env) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, list[tuple[np.ndarray, float]]]:
+    """The simulator's true state: agent xy, its velocity (m/s), heading, goal xy and obstacles
+    (hazards, then vases)."""
     task = env.unwrapped.task
     mat = task.agent.mat  # columns: the agent's axes in the world; its x axis points forward
     heading = float(np.arctan2(mat[1, 0], mat[0, 0]))
@@ -158,7 +174,8 @@ def _world(env) -> tuple[np.ndarray, float, np.ndarray, list[tuple[np.ndarray, f
     if vases is not None and vases.num:
         # a vase is a physical obstacle (costless in level 1): keep the robot's own radius off it
         obstacles += [(np.asarray(p[:2]), float(vases.size) + 0.1) for p in vases.pos]
-    return np.asarray(task.agent.pos[:2]), heading, np.asarray(task.goal.pos[:2]), obstacles
+    return (np.asarray(task.agent.pos[:2]), np.asarray(task.agent.vel[:2]), heading,
+            np.asarray(task.goal.pos[:2]), obstacles)
 
 
 def drive_episode(env, style: NavStyle, seed: int, max_steps: int) -> CostedTrajectory:

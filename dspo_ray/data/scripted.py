@@ -17,7 +17,10 @@ from typing import Callable
 from dspo_ray.data.dsrl import load_trajectories, write_dsrl
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.io import write_json_atomic
-from dspo_ray.tasks import TaskSpec
+from dspo_ray.tasks import TaskSpec, get_task
+
+NAV_TASKS = ("PointGoal1", "PointGoal2")
+"""The tasks :mod:`dspo_ray.data.nav_driver` drives: the Point robot and a goal among hazards."""
 
 CHUNK = 25
 """Episodes per saved chunk of a recording: an interrupted collection loses at most this many."""
@@ -70,3 +73,10 @@ def record_in_chunks(spec: TaskSpec, folder: Path, settings: dict, episodes: int
         styles += m["styles"][:n]
         seconds += m["seconds"] * n / m["episodes"]
     return recorded, styles, round(seconds, 1)
+
+
+def rule_driver(task: str | TaskSpec) -> str | None:
+    """The task's rule-based driver: ``"idm"`` (:mod:`dspo_ray.data.metadrive_driver`) for MetaDrive,
+    ``"nav"`` (:mod:`dspo_ray.data.nav_driver`) for the Point Goal tasks, None for the others."""
+    spec = get_task(task)
+    return "idm" if spec.suite == "MetaDrive" else "nav" if spec.name in NAV_TASKS else None
