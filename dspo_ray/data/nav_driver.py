@@ -66,17 +66,21 @@ class NavConfig:
     keep: int | None = None
     """Trajectories in the written file; None: 1.25 x the task's N_safe + N_unlabelled (Table 3)."""
     seed: int = 0
+    """Episode k is seeded with ``seed x 100003 + k`` (:func:`episode_seed`)."""
     max_steps: int | None = None
     """Steps per episode; None: the task's (1000). Fewer only for quick tests."""
     speed_range: tuple[float, float] = (0.1, 1.0)
     """Speed drawn uniformly from this range: the main reward knob (0.1: about 5 per episode)."""
     turn_gain_range: tuple[float, float] = (1.0, 4.0)
+    """Heading gain drawn uniformly from this range (1: sluggish turns, 4: near bang-bang)."""
     no_avoidance_share: float = 0.25
     """Share of the episodes whose driver ignores the hazards entirely (avoidance 0)."""
     avoidance_range: tuple[float, float] = (0.3, 6.0)
     """Avoidance weight of the others, drawn log-uniformly."""
     margin_range: tuple[float, float] = (0.05, 0.4)
+    """Avoidance margin (m from a hazard's edge) drawn uniformly from this range."""
     noise_range: tuple[float, float] = (0.0, 0.4)
+    """Action noise std drawn uniformly from this range (0: the controller's own actions)."""
     cost_bins: int = 60
     reward_bins: int = 50
     max_cost: float | None = None
