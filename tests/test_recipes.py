@@ -10,6 +10,7 @@ from dspo_ray.cli import run_cli
 from dspo_ray.data import DatasetError, check_task_datasets, find_dataset, load_trajectories
 from dspo_ray.data import recipes, shipping
 from dspo_ray.data.recipes import RECIPES, DatasetRecipe, built_dataset_dir
+from dspo_ray.data.scripted import rule_driver
 from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
 from dspo_ray.tasks import get_task
 
@@ -47,7 +48,8 @@ def test_every_recipe_is_a_valid_collect_command(task):
     assert args.per_run >= 1 and args.keep == recipe.keep
     assert args.min_safe_share == recipe.min_safe_share and args.seed == recipe.seed
     assert args.n_envs == recipe.n_envs
-    assert args.drivers[task] == ("idm" if get_task(task).suite == "MetaDrive" else "ppo")
+    ppo = recipe.driver == "ppo" or (recipe.driver == "auto" and get_task(task).suite != "MetaDrive")
+    assert args.drivers[task] == ("ppo" if ppo else rule_driver(task))
     assert (recipe.wall_minutes is None) == (recipe.measured is None)
     assert recipe.command == f"dspo-collect --build {task}"
     # "shipped" says whether datasets/ holds the task's pack
