@@ -95,11 +95,17 @@ _SHARED = "the shared 2-core machine with other jobs running, training time from
 RECIPES: dict[str, DatasetRecipe] = {r.task: r for r in [
     DatasetRecipe("SwimmerVel", runs=2, episodes_per_run=1800, shipped=True, wall_minutes=17,
                   measured=f"{_SHARED} (2 runs in parallel on a local Ray)"),
-    # AntRun and CarCircle: being re-collected with DroneRun's recipe (2 runs, 30% safe kept);
-    # their shipped packs were made with one 4000-episode run (45 and 66 min), not this recipe
-    DatasetRecipe("AntRun", runs=2, episodes_per_run=2000, min_safe_share=0.3, shipped=True),
-    DatasetRecipe("CarCircle", runs=2, episodes_per_run=2000, min_safe_share=0.3, shipped=True),
-    DatasetRecipe("DroneCircle", runs=1, episodes=2500, keep=600, shipped=True, wall_minutes=13,
+    # AntRun and CarCircle: re-collected 2026-12-01 with DroneRun's recipe (2 runs, 30% safe kept)
+    DatasetRecipe("AntRun", runs=2, episodes_per_run=2000, min_safe_share=0.3, shipped=True,
+                  wall_minutes=10, measured=f"{_SHARED} (2 runs in parallel on a local Ray, 612 s "
+                                            "each, load average 3-5, 2026-12-01)"),
+    DatasetRecipe("CarCircle", runs=2, episodes_per_run=2000, min_safe_share=0.3, shipped=True,
+                  wall_minutes=35, measured=f"{_SHARED} (2 runs in parallel on a local Ray, 2087 s "
+                                            "each, load average 4-6 beside a PointGoal1 collection "
+                                            "and DSPO runs, 2026-12-01)"),
+    # no longer shipped (its data miss the quality bar: every return below DSRL's R_min, and the
+    # packs' budget went to the re-collected AntRun and CarCircle): built on demand
+    DatasetRecipe("DroneCircle", runs=1, episodes=2500, keep=600, wall_minutes=13,
                   measured=f"{_SHARED} (one run, one process)"),
     DatasetRecipe("DroneRun", runs=2, episodes_per_run=2000, min_safe_share=0.3, shipped=True,
                   wall_minutes=8, measured=f"{_SHARED} (2 runs in parallel on a local Ray, 2026-12-01)"),

@@ -1,0 +1,58 @@
+"""How paper-shaped is each dataset's Table 3 split? The safe share of the unlabelled set and how
+well the trivial rule (rank by negative return) finds its safe trajectories, per split seed.
+
+    python benchmarks/split_safe_share.py --task CarCircle --task AntRun --seeds 0 1 2
+    DSRL_DATASET_DIR=/path/to/built python benchmarks/split_safe_share.py --task PointGoal1
+
+The datasets are found as every run finds them (``find_dataset``: $DSRL_DATASET_DIR, the shipped
+packs, the build cache). Reads the hidden truth: a description of the data, never a selection.
+Prints a markdown table (``--out F`` also writes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from dspo_ray.data import SplitConfig, find_dataset, load_task_data
+from dspo_ray.io import write_bytes_atomic
+from dspo_ray.tasks import TASKS
+
+
+def split_row(task: str, seed: int) -> str:
+    data, truth = load_task_data(task, split=SplitConfig(seed=seed))
+    unlabelled_safe = truth.is_safe[len(data.safe_demos):]
+    returns = np.array([t.reward_return for t in data.unlabelled])
+    auroc = roc_auc_score(unlabelled_safe, -returns) if 0 < unlabelled_safe.sum() < len(returns) else float("nan")
+    return (f"| {task} | {find_dataset(task).name} | {seed} | {len(data.safe_demos)} + {len(data.unlabelled)} "
+            f"| {unlabelled_safe.mean():.3f} | {auroc:.3f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", action="append", choices=list(TASKS), required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="split seeds")
+    p.add_argument("--out", help="also write the table to this file")
+    args = p.parse_args()
+    rows = ["| task | file | split seed | demos + unlabelled | unlabelled safe share | negative-return AUROC |",
+            "|---|---|---|---|---|---|"]
+    for task in args.task:
+        for seed in args.seeds:
+            rows.append(split_row(task, seed))
+            print(rows[-1], flush=True)
+    if args.out:
+        header = [f"- command: `python benchmarks/split_safe_share.py {shlex.join(sys.argv[1:])}`",
+                  f"- machine: {platform.node()}, {platform.machine()}; "
+                  f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+                  "- reads the hidden truth: a description of the data, never a selection", ""]
+        write_bytes_atomic(args.out, ("\n".join(header + rows) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
