@@ -314,7 +314,8 @@ def plot_shipped() -> list[Path]:
 
 
 def shipped_table() -> str:
-    """One row per shipped dataset, every figure read from its JSON sidecar (see DATASETS.md)."""
+    """One row per shipped dataset, then one per dataset built on demand whose summary is kept in
+    ``datasets/built/`` (see DATASETS.md); every figure read from the JSON sidecar."""
     from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR
     from dspo_ray.evaluation import normalized_reward
     from dspo_ray.tasks import TASKS
@@ -323,21 +324,25 @@ def shipped_table() -> str:
             "| cost return min / median / max | reward return min / median / max "
             "| best safe reward (normalised) | best reward overall (normalised) | training episodes "
             "(runs) | wall time | pack MB |", "|" + "---|" * 11]
-    for spec in TASKS.values():
-        for sidecar in sorted(SHIPPED_DATASET_DIR.glob(f"{spec.dsrl_filename_prefix}*.json")):
-            d = json.loads(sidecar.read_text())
-            k = d["stats"]["kept"]
-            c, r = k["cost_return_quantiles"], k["reward_return_quantiles"]
-            best = k["best_safe_reward_return"]
-            pack = sidecar.with_suffix(PACK_SUFFIX)
-            rows.append(
-                f"| {spec.name} | `{pack.name}` | {k['trajectories']} ({k['transitions']}) "
-                f"| {k['safe']} / {k['trajectories'] - k['safe']} (<= {spec.cost_limit:g}) "
-                f"| {c[0]:g} / {c[2]:g} / {c[4]:g} | {r[0]:.1f} / {r[2]:.1f} / {r[4]:.1f} "
-                f"| {best:.1f} ({normalized_reward(spec, best):.2f}) "
-                f"| {r[4]:.1f} ({normalized_reward(spec, r[4]):.2f}) "
-                f"| {d['recorded']} ({d['config'].get('runs', 1)}) | {d['seconds'] / 60:.0f} min "
-                f"| {pack.stat().st_size / 1e6:.1f} |")
+    for folder in (SHIPPED_DATASET_DIR, SHIPPED_DATASET_DIR / "built"):
+        for spec in TASKS.values():
+            for sidecar in sorted(folder.glob(f"{spec.dsrl_filename_prefix}*.json")):
+                d = json.loads(sidecar.read_text())
+                k = d["stats"]["kept"]
+                c, r = k["cost_return_quantiles"], k["reward_return_quantiles"]
+                best = k["best_safe_reward_return"]
+                pack = sidecar.with_suffix(PACK_SUFFIX)
+                size = (f"{pack.stat().st_size / 1e6:.1f}" if pack.exists()
+                        else f"built: `dspo-collect --build {spec.name}`")
+                rows.append(
+                    f"| {spec.name} | `{pack.name if pack.exists() else sidecar.with_suffix('.hdf5').name}` "
+                    f"| {k['trajectories']} ({k['transitions']}) "
+                    f"| {k['safe']} / {k['trajectories'] - k['safe']} (<= {spec.cost_limit:g}) "
+                    f"| {c[0]:g} / {c[2]:g} / {c[4]:g} | {r[0]:.1f} / {r[2]:.1f} / {r[4]:.1f} "
+                    f"| {best:.1f} ({normalized_reward(spec, best):.2f}) "
+                    f"| {r[4]:.1f} ({normalized_reward(spec, r[4]):.2f}) "
+                    f"| {d['recorded']} ({d['config'].get('runs', 1)}) | {d['seconds'] / 60:.0f} min "
+                    f"| {size} |")
     return "\n".join(rows)
 
 
