@@ -122,7 +122,10 @@ RECIPES: dict[str, DatasetRecipe] = {r.task: r for r in [
                   wall_minutes=19, measured="the shared 2-core machine at load average 3-5 beside "
                                             "other collections, 2 runs in parallel on a local Ray, "
                                             "/usr/bin/time wall time 19:17 (2026-12-01)"),
-    DatasetRecipe("easydense", episodes=600, driver="idm"),
+    DatasetRecipe("easydense", episodes=600, driver="idm", wall_minutes=58,
+                  measured="the shared 2-core machine at load average 4-6 beside two collections and "
+                           "a sweep, driving time from the sidecar (3473 s, 5.1-6.3 s per episode; "
+                           "/usr/bin/time 58:02, 2026-12-01)"),
     DatasetRecipe("mediummean", episodes=600, driver="idm"),
     # the rule-based navigation driver (dspo_ray/data/nav_driver.py): PPO needs millions of steps here
     DatasetRecipe("PointGoal1", episodes=1100, min_safe_share=0.3, driver="rule", wall_minutes=38,
