@@ -43,6 +43,12 @@ from dspo_ray.policies import mlp
 from dspo_ray.tasks import TaskSpec, get_task
 
 
+def default_keep(spec: TaskSpec) -> int:
+    """Trajectories a collection keeps unless told otherwise: 1.25 x Table 3's N_safe +
+    N_unlabelled, so that the paper's split fits with room for the split's own choices."""
+    return int(round(1.25 * (spec.n_safe + spec.n_unlabelled)))
+
+
 @dataclass(frozen=True)
 class CollectConfig:
     task: str
@@ -80,7 +86,7 @@ class CollectConfig:
         spec = get_task(self.task)
         return replace(
             self,
-            keep=self.keep if self.keep is not None else int(round(1.25 * (spec.n_safe + spec.n_unlabelled))),
+            keep=self.keep if self.keep is not None else default_keep(spec),
             cost_limit_start=(self.cost_limit_start if self.cost_limit_start is not None
                               else spec.dsrl_max_cost),
             cost_limit_end=self.cost_limit_end if self.cost_limit_end is not None else spec.cost_limit / 2,

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dspo_ray.data.collect import CollectResult, as_json_value, write_collection
+from dspo_ray.data.collect import CollectResult, as_json_value, default_keep, write_collection
 from dspo_ray.data.rollout import record_episode
-from dspo_ray.data.scripted import record_in_chunks
+from dspo_ray.data.scripted import episode_seed, record_in_chunks
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import TaskSpec, get_task
 
@@ -84,13 +84,9 @@ class DriverConfig:
             raise ValueError(f"the rule-based driver is for MetaDrive tasks, not {spec.name!r}")
         return replace(
             self,
-            keep=self.keep if self.keep is not None else int(round(1.25 * (spec.n_safe + spec.n_unlabelled))),
+            keep=self.keep if self.keep is not None else default_keep(spec),
             max_cost=self.max_cost if self.max_cost is not None else spec.dsrl_max_cost)
 
-
-def episode_seed(seed: int, k: int) -> int:
-    """Episode ``k``'s seed: its driver style, IDM randomness, action noise and traffic."""
-    return seed * 100_003 + k
 
 
 def draw_style(cfg: DriverConfig, rng: np.random.Generator) -> DriverStyle:

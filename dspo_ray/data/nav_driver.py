@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dspo_ray.data.collect import CollectResult, as_json_value, write_collection
+from dspo_ray.data.collect import CollectResult, as_json_value, default_keep, write_collection
 from dspo_ray.data.rollout import record_episode
-from dspo_ray.data.scripted import NAV_TASKS, record_in_chunks
+from dspo_ray.data.scripted import NAV_TASKS, episode_seed, record_in_chunks
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import get_task
 
@@ -96,14 +96,10 @@ class NavConfig:
                              f"not {spec.name!r}")
         return replace(
             self,
-            keep=self.keep if self.keep is not None else int(round(1.25 * (spec.n_safe + spec.n_unlabelled))),
+            keep=self.keep if self.keep is not None else default_keep(spec),
             max_steps=self.max_steps if self.max_steps is not None else spec.max_episode_steps,
             max_cost=self.max_cost if self.max_cost is not None else spec.dsrl_max_cost)
 
-
-def episode_seed(seed: int, k: int) -> int:
-    """Episode ``k``'s seed: its style, its action noise and the env's layout (reset seed)."""
-    return seed * 100_003 + k
 
 
 def draw_style(cfg: NavConfig, rng: np.random.Generator) -> NavStyle:

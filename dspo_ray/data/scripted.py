@@ -19,6 +19,12 @@ from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.io import write_json_atomic
 from dspo_ray.tasks import TaskSpec, get_task
 
+
+def episode_seed(seed: int, k: int) -> int:
+    """Episode ``k``'s seed in a scripted driver's collection: its style, its action noise and
+    the simulator's reset (MetaDrive's traffic, a Goal task's layout)."""
+    return seed * 100_003 + k
+
 NAV_TASKS = ("PointGoal1", "PointGoal2")
 """The tasks :mod:`dspo_ray.data.nav_driver` drives: the Point robot and a goal among hazards."""
 
