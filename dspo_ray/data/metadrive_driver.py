@@ -21,14 +21,14 @@ No Ray here (one MetaDrive environment per process); ``experiments/collect.py --
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dspo_ray.data.collect import CollectResult, as_json_value, default_keep, write_collection
+from dspo_ray.data.collect import CollectResult, write_collection
 from dspo_ray.data.rollout import record_episode
-from dspo_ray.data.scripted import episode_seed, record_in_chunks
+from dspo_ray.data.scripted import ScriptedCollection, episode_seed, record_in_chunks
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import TaskSpec, get_task
 
@@ -52,16 +52,10 @@ class DriverStyle:
 
 
 @dataclass(frozen=True)
-class DriverConfig:
+class DriverConfig(ScriptedCollection):
     """Everything that shapes a rule-based MetaDrive collection."""
 
     task: str
-    episodes: int = 600
-    """Episodes to drive (all recorded; the grid filter thins them afterwards). 600 take about
-    45 min on our shared, busy 2-core machine (hardsparse, 3-5 s per episode)."""
-    keep: int | None = None
-    """Trajectories in the written file; None: 1.25 x the task's N_safe + N_unlabelled (Table 3)."""
-    seed: int = 0
     speed_range: tuple[float, float] = (4.0, 40.0)
     """Target speed (km/h) drawn log-uniformly from this range: the main safety/reward knob."""
     distance_range: tuple[float, float] = (2.0, 15.0)
@@ -70,22 +64,12 @@ class DriverConfig:
     safe_lane_change_distance_range: tuple[float, float] = (5.0, 20.0)
     noise_range: tuple[float, float] = (0.0, 0.3)
     """Action noise std drawn uniformly from this range (0: the IDM's own actions)."""
-    cost_bins: int = 60
-    reward_bins: int = 50
-    max_cost: float | None = None
-    """Episodes with a cost return above this are dropped; None: the task's DSRL max cost."""
-    min_safe_share: float = 0.0
-    """At least this share of the kept episodes safe, when the recorded ones allow it
-    (:func:`dspo_ray.data.collect.thin_episodes`; 0: the plain grid filter)."""
 
     def resolved(self) -> "DriverConfig":
         spec = get_task(self.task)
         if spec.suite != "MetaDrive":
             raise ValueError(f"the rule-based driver is for MetaDrive tasks, not {spec.name!r}")
-        return replace(
-            self,
-            keep=self.keep if self.keep is not None else default_keep(spec),
-            max_cost=self.max_cost if self.max_cost is not None else spec.dsrl_max_cost)
+        return self.with_task_defaults(spec)
 
 
 
@@ -137,13 +121,6 @@ def _recording_dir(cfg: DriverConfig, out_dir: Path) -> Path:
     return out_dir / "runs" / cfg.task / f"idm-seed{cfg.seed}"
 
 
-def _style_settings(cfg: DriverConfig) -> dict:
-    """What decides each episode (besides its index): a recording made with other settings is refused."""
-    d = as_json_value(asdict(cfg))
-    return {k: v for k, v in d.items() if k not in ("episodes", "keep", "cost_bins", "reward_bins",
-                                                       "max_cost", "min_safe_share")}
-
-
 def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print
                     ) -> tuple[list[CostedTrajectory], list[dict], float]:
     """Episodes ``0 .. cfg.episodes - 1``, driven and saved in chunks to
@@ -156,7 +133,7 @@ def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print
     """
     cfg = cfg.resolved()
     return record_in_chunks(get_task(cfg.task), _recording_dir(cfg, Path(out_dir)),
-                            _style_settings(cfg), cfg.episodes,
+                            cfg.style_settings(), cfg.episodes,
                             lambda first, n: _drive_chunk(cfg, first, n, log), log=log)
 
 

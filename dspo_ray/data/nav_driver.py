@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dspo_ray.data.collect import CollectResult, as_json_value, default_keep, write_collection
+from dspo_ray.data.collect import CollectResult, write_collection
 from dspo_ray.data.rollout import record_episode
-from dspo_ray.data.scripted import NAV_TASKS, episode_seed, record_in_chunks
+from dspo_ray.data.scripted import NAV_TASKS, ScriptedCollection, episode_seed, record_in_chunks
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import get_task
 
@@ -57,16 +57,10 @@ class NavStyle:
 
 
 @dataclass(frozen=True)
-class NavConfig:
+class NavConfig(ScriptedCollection):
     """Everything that shapes a rule-based Goal-task collection."""
 
     task: str
-    episodes: int = 600
-    """Episodes to drive (all recorded; the grid filter thins them afterwards)."""
-    keep: int | None = None
-    """Trajectories in the written file; None: 1.25 x the task's N_safe + N_unlabelled (Table 3)."""
-    seed: int = 0
-    """Episode k is seeded with ``seed x 100003 + k`` (:func:`episode_seed`)."""
     max_steps: int | None = None
     """Steps per episode; None: the task's (1000). Fewer only for quick tests."""
     speed_range: tuple[float, float] = (0.1, 1.0)
@@ -81,24 +75,14 @@ class NavConfig:
     """Avoidance margin (m from a hazard's edge) drawn uniformly from this range."""
     noise_range: tuple[float, float] = (0.0, 0.4)
     """Action noise std drawn uniformly from this range (0: the controller's own actions)."""
-    cost_bins: int = 60
-    reward_bins: int = 50
-    max_cost: float | None = None
-    """Episodes with a cost return above this are dropped; None: the task's DSRL max cost."""
-    min_safe_share: float = 0.0
-    """At least this share of the kept episodes safe, when the recorded ones allow it
-    (:func:`dspo_ray.data.collect.thin_episodes`; 0: the plain grid filter)."""
 
     def resolved(self) -> "NavConfig":
         spec = get_task(self.task)
         if spec.name not in NAV_TASKS:
             raise ValueError(f"the rule-based navigation driver is for {', '.join(NAV_TASKS)}, "
                              f"not {spec.name!r}")
-        return replace(
-            self,
-            keep=self.keep if self.keep is not None else default_keep(spec),
-            max_steps=self.max_steps if self.max_steps is not None else spec.max_episode_steps,
-            max_cost=self.max_cost if self.max_cost is not None else spec.dsrl_max_cost)
+        return replace(self.with_task_defaults(spec),
+                       max_steps=self.max_steps if self.max_steps is not None else spec.max_episode_steps)
 
 
 
@@ -195,13 +179,6 @@ def _recording_dir(cfg: NavConfig, out_dir: Path) -> Path:
     return out_dir / "runs" / cfg.task / f"nav-seed{cfg.seed}"
 
 
-def _style_settings(cfg: NavConfig) -> dict:
-    """What decides each episode (besides its index): a recording made with other settings is refused."""
-    d = as_json_value(asdict(cfg))
-    return {k: v for k, v in d.items() if k not in ("episodes", "keep", "cost_bins", "reward_bins",
-                                                       "max_cost", "min_safe_share")}
-
-
 def drive_chunk(cfg: NavConfig, first: int, count: int, log=print) -> tuple[list, list]:
     """Drive episodes ``first .. first + count - 1`` in one fresh environment (each reset with its
     own seed, so an episode does not depend on the ones before it)."""
@@ -235,7 +212,7 @@ def record_episodes(cfg: NavConfig, out_dir: str | Path, log=print
     styles and the seconds spent driving them."""
     cfg = cfg.resolved()
     return record_in_chunks(get_task(cfg.task), _recording_dir(cfg, Path(out_dir)),
-                            _style_settings(cfg), cfg.episodes,
+                            cfg.style_settings(), cfg.episodes,
                             lambda first, n: drive_chunk(cfg, first, n, log), log=log)
 
 

@@ -11,14 +11,48 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from dspo_ray.data.collect import as_json_value, default_keep
 from dspo_ray.data.dsrl import load_trajectories, write_dsrl
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.io import write_json_atomic
 from dspo_ray.tasks import TaskSpec, get_task
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptedCollection:
+    """What every scripted-driver collection shares (MetaDrive's IDM driver, the Goal tasks'
+    navigation driver): how many episodes, their seeds, and how the recorded episodes are filtered
+    into the file (the PPO collector's filter, :mod:`dspo_ray.data.collect`)."""
+
+    episodes: int = 600
+    """Episodes to drive (all recorded; the grid filter thins them afterwards)."""
+    keep: int | None = None
+    """Trajectories in the written file; None: 1.25 x the task's N_safe + N_unlabelled (Table 3)."""
+    seed: int = 0
+    """Episode k is seeded with ``seed x 100003 + k`` (:func:`episode_seed`)."""
+    cost_bins: int = 60
+    reward_bins: int = 50
+    max_cost: float | None = None
+    """Episodes with a cost return above this are dropped; None: the task's DSRL max cost."""
+    min_safe_share: float = 0.0
+    """At least this share of the kept episodes safe, when the recorded ones allow it
+    (:func:`dspo_ray.data.collect.thin_episodes`; 0: the plain grid filter)."""
+
+    def with_task_defaults(self, spec: TaskSpec):
+        """This config with the filter's None settings replaced by the task's defaults."""
+        return replace(self, keep=self.keep if self.keep is not None else default_keep(spec),
+                       max_cost=self.max_cost if self.max_cost is not None else spec.dsrl_max_cost)
+
+    def style_settings(self) -> dict:
+        """What decides each episode besides its index (the driver's settings and the seed, not how
+        many are driven or how they are filtered): a recording made with other ones is refused."""
+        return {k: v for k, v in as_json_value(asdict(self)).items()
+                if k not in ("episodes", "keep", "cost_bins", "reward_bins", "max_cost", "min_safe_share")}
 
 def episode_seed(seed: int, k: int) -> int:
     """Episode ``k``'s seed in a scripted driver's collection: its style, its action noise and
