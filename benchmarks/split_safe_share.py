@@ -18,9 +18,8 @@ import sys
 import time
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
-
 from dspo_ray.data import SplitConfig, find_dataset, load_task_data
+from dspo_ray.dspo.discriminator import ranking_metrics
 from dspo_ray.io import write_bytes_atomic
 from dspo_ray.tasks import TASKS
 
@@ -29,7 +28,7 @@ def split_row(task: str, seed: int) -> str:
     data, truth = load_task_data(task, split=SplitConfig(seed=seed))
     unlabelled_safe = truth.is_safe[len(data.safe_demos):]
     returns = np.array([t.reward_return for t in data.unlabelled])
-    auroc = roc_auc_score(unlabelled_safe, -returns) if 0 < unlabelled_safe.sum() < len(returns) else float("nan")
+    auroc, _ = ranking_metrics(-returns, unlabelled_safe)  # the rule every stage-1 table shows
     return (f"| {task} | {find_dataset(task).name} | {seed} | {len(data.safe_demos)} + {len(data.unlabelled)} "
             f"| {unlabelled_safe.mean():.3f} | {auroc:.3f} |")
 

@@ -72,7 +72,7 @@ def as_windows(observations: np.ndarray, actions: np.ndarray) -> RaggedTrajector
                               np.full(n, horizon, np.int64), np.zeros(n), np.zeros(n, bool))
 
 
-def random_windows(trajectories: RaggedTrajectories, which: np.ndarray, horizon: int,
+def sampled_real_windows(trajectories: RaggedTrajectories, which: np.ndarray, horizon: int,
                    rng: np.random.Generator, count: int = 400) -> RaggedTrajectories:
     long_enough = np.flatnonzero(which & (trajectories.lengths >= horizon))
     picks = rng.choice(long_enough, count)
@@ -92,7 +92,7 @@ def window_signals(workdir: Path) -> dict[str, float]:
     data, truth = load_task_data(config["task"], config.get("dataset"), SplitConfig(**config["split"]))
     trajectories = ragged_from_data(data)
     rng = np.random.default_rng(0)
-    demo = score(random_windows(trajectories, trajectories.is_demo, horizon, rng))
+    demo = score(sampled_real_windows(trajectories, trajectories.is_demo, horizon, rng))
     unlabelled = ~trajectories.is_demo
     gen = score(as_windows(generated["observations"], generated["actions"]))
     return {"condition": float(generated["safety_condition"][0]),
@@ -100,9 +100,9 @@ def window_signals(workdir: Path) -> dict[str, float]:
             "generated_demo_like": float((gen >= np.median(demo)).mean()),
             "demos": float(np.median(demo)),
             # hidden truth, reported only
-            "unlabelled_safe": float(np.median(score(random_windows(
+            "unlabelled_safe": float(np.median(score(sampled_real_windows(
                 trajectories, unlabelled & truth.is_safe, horizon, rng)))),
-            "unlabelled_unsafe": float(np.median(score(random_windows(
+            "unlabelled_unsafe": float(np.median(score(sampled_real_windows(
                 trajectories, unlabelled & ~truth.is_safe, horizon, rng))))}
 
 

@@ -9,6 +9,7 @@ import pytest
 from dspo_ray.data import SplitConfig, load_task_data, load_trajectories
 from dspo_ray.data.collect import summarize_returns
 from dspo_ray.data.nav_driver import NavConfig, NavStyle, collect_nav, draw_style, drive_episode
+from dspo_ray.data.scripted import episode_seed
 from dspo_ray.envs import make_env
 from dspo_ray.tasks import get_task
 
@@ -71,7 +72,7 @@ def test_short_collection_loads_and_splits(tmp_path):
     assert result.path.with_suffix(".png").is_file()
     chunk = json.loads((tmp_path / "runs" / "PointGoal1" / "nav-seed3" / "chunk-00000.json").read_text())
     assert [s["speed"] for s in chunk["styles"]] == [
-        draw_style(cfg, np.random.default_rng([3 * 100_003 + k, 1])).speed for k in range(5)]
+        draw_style(cfg, np.random.default_rng([episode_seed(3, k), 1])).speed for k in range(5)]
     data, truth = load_task_data("PointGoal1", result.path,
                                  SplitConfig(n_safe=1, n_unlabelled=3, cost_limit=1e6))
     assert len(data.safe_demos) == 1 and len(data.unlabelled) == 3
