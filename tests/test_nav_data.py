@@ -88,3 +88,31 @@ def test_cli_rule_driver_only_where_there_is_one(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--task", "CarCircle", "--driver", "rule"])
     assert e.value.code == 2 and "--driver rule: no rule-based driver for CarCircle" in capsys.readouterr().err
+
+
+def test_chunks_driven_on_a_real_local_ray_make_the_same_file(tmp_path, monkeypatch, request):
+    """Two chunks driven as Ray tasks in parallel: the same file, byte for byte, as one process."""
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    from distributed_helpers import ray_home
+
+    from dspo_ray.data.scripted import CHUNK
+    from dspo_ray.distributed.collect import chunks_on_ray
+
+    assert not ray.is_initialized()
+    ray_tmp = tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp")  # Ray's socket paths stay short
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp.name)
+    monkeypatch.setenv("HOME", ray_home())
+    request.addfinalizer(lambda: ray_tmp.cleanup())
+    cfg = NavConfig(task="PointGoal1", episodes=CHUNK + 3, keep=20, seed=4, max_steps=20)
+    with pytest.raises(ValueError, match="no rule-based driver 'ppo'"):
+        chunks_on_ray("ppo", cfg)
+    on_ray = collect_nav(cfg, tmp_path / "ray", log=lambda m: None,
+                         run=chunks_on_ray("nav", cfg.resolved(), num_cpus=2, progress=False))
+    assert not ray.is_initialized(), "the Ray it started is shut down"
+    chunks = sorted((tmp_path / "ray" / "runs" / "PointGoal1" / "nav-seed4").glob("chunk-*.json"))
+    assert [json.loads(c.read_text())["episodes"] for c in chunks] == [CHUNK, 3]
+    local = collect_nav(cfg, tmp_path / "local", log=lambda m: None)
+    assert on_ray.recorded == local.recorded == CHUNK + 3
+    assert on_ray.path.read_bytes() == local.path.read_bytes()

@@ -21,12 +21,14 @@ repository's shipped file.
 
 MetaDrive tasks are collected as DSRL did, with no RL: ``--driver rule`` (the default for them;
 ``idm`` is the same) drives ``--episodes`` episodes with MetaDrive's rule-based IDM driver, each with
-its own settings (target speed, following distance, lane-change eagerness, action noise), in this
-process (dspo_ray/data/metadrive_driver.py). For PointGoal1/PointGoal2, ``--driver rule`` drives
+its own settings (target speed, following distance, lane-change eagerness, action noise)
+(dspo_ray/data/metadrive_driver.py). For PointGoal1/PointGoal2, ``--driver rule`` drives
 the Point robot with a potential-field controller, each episode with its own speed, hazard
 avoidance and action noise (dspo_ray/data/nav_driver.py; PPO stays their default). Every episode
-is saved to ``<out>/runs/<task>/`` and the same grid filter (with ``--min-safe-share``), file,
-summary and plot follow. ``--runs``, ``--ray`` and the PPO options do not apply.
+is saved to ``<out>/runs/<task>/`` in chunks of 25, and the same grid filter (with
+``--min-safe-share``), file, summary and plot follow. With ``--ray`` (default) the chunks are driven
+in parallel as Ray tasks, one CPU each; ``--no-ray`` drives them one after the other in this
+process. ``--runs`` and the PPO options do not apply.
 """
 
 from __future__ import annotations
@@ -223,7 +225,7 @@ def collect(args: argparse.Namespace, log=None) -> dict:
             cfg = DriverConfig(task=task, keep=args.keep, seed=args.seed,
                                min_safe_share=args.min_safe_share,
                                **({"episodes": args.episodes} if args.episodes else {}))
-            results[task] = collect_metadrive(cfg, args.out, log=log)
+            results[task] = collect_metadrive(cfg, args.out, log=log, run=chunk_runner("idm", cfg, args))
     if any(d == "nav" for d in args.drivers.values()):
         from dspo_ray.data.nav_driver import NavConfig, collect_nav
 
@@ -231,7 +233,7 @@ def collect(args: argparse.Namespace, log=None) -> dict:
             cfg = NavConfig(task=task, keep=args.keep, seed=args.seed,
                             min_safe_share=args.min_safe_share,
                             **({"episodes": args.episodes} if args.episodes else {}))
-            results[task] = collect_nav(cfg, args.out, log=log)
+            results[task] = collect_nav(cfg, args.out, log=log, run=chunk_runner("nav", cfg, args))
     if plans and args.ray:
         from dspo_ray.distributed.collect import collect_on_ray
 
@@ -243,6 +245,17 @@ def collect(args: argparse.Namespace, log=None) -> dict:
                                        min_safe_share=args.min_safe_share)
                     for task, runs in plans.items()}
     return results
+
+
+def chunk_runner(driver: str, cfg, args: argparse.Namespace):
+    """How a rule-based collection drives its chunks: as Ray tasks in parallel with ``--ray``
+    (dspo_ray/distributed/collect.py), else one after the other in this process (None)."""
+    if not args.ray:
+        return None
+    from dspo_ray.distributed.collect import chunks_on_ray
+
+    return chunks_on_ray(driver, cfg.resolved(), address=args.address, num_cpus=args.num_cpus,
+                         progress=not args.no_progress)
 
 
 def recipe_args(task: str, ray: bool = True, address: str | None = None,

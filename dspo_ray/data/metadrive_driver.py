@@ -15,7 +15,8 @@ the reward-cost spread the paper's method needs. :func:`collect_metadrive` recor
 drops those above DSRL's max cost, grid-filters them as :mod:`dspo_ray.data.collect` does for the
 RL-collected tasks and writes the same DSRL file, JSON summary and scatter plot.
 
-No Ray here (one MetaDrive environment per process); ``experiments/collect.py --driver idm`` runs it.
+No Ray here (one MetaDrive environment per process); ``dspo-collect --driver idm`` runs it, its chunks
+in parallel on Ray (:func:`dspo_ray.distributed.collect.chunks_on_ray`) unless ``--no-ray``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import numpy as np
 
 from dspo_ray.data.collect import CollectResult, write_collection
 from dspo_ray.data.rollout import record_episode
-from dspo_ray.data.scripted import ScriptedCollection, episode_seed, record_in_chunks
+from dspo_ray.data.scripted import (ChunkRunner, ScriptedCollection, chunks_in_process, episode_seed,
+                                    record_in_chunks)
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import TaskSpec, get_task
 
@@ -121,26 +123,28 @@ def _recording_dir(cfg: DriverConfig, out_dir: Path) -> Path:
     return out_dir / "runs" / cfg.task / f"idm-seed{cfg.seed}"
 
 
-def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print
+def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print, run: ChunkRunner | None = None
                     ) -> tuple[list[CostedTrajectory], list[dict], float]:
     """Episodes ``0 .. cfg.episodes - 1``, driven and saved in chunks to
     ``<out>/runs/<task>/idm-seed<s>/chunk-<first>.hdf5`` (+ ``.json`` with the styles, written last;
     see :func:`dspo_ray.data.scripted.record_in_chunks`: a rerun resumes).
 
     MetaDrive's traffic depends on what the process drove before, so the chunks driven after a
-    restart differ from those an uninterrupted run would have driven: every chunk is still a
-    faithful recording. Returns the episodes, their styles and the seconds spent driving them.
+    restart, or in another process (``run`` on Ray), differ from those one uninterrupted process
+    would have driven: every chunk is still a faithful recording. ``run`` drives the chunks
+    (default: one after the other in this process). Returns the episodes, their styles and the
+    seconds spent driving them.
     """
     cfg = cfg.resolved()
+    run = run or chunks_in_process(lambda first, n: drive_chunk(cfg, first, n, log))
     return record_in_chunks(get_task(cfg.task), _recording_dir(cfg, Path(out_dir)),
-                            cfg.style_settings(), cfg.episodes,
-                            lambda first, n: _drive_chunk(cfg, first, n, log), log=log)
+                            cfg.style_settings(), cfg.episodes, run, log=log)
 
 
 _ENV = {}
 
 
-def _drive_chunk(cfg: DriverConfig, first: int, count: int, log) -> tuple[list, list]:
+def drive_chunk(cfg: DriverConfig, first: int, count: int, log=print) -> tuple[list, list]:
     """Drive episodes ``first .. first + count - 1`` in this process's MetaDrive environment
     (created on first use and kept: MetaDrive allows one per process, and creating one costs
     seconds)."""
@@ -173,7 +177,8 @@ def close_environment() -> None:
         _ENV.pop(name).close()
 
 
-def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print) -> CollectResult:
+def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print,
+                      run: ChunkRunner | None = None) -> CollectResult:
     """Drive, record every episode, drop those above the max cost, grid-thin, write the DSRL file.
 
     Every episode is saved in chunks under ``out_dir/runs/<task>/idm-seed<s>/`` (see
@@ -184,7 +189,7 @@ def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print) -> C
     cfg = config.resolved()
     spec = get_task(cfg.task)
     try:
-        recorded, _, seconds = record_episodes(cfg, Path(out_dir), log=log)
+        recorded, _, seconds = record_episodes(cfg, Path(out_dir), log=log, run=run)
     finally:
         close_environment()
     return finish_metadrive(spec, cfg, recorded, seconds, Path(out_dir), log=log)

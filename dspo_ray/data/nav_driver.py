@@ -18,7 +18,8 @@ or noisy ones earn little either way: the reward-cost spread the paper's method 
 (:func:`dspo_ray.data.scripted.record_in_chunks`) and finishes as every collector does
 (:func:`dspo_ray.data.collect.write_collection`).
 
-No Ray here (one environment, one process); ``dspo-collect --task PointGoal1 --driver rule`` runs it.
+No Ray here (one environment, one process); ``dspo-collect --task PointGoal1 --driver rule`` runs it,
+its chunks in parallel on Ray (:func:`dspo_ray.distributed.collect.chunks_on_ray`) unless ``--no-ray``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import numpy as np
 
 from dspo_ray.data.collect import CollectResult, write_collection
 from dspo_ray.data.rollout import record_episode
-from dspo_ray.data.scripted import NAV_TASKS, ScriptedCollection, episode_seed, record_in_chunks
+from dspo_ray.data.scripted import (NAV_TASKS, ChunkRunner, ScriptedCollection, chunks_in_process,
+                                    episode_seed, record_in_chunks)
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import get_task
 
@@ -205,23 +207,25 @@ def drive_chunk(cfg: NavConfig, first: int, count: int, log=print) -> tuple[list
     return episodes, styles
 
 
-def record_episodes(cfg: NavConfig, out_dir: str | Path, log=print
+def record_episodes(cfg: NavConfig, out_dir: str | Path, log=print, run: ChunkRunner | None = None
                     ) -> tuple[list[CostedTrajectory], list[dict], float]:
     """Every episode, saved in chunks under ``<out>/runs/<task>/nav-seed<s>/``
-    (:func:`dspo_ray.data.scripted.record_in_chunks`: a rerun resumes). Returns the episodes, their
-    styles and the seconds spent driving them."""
+    (:func:`dspo_ray.data.scripted.record_in_chunks`: a rerun resumes), driven by ``run`` (default:
+    one chunk after the other in this process; a chunk is the same wherever it is driven). Returns
+    the episodes, their styles and the seconds spent driving them."""
     cfg = cfg.resolved()
+    run = run or chunks_in_process(lambda first, n: drive_chunk(cfg, first, n, log))
     return record_in_chunks(get_task(cfg.task), _recording_dir(cfg, Path(out_dir)),
-                            cfg.style_settings(), cfg.episodes,
-                            lambda first, n: drive_chunk(cfg, first, n, log), log=log)
+                            cfg.style_settings(), cfg.episodes, run, log=log)
 
 
-def collect_nav(config: NavConfig, out_dir: str | Path, log=print) -> CollectResult:
+def collect_nav(config: NavConfig, out_dir: str | Path, log=print,
+                run: ChunkRunner | None = None) -> CollectResult:
     """Drive, record every episode, drop those above the max cost, thin, write the DSRL file
     ``<dsrl id>-<cost>-<count>.hdf5`` into ``out_dir`` with its ``.json`` summary and ``.png``
     scatter plot (:func:`dspo_ray.data.collect.write_collection`)."""
     cfg = config.resolved()
-    recorded, _, seconds = record_episodes(cfg, out_dir, log=log)
+    recorded, _, seconds = record_episodes(cfg, out_dir, log=log, run=run)
     return write_collection(get_task(cfg.task), recorded, out_dir, keep=cfg.keep,
                             max_cost=cfg.max_cost, config={**asdict(cfg), "driver": "nav", "runs": 1},
                             seconds=seconds, min_safe_share=cfg.min_safe_share,

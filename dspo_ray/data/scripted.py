@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from dspo_ray.data.collect import as_json_value, default_keep
 from dspo_ray.data.dsrl import load_trajectories, write_dsrl
@@ -68,11 +68,27 @@ CHUNK = 25
 DriveChunk = Callable[[int, int], tuple[list[CostedTrajectory], list[dict]]]
 """``drive(first, count)``: episodes ``first .. first + count - 1`` and one style dict each."""
 
+ChunkRunner = Callable[[list[tuple[int, int]]], Iterable[tuple[int, list[CostedTrajectory], list[dict], float]]]
+"""``run(chunks)``: drives every chunk ``(first, count)``, yielding ``(first, episodes, styles,
+seconds)`` for each as it finishes, in any order (the Ray layer's is
+:func:`dspo_ray.distributed.collect.chunks_on_ray`: one chunk per CPU at a time)."""
 
-def record_in_chunks(spec: TaskSpec, folder: Path, settings: dict, episodes: int, drive: DriveChunk,
+
+def chunks_in_process(drive: DriveChunk) -> ChunkRunner:
+    """Drive the chunks one after the other in this process."""
+    def run(chunks: list[tuple[int, int]]) -> Iterator[tuple[int, list, list, float]]:
+        for first, count in chunks:
+            started = time.time()
+            episodes, styles = drive(first, count)
+            yield first, episodes, styles, time.time() - started
+    return run
+
+
+def record_in_chunks(spec: TaskSpec, folder: Path, settings: dict, episodes: int, run: ChunkRunner,
                      log=print, label: str = "drive") -> tuple[list[CostedTrajectory], list[dict], float]:
-    """Episodes ``0 .. episodes - 1``, driven by ``drive`` and saved in chunks of :data:`CHUNK` to
-    ``<folder>/chunk-<first>.hdf5`` (+ ``.json`` with ``settings`` and the styles, written last).
+    """Episodes ``0 .. episodes - 1``, driven by ``run`` (:func:`chunks_in_process`, or on Ray) and
+    saved in chunks of :data:`CHUNK` to ``<folder>/chunk-<first>.hdf5`` (+ ``.json`` with
+    ``settings`` and the styles, written last, each chunk as soon as it is driven).
 
     Chunks already there are reused (a rerun resumes; fewer episodes reuse the first chunks of
     more); a chunk recorded with other ``settings`` (what decides each episode besides its index)
@@ -95,14 +111,11 @@ def record_in_chunks(spec: TaskSpec, folder: Path, settings: dict, episodes: int
             pending.append(first)
     if chunks:
         log(f"[{label} {spec.name}] reusing {len(chunks)} recorded chunk(s) of {CHUNK} episodes in {folder}")
-    for first in pending:  # in order, in this process
-        started = time.time()
-        n = min(CHUNK, episodes - first)
-        eps, sty = drive(first, n)
+    for first, eps, sty, chunk_seconds in run([(f, min(CHUNK, episodes - f)) for f in pending]):
         path = folder / f"chunk-{first:05d}.hdf5"
         write_dsrl(path, eps, compression="gzip")
-        m = {"settings": settings, "first": first, "episodes": n,
-             "seconds": round(time.time() - started, 1), "styles": sty}
+        m = {"settings": settings, "first": first, "episodes": len(eps),
+             "seconds": round(chunk_seconds, 1), "styles": sty}
         write_json_atomic(path.with_suffix(".json"), m)
         chunks[first] = (path, m)
     recorded, styles, seconds = [], [], 0.0

@@ -7,6 +7,10 @@ at once on whatever cluster is there (an embedded local Ray by default), a tqdm 
 ``ray.wait`` hands back finished runs, and each task's dataset is written as soon as its last run
 is in. A run writes its own files atomically on the node that ran it, so the output folder must be
 shared storage on a multi-node cluster (or run each task's collection on one node).
+
+The rule-based drivers (MetaDrive's IDM, the Point Goal navigation controller) need no training:
+:func:`chunks_on_ray` drives their chunks of episodes as Ray tasks, one CPU each, and hands each
+chunk back to the caller, which saves it as it comes (:func:`dspo_ray.data.scripted.record_in_chunks`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import ray
 
 from dspo_ray.data.collect import CollectResult, CollectRun, finish_task, run_collect_run, run_is_finished
+from dspo_ray.data.scripted import ChunkRunner
 
 # on a busy machine the GCS can take longer than Ray's default 30 s to come up
 RAY_ENV = {"RAY_gcs_server_port_wait_time_s": "120"}
@@ -103,3 +108,60 @@ def collect_on_ray(plans: dict[str, list[CollectRun]], out_dir: str | Path, keep
         if started:
             ray.shutdown()
     return results
+
+
+def _chunk_driver(driver: str):
+    """The rule-based driver's chunk function (the collector's driver names: ``idm``, ``nav``)."""
+    if driver == "idm":
+        from dspo_ray.data.metadrive_driver import drive_chunk
+    elif driver == "nav":
+        from dspo_ray.data.nav_driver import drive_chunk
+    else:
+        raise ValueError(f"no rule-based driver {driver!r}: idm (MetaDrive) or nav (Point Goal)")
+    return drive_chunk
+
+
+@ray.remote(num_cpus=1)
+def _drive_chunk_remote(driver: str, cfg, first: int, count: int) -> tuple[list, list, float, list[str]]:
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    lines: list[str] = []  # the chunk's log line goes back to the caller's bar
+    started = time.time()
+    episodes, styles = _chunk_driver(driver)(cfg, first, count, log=lines.append)
+    return episodes, styles, time.time() - started, lines
+
+
+def chunks_on_ray(driver: str, cfg, address: str | None = None, num_cpus: int | None = None,
+                  progress: bool = True) -> ChunkRunner:
+    """A chunk runner (:data:`dspo_ray.data.scripted.ChunkRunner`) that drives every chunk of a
+    rule-based collection (``driver``: ``idm`` or ``nav``; ``cfg``: its DriverConfig or NavConfig)
+    as a Ray task, one CPU each, all in flight at once, on the cluster at ``address`` or an
+    embedded local Ray (started only when there is a chunk to drive, shut down at the end)."""
+    _chunk_driver(driver)  # an unknown driver fails here, before Ray starts
+
+    def run(chunks: list[tuple[int, int]]):
+        if not chunks:
+            return
+        from tqdm import tqdm
+
+        started = start_local_or_join(address, num_cpus)
+        try:
+            pending = {_drive_chunk_remote.remote(driver, cfg, first, count): first
+                       for first, count in chunks}
+            with tqdm(total=len(chunks), desc=f"{cfg.task} chunks", unit="chunk",
+                      disable=not progress) as bar:
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    first = pending.pop(done[0])
+                    episodes, styles, seconds, lines = ray.get(done[0])
+                    bar.update(1)
+                    if lines:
+                        bar.set_postfix_str(lines[-1])
+                    yield first, episodes, styles, seconds
+        finally:
+            if started:
+                ray.shutdown()
+    return run
