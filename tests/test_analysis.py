@@ -13,6 +13,7 @@ from dspo_ray.analysis import (average_ranks, choose_configurations, oracle_tabl
                                stage1_frame, table1, table2)
 
 ROOT = Path(__file__).resolve().parents[1]
+DSPO_TUNED = "dspo (tuned on eval)"  # crafted_trials' DSPO: two configurations, chosen on the evaluation
 
 
 def crafted_trials() -> pd.DataFrame:
@@ -45,14 +46,27 @@ def crafted_trials() -> pd.DataFrame:
 def test_safe_low_reward_outranks_unsafe_high_reward():
     cells = rank_methods(choose_configurations(crafted_trials()))
     rank = {(r.task, r.method): r.rank for r in cells.itertuples()}
-    assert rank[("CarCircle", "dspo")] == 1      # safe config b (0.4) chosen over unsafe a (0.8)
+    assert rank[("CarCircle", DSPO_TUNED)] == 1      # safe config b (0.4) chosen over unsafe a (0.8)
     assert rank[("CarCircle", "timid")] == 2     # safe 0.22
     assert rank[("CarCircle", "greedy")] == 3    # unsafe 0.925: last despite the highest reward
     assert rank[("DroneRun", "greedy")] == 1     # both safe: higher reward wins
     avg = average_ranks(cells)
     assert avg.loc["BulletGym", "greedy"] == 2.0 and avg.loc["BulletGym", "timid"] == 2.0
-    chosen = cells.set_index(["task", "method"]).loc[("CarCircle", "dspo")]
+    chosen = cells.set_index(["task", "method"]).loc[("CarCircle", DSPO_TUNED)]
     assert chosen.group == "dspo/b" and chosen.safe
+
+
+def test_a_tuned_sweep_gets_its_own_labelled_column_beside_a_fixed_one():
+    """Table 1's columns (a) and (b): one configuration per task (fixed in advance) and the best of
+    several by the simulator's evaluation, which sees costs: two columns, the second labelled."""
+    t = crafted_trials().assign(sweep="tuned")
+    fixed = t[t["group"] == "dspo/a"].assign(sweep="fixed", group="dspo/0")
+    cells = choose_configurations(pd.concat([fixed, t], ignore_index=True)).set_index(["task", "method"])
+    assert cells.loc[("CarCircle", "dspo"), "reward_mean"] == pytest.approx(0.8)  # the fixed one
+    assert cells.loc[("CarCircle", DSPO_TUNED), "group"] == "dspo/b"
+    assert ("CarCircle", "timid") in cells.index  # one configuration: no label
+    md = table1(pd.concat([fixed, t], ignore_index=True))
+    assert "| dspo | dspo (tuned on eval) |" in md and "sees the simulator's costs" in md
 
 
 def test_partial_results_are_flagged_not_hidden():
@@ -132,7 +146,7 @@ def test_oracle_runs_only_in_their_own_table():
     bc = t[t["method"] == "timid"].assign(method="bc_safe")
     t = pd.concat([t, oracle.assign(**{"diagnostic/oracle_signal": 1}), bc], ignore_index=True)
     chosen = choose_configurations(t).set_index(["task", "method"])
-    assert chosen.loc[("CarCircle", "dspo"), "group"] == "dspo/b"  # the oracle is never chosen
+    assert chosen.loc[("CarCircle", DSPO_TUNED), "group"] == "dspo/b"  # the oracle is never chosen
     assert "0.99" not in table1(t)
     md = oracle_table(t)
     assert "DSPO (oracle signal, upper bound)" in md and "**0.99 ± 0.00 / 0.10 ± 0.00**" in md
@@ -190,10 +204,11 @@ def test_an_oracle_sweeps_summary_shows_its_runs_apart():
     t = crafted_trials()
     t = t[t["method"] == "dspo"].assign(**{"diagnostic/oracle_signal": 1})
     summary = sweep_summary(t)
-    assert list(summary["method"]) == ["dspo (oracle signal)"] and summary["seeds"].iloc[0] == 2
+    assert list(summary["method"]) == ["dspo (oracle signal) (tuned on eval)"]
+    assert summary["seeds"].iloc[0] == 2
     mixed = sweep_summary(pd.concat([crafted_trials(), t], ignore_index=True)).set_index(["method", "task"])
-    assert mixed.loc[("dspo", "CarCircle"), "group"] == "dspo/b"
-    assert ("dspo (oracle signal)", "CarCircle") in mixed.index
+    assert mixed.loc[(DSPO_TUNED, "CarCircle"), "group"] == "dspo/b"
+    assert ("dspo (oracle signal) (tuned on eval)", "CarCircle") in mixed.index
 
 
 def test_table2_names_every_stage1_variant_and_option():

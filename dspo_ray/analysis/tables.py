@@ -59,15 +59,37 @@ def is_oracle(trials: pd.DataFrame) -> pd.Series:
     return trials[ORACLE].fillna(0).astype(float) == 1
 
 
+TUNED_SUFFIX = " (tuned on eval)"
+"""Appended to a method whose sweep ran several configurations of it on a task: the table shows
+the one with the best simulator evaluation, a choice that sees the simulator's costs."""
+
+
+def label_tuned(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with :data:`TUNED_SUFFIX` appended to the method of every (sweep, method) that
+    holds more than one configuration (group) on some task. Such a cell's result is chosen on the
+    simulator's evaluation, which sees costs, so the table says so; and a tuned sweep combined with
+    a fixed one (one configuration per task, e.g. Table 1's column (a)) gets its own column."""
+    trials = trials.copy()
+    if trials.empty:
+        return trials
+    sweep = trials["sweep"] if "sweep" in trials else pd.Series("", index=trials.index)
+    configurations = trials.groupby([sweep.rename("_sweep"), "method", "task"])["group"].nunique()
+    tuned = {(s, m) for (s, m, _), n in configurations.items() if n > 1}
+    trials["method"] = [m + TUNED_SUFFIX if (s, m) in tuned else m
+                        for s, m in zip(sweep, trials["method"])]
+    return trials
+
+
 def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, task): the chosen group's seeds aggregated.
+    """One row per (method, task): the chosen group's seeds aggregated. A method with several
+    configurations on a task in its sweep is named ``<method> (tuned on eval)`` (:func:`label_tuned`).
 
     Columns: method, task, suite, group, reward_mean, reward_std, cost_mean, cost_std, seeds
     (finished), seeds_expected, failed, safe, objective (the group's mean), config (the group's
     sampled hyperparameters as JSON), policy (the policy file of the chosen group's best seed by
     objective; None when no trial reported one).
     """
-    trials = trials[~is_oracle(trials)].copy()  # a diagnostic, never a candidate
+    trials = label_tuned(trials[~is_oracle(trials)])  # an oracle run is a diagnostic, never a candidate
     for column in (REWARD, COST, OBJECTIVE):  # a sweep where no trial was evaluated yet
         if column not in trials:
             trials[column] = np.nan
@@ -118,8 +140,8 @@ def sweep_summary(trials: pd.DataFrame) -> pd.DataFrame:
         rows["method"] = rows["method"] + ORACLE_METHOD_SUFFIX
         summary = pd.concat([summary, choose_configurations(rows)], ignore_index=True)
         # a cell whose trials are all oracle runs has no learned result: drop its empty row
-        learned = set(zip(trials.loc[~oracle, "method"], trials.loc[~oracle, "task"]))
-        summary = summary[[(m, t) in learned or m.endswith(ORACLE_METHOD_SUFFIX)
+        learned = set(zip(label_tuned(trials[~oracle])["method"], trials.loc[~oracle, "task"]))
+        summary = summary[[(m, t) in learned or ORACLE_METHOD_SUFFIX in m
                            for m, t in zip(summary["method"], summary["task"])]]
     return summary.reset_index(drop=True)
 
@@ -198,7 +220,9 @@ def table1(trials: pd.DataFrame, fmt: str = "md") -> str:
     return _render_table(fmt, ["Task", *methods], body, caption=(
         "Normalised reward / normalised cost (mean ± std over seeds). Safe results (mean normalised cost <= 1) "
         "are bold; unsafe ones are grey (flagged 'unsafe' in Markdown); the best safe result "
-        "of each task is blue (★ in Markdown). Ranks: safe above unsafe, then higher reward."))
+        "of each task is blue (★ in Markdown). Ranks: safe above unsafe, then higher reward. "
+        f"A method marked '{TUNED_SUFFIX.strip()}' is the best of several configurations by the "
+        "simulator's evaluation, a choice that sees the simulator's costs."))
 
 
 def _mean_std(values: pd.Series) -> tuple[float, float, int]:
