@@ -33,6 +33,7 @@ def variant_name(d) -> str:
     name += "-batchvclub" if d.return_agnostic and d.vclub_samples == "batch" else ""
     name += "-nnpu" if d.pu_loss == "nnpu" else ""
     name += "-minwin" if d.score_reduction == "min_window" else ""
+    name += "-rerank" if d.signal_rerank == "within_return" else ""
     return name
 
 

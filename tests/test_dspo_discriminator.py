@@ -6,7 +6,8 @@ import torch
 
 from dspo_ray.data import HiddenTruth
 from dspo_ray.dspo.config import DiscriminatorConfig
-from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
+from dspo_ray.dspo.discriminator import (auroc_at_equal_return, discriminator_metrics,
+                                         heldout_demo_metrics, rerank_within_return,
                                          load_discriminator, return_bins, score_trajectories,
                                          train_discriminator)
 from dspo_ray.metrics import reads_hidden_truth
@@ -169,7 +170,62 @@ def test_metrics_match_sklearn_and_hand_computed_values():
     assert m["neg_return/auroc"] == pytest.approx(roc_auc_score(safe, neg)) == 1.0
     assert m["neg_return/average_precision"] == pytest.approx(average_precision_score(safe, neg))
     assert m["discriminator/unlabelled_safe_fraction"] == 0.5
-    assert all(reads_hidden_truth(k) for k in m)
+    # at equal return: each (safe, unsafe) pair weighted by a Gaussian kernel on the return gap
+    z = (returns[3:] - returns[3:].mean()) / returns[3:].std()
+    num = den = 0.0
+    for i in np.flatnonzero(safe):
+        for j in np.flatnonzero(~safe):
+            w = np.exp(-0.5 * ((z[i] - z[j]) / 0.1) ** 2)
+            num, den = num + w * (unl[i] > unl[j]), den + w
+    assert m["discriminator/auroc_at_equal_return"] == pytest.approx(num / den)
+    # a wide kernel weighs every pair alike: the plain AUROC
+    assert auroc_at_equal_return(unl, safe, returns[3:], width=1e6) == pytest.approx(10 / 16)
+    assert m["stage1/signal_return_corr"] == pytest.approx(np.corrcoef(unl, returns[3:])[0, 1])
+    # every metric but the signal-return correlation reads the truth (that one needs no costs)
+    assert all(reads_hidden_truth(k) for k in m if k != "stage1/signal_return_corr")
+    assert not reads_hidden_truth("stage1/signal_return_corr")
+
+
+def test_rerank_within_return_makes_a_confounded_signal_return_agnostic():
+    """A signal that knows safety but also rises with the return, on data where safety falls with
+    the return: re-ranked within its return it no longer follows the return, keeps its order among
+    trajectories of equal return, and ranks safety better overall. Signals and returns only."""
+    import inspect
+
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    returns = rng.uniform(0, 1, 1500)
+    safe = rng.uniform(size=1500) < 1 / (1 + np.exp(6 * (returns - 0.5)))
+    signal = safe + 3 * returns + rng.normal(0, 0.5, 1500)
+    reference = np.ones(1500, bool)
+    reference[:15] = False  # like demonstrations: re-ranked against the others
+    reranked = rerank_within_return(signal, returns, reference)
+    assert abs(np.corrcoef(signal, returns)[0, 1]) > 0.6
+    assert abs(np.corrcoef(reranked, returns)[0, 1]) < 0.05
+    assert 0 <= reranked.min() and reranked.max() <= 1
+    assert auroc_at_equal_return(reranked, safe, returns) == pytest.approx(
+        auroc_at_equal_return(signal, safe, returns), abs=0.02)
+    assert roc_auc_score(safe, reranked) > roc_auc_score(safe, signal) + 0.2
+    assert list(inspect.signature(rerank_within_return).parameters) == [
+        "signals", "returns", "reference", "width"]
+
+
+def test_auroc_at_equal_return_gives_a_return_follower_no_credit():
+    """Safety depends on the return, and on nothing else the scores see: ranking by negative
+    return scores high on the plain AUROC and near 0.5 at equal return; a score that carries
+    the safety itself (with noise, independent of the return) scores alike on both."""
+    rng = np.random.default_rng(0)
+    returns = rng.uniform(0, 1, 2000)
+    safe = rng.uniform(size=2000) < 1 / (1 + np.exp(12 * (returns - 0.5)))
+    rule, informed = -returns, safe + rng.normal(0, 0.7, 2000)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(safe, rule) > 0.85
+    assert 0.5 <= auroc_at_equal_return(rule, safe, returns) < 0.6  # what is left: the kernel's width
+    assert auroc_at_equal_return(informed, safe, returns) == pytest.approx(
+        roc_auc_score(safe, informed), abs=0.05)
+    assert np.isnan(auroc_at_equal_return(rule, np.ones(2000, bool), returns))
 
 
 def test_metrics_one_class_unlabelled_set_gives_nan_rankings():

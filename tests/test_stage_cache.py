@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,6 +76,8 @@ def test_keys_change_with_what_each_stage_reads(carcircle_dataset, monkeypatch):
     assert changed(**{"split.seed": 1}) == every and changed(seed=1) == every
     assert changed(**{"diffusion.steps": 11}) == ["diffusion", "generation", "bc"]
     assert changed(**{"diffusion.guidance_weight": 1.0}) == ["generation", "bc"]
+    # re-ranking the signal reuses the trained discriminator
+    assert changed(**{"discriminator.signal_rerank": "within_return"}) == every[1:]
     assert changed(**{"generation.safety_condition": 0.9}) == ["generation", "bc"]
     assert changed(**{"bc.steps": 51}) == ["bc"]
     assert changed(dataclasses.replace(tiny_config(carcircle_dataset), eval_workers=2,
@@ -136,6 +139,19 @@ def test_runs_share_stages_through_the_cache(carcircle_dataset, tmp_path, capsys
                        if k not in ("time/evaluation_s", "time/total_s")}, nan_ok=True)
     saved = json.loads((tmp_path / "again" / "result.json").read_text())
     assert untimed(saved) == pytest.approx(untimed(first), nan_ok=True)
+
+    # the signal re-ranked within its return: the trained discriminator is reused, and the labels
+    # are the first run's signals re-ranked against the unlabelled trajectories
+    from dspo_ray.dspo.discriminator import rerank_within_return
+
+    runner = RecordingRunner()
+    run_dspo(tiny_config(carcircle_dataset, **{"discriminator.signal_rerank": "within_return"}),
+             tmp_path / "rerank", runner=runner, stage_cache=cache)
+    assert runner.stages == ["diffusion", "bc"] and reused(capsys.readouterr().out) == ["discriminator"]
+    with np.load(tmp_path / "rerank" / "labels.npz") as r, np.load(tmp_path / "first" / "labels.npz") as f:
+        expected = rerank_within_return(f["safety_signal"], f["returns"], ~f["is_demo"])
+        np.testing.assert_allclose(r["safety_signal"], expected)
+        assert not np.allclose(r["safety_signal"], f["safety_signal"])
 
     # a discriminator setting differs: nothing can be reused
     runner = RecordingRunner()

@@ -33,14 +33,17 @@ FORMATS = ("md", "latex", "html", "csv")
 # Table 2's columns: the ranking metrics first, then the paper's threshold metrics (at 0.5 and at
 # the paper's rule, threshold = the smallest signal of a demonstration), then the label-free one
 DISCRIMINATOR_METRICS = {
-    "discriminator/auroc": "AUROC", "discriminator/average_precision": "Avg. Precision",
+    "discriminator/auroc": "AUROC", "discriminator/auroc_at_equal_return": "AUROC at equal return",
+    "discriminator/average_precision": "Avg. Precision",
     "discriminator/pearson": "Pearson Corr.",
     "discriminator/recall": "Recall", "discriminator/precision": "Precision",
     "discriminator/accuracy": "Accuracy", "discriminator/f1": "F1 Score",
     "discriminator/recall@demo_min": "Recall (demo-min)", "discriminator/f1@demo_min": "F1 (demo-min)",
+    "stage1/signal_return_corr": "Signal-return corr. (label-free)",
     "stage1/heldout_demo_auroc": "Held-out demo AUROC (label-free)",
     "stage1/heldout_demo_auroc_return_matched": "Held-out demo AUROC, return-matched (label-free)"}
 NEG_RETURN_METRICS = {"neg_return/auroc": "discriminator/auroc",
+                      "neg_return/auroc_at_equal_return": "discriminator/auroc_at_equal_return",
                       "neg_return/average_precision": "discriminator/average_precision",
                       "neg_return/pearson": "discriminator/pearson"}
 """The negative-return rule's metrics, and the Table 2 column each goes in."""

@@ -388,6 +388,55 @@ def ranking_metrics(scores: np.ndarray, positive: np.ndarray) -> tuple[float, fl
             float(average_precision_score(positive, scores)))
 
 
+EQUAL_RETURN_WIDTH = 0.1
+"""Kernel width of :func:`auroc_at_equal_return`, in standard deviations of the returns (the
+width of the return-matched negatives' kernel)."""
+
+
+def auroc_at_equal_return(scores: np.ndarray, positive: np.ndarray, returns: np.ndarray,
+                          width: float = EQUAL_RETURN_WIDTH) -> float:
+    """AUROC over the (positive, negative) pairs of near-equal return: each pair's comparison
+    weighted by ``exp(-d^2 / 2 width^2)``, ``d`` their return difference in standard deviations of
+    ``returns`` (ties count half). NaN with one class only.
+
+    It asks what a return-agnostic signal is for: which of two trajectories of the same return is
+    the safe one. A score that only follows the return, like the negative-return rule, gets about
+    0.5 however well it ranks overall; the plain AUROC credits it with how strongly safety and
+    return are related in the data."""
+    scores, returns = np.asarray(scores, dtype=float), np.asarray(returns, dtype=float)
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
+        return math.nan
+    z = (returns - returns.mean()) / (returns.std() or 1.0)
+    weight = np.exp(-0.5 * ((z[positive][:, None] - z[~positive][None, :]) / width) ** 2)
+    pos, neg = scores[positive][:, None], scores[~positive][None, :]
+    wins = (pos > neg) + 0.5 * (pos == neg)
+    return float((weight * wins).sum() / weight.sum()) if weight.sum() > 0 else math.nan
+
+
+def rerank_within_return(signals: np.ndarray, returns: np.ndarray, reference: np.ndarray,
+                         width: float = EQUAL_RETURN_WIDTH) -> np.ndarray:
+    """Each trajectory's signal replaced by its percentile among the ``reference`` trajectories
+    (the unlabelled ones) of near-equal return: the kernel-weighted share of them with a lower
+    signal (ties half), the kernel ``exp(-d^2 / 2 width^2)`` on the return gap ``d`` in standard
+    deviations of the reference's returns. From signals and returns alone (no costs).
+
+    The result is return-agnostic by construction (at every return the reference's percentiles
+    spread evenly over [0, 1]) and keeps the signal's order among trajectories of equal return."""
+    signals, returns = np.asarray(signals, dtype=float), np.asarray(returns, dtype=float)
+    reference = np.asarray(reference, dtype=bool)
+    ref_returns = returns[reference]
+    z = (returns - ref_returns.mean()) / (ref_returns.std() or 1.0)
+    z_ref, s_ref = z[reference], signals[reference]
+    out = np.empty(len(signals))
+    for lo in range(0, len(signals), 1024):  # bounded memory: 1024 x |reference| at a time
+        weight = np.exp(-0.5 * ((z[lo:lo + 1024, None] - z_ref[None, :]) / width) ** 2)
+        s = signals[lo:lo + 1024, None]
+        below = (s_ref[None, :] < s) + 0.5 * (s_ref[None, :] == s)
+        out[lo:lo + 1024] = (weight * below).sum(1) / np.maximum(weight.sum(1), 1e-300)
+    return out
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or a.std() == 0 or b.std() == 0:
@@ -422,13 +471,18 @@ def discriminator_metrics(signals: np.ndarray, is_demo: np.ndarray, truth: Hidde
     * the same five with ``@demo_min``: the paper's rule, safe when the signal is >= the smallest
       signal given to a demonstration (every demonstration, held out or not);
     * ``discriminator/unlabelled_safe_fraction``;
+    * given ``returns``: ``discriminator/auroc_at_equal_return`` (:func:`auroc_at_equal_return`:
+      safe vs unsafe among trajectories of near-equal return), and ``stage1/signal_return_corr``,
+      the signal's Pearson correlation with the return over the unlabelled trajectories (no
+      truth: the return-agnostic term aims at 0);
     * the negative-return rule (score = -return: lower return ranks safer), threshold-free only:
-      ``neg_return/auroc``, ``neg_return/average_precision``, ``neg_return/pearson``. (Its
+      ``neg_return/auroc``, ``neg_return/average_precision``, ``neg_return/pearson``,
+      ``neg_return/auroc_at_equal_return``. (Its
       "smallest score of a demonstration" threshold would be -(best demo return), which with
       top-return demonstrations calls almost everything safe; so no threshold metrics.)
 
     The only code of DSPO that reads the hidden truth: for reporting, never for training or
-    selection (every key is under HIDDEN_TRUTH_PREFIXES).
+    selection (every key but ``stage1/signal_return_corr`` is under HIDDEN_TRUTH_PREFIXES).
     """
     signals, is_demo = np.asarray(signals, dtype=float), np.asarray(is_demo, dtype=bool)
     unlabelled = signals[~is_demo]
@@ -447,10 +501,16 @@ def discriminator_metrics(signals: np.ndarray, is_demo: np.ndarray, truth: Hidde
                     for k, v in threshold_metrics(unlabelled >= demo_min, safe).items()})
     out["discriminator/unlabelled_safe_fraction"] = float(safe.mean()) if len(safe) else math.nan
     if returns is not None:
-        neg = -np.asarray(returns, dtype=float)[~is_demo]
+        unlabelled_returns = np.asarray(returns, dtype=float)[~is_demo]
+        neg = -unlabelled_returns
+        out["discriminator/auroc_at_equal_return"] = auroc_at_equal_return(unlabelled, safe,
+                                                                           unlabelled_returns)
+        out["stage1/signal_return_corr"] = _pearson(unlabelled, unlabelled_returns)
         auroc, ap = ranking_metrics(neg, safe)
         out.update({"neg_return/auroc": auroc, "neg_return/average_precision": ap,
-                    "neg_return/pearson": _pearson(neg, safe)})
+                    "neg_return/pearson": _pearson(neg, safe),
+                    "neg_return/auroc_at_equal_return": auroc_at_equal_return(neg, safe,
+                                                                              unlabelled_returns)})
     return out
 
 

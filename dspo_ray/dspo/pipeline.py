@@ -43,11 +43,11 @@ import torch
 from dspo_ray.config import ConfigError, to_dict
 from dspo_ray.data import CostLabelFreeData, HiddenTruth, load_task_data, task_dataset_file
 from dspo_ray.dspo.bc import policy_from_artefact, train_bc
-from dspo_ray.dspo.config import STAGES, DiffusionConfig, DSPOConfig
+from dspo_ray.dspo.config import STAGES, DiffusionConfig, DiscriminatorConfig, DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
-                                         load_discriminator, score_trajectories,
-                                         train_discriminator)
+                                         load_discriminator, rerank_within_return,
+                                         score_trajectories, train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.stage_cache import StageCache, artefact_key, file_identity, settings_values
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
@@ -170,6 +170,8 @@ def label_trajectories(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[st
                               weights_only=False)
         # scored as the artefact's config says (window, reduction)
         signals = score_trajectories(load_discriminator(artefact), trajectories, device=run.device)
+        if config.discriminator.signal_rerank == "within_return":
+            signals = rerank_within_return(signals, trajectories.returns, reference=~is_demo)
         out.update(heldout_demo_metrics(signals, is_demo, heldout, trajectories.returns))
     labels = dict(safety_signal=signals, returns=trajectories.returns, is_demo=is_demo,
                   lengths=trajectories.lengths, heldout_demo=heldout)
@@ -221,16 +223,20 @@ def save_model(path: Path, artefact: Any) -> None:
 
 # What each stage reads, from its code above: the data and split (task, dataset, split.*, plus
 # holdout_demos and split.seed for the held-out demonstrations), the seed, its own section. Labels
-# read only what stage 1 already does (the discriminator's scoring window and reduction,
-# label_threshold, the split's cost limit for the reported metrics, stage1_oracle). Diffusion
+# read what stage 1 already does (the discriminator's scoring window and reduction,
+# label_threshold, the split's cost limit for the reported metrics, stage1_oracle) and
+# discriminator.signal_rerank, which training the discriminator does not read. Diffusion
 # training reads every diffusion.* but guidance_weight, which only sampling (generation) reads.
+DISCRIMINATOR_TRAINING_SETTINGS = tuple(f"discriminator.{f.name}" for f in fields(DiscriminatorConfig)
+                                        if f.name != "signal_rerank")
 DIFFUSION_TRAINING_SETTINGS = tuple(f"diffusion.{f.name}" for f in fields(DiffusionConfig)
                                     if f.name != "guidance_weight")
 TRAINING_STAGES = (
     Stage("discriminator", "discriminator.pt", train_stage1, save_model,
           settings=("task", "dataset", "split", "seed", "holdout_demos", "stage1_oracle",
-                    "discriminator"), skipped_by_oracle=True),
-    Stage("labels", "labels.npz", label_trajectories, save_generated),  # the atomic npz writer
+                    *DISCRIMINATOR_TRAINING_SETTINGS), skipped_by_oracle=True),
+    Stage("labels", "labels.npz", label_trajectories, save_generated,  # the atomic npz writer
+          settings=("discriminator.signal_rerank",)),
     Stage("diffusion", "diffusion.pt", train_stage2, save_model,
           settings=DIFFUSION_TRAINING_SETTINGS),
     Stage("generation", "generated.npz", generate_windows, save_generated,
