@@ -16,7 +16,8 @@ stage-1 variant (mean over seeds), on the unlabelled set:
   within_return``, ``dspo_ray.dspo.discriminator.rerank_within_return``): each trajectory's signal
   replaced by its percentile among the unlabelled trajectories of near-equal return, from signals
   and returns alone. It removes the signal's return dependence by construction; the column shows
-  what that does to the plain AUROC.
+  what that does to the plain AUROC. And ``within_return_if_rising``: re-ranked only where the
+  signal rises with the return (per run, from signals and returns alone).
 
 and the negative-return rule's AUROC and AUROC at equal return beside them. Output:
 docs/results/stage1_equal_return.md.
@@ -31,7 +32,7 @@ from stage1_selection_check import variant_name
 
 from dspo_ray.data import load_task_data
 from dspo_ray.dspo.config import load_dspo_config
-from dspo_ray.dspo.discriminator import auroc_at_equal_return, rerank_within_return
+from dspo_ray.dspo.discriminator import auroc_at_equal_return, rerank_signals
 
 
 def main(folders: list[str]) -> None:
@@ -59,22 +60,24 @@ def main(folders: list[str]) -> None:
                      "auroc": roc_auc_score(safe, s),
                      "equal": auroc_at_equal_return(s, safe, r),
                      "corr": float(np.corrcoef(s, r)[0, 1]),
-                     # the labels stage's discriminator.signal_rerank: within_return
-                     "reranked": roc_auc_score(safe, rerank_within_return(all_s, all_r, ~demo)[~demo]),
+                     # the labels stage's discriminator.signal_rerank
+                     **{name: roc_auc_score(safe, rerank_signals(all_s, all_r, demo, mode)[~demo])
+                        for name, mode in (("reranked", "within_return"),
+                                           ("if_rising", "within_return_if_rising"))},
                      "rule": roc_auc_score(safe, -r),
                      "rule_equal": auroc_at_equal_return(-r, safe, r),
                      "safe_share": float(safe.mean())})
     print("| task (unlabelled safe share) | stage-1 variant | seeds | AUROC | AUROC at equal return | "
-          "signal-return corr. | AUROC re-ranked within return |")
-    print("|---|---|---|---|---|---|---|")
+          "signal-return corr. | AUROC re-ranked within return | AUROC re-ranked if rising |")
+    print("|---|---|---|---|---|---|---|---|")
     for task in sorted({r["task"] for r in rows}):
         t = [r for r in rows if r["task"] == task]
         for variant in sorted({r["variant"] for r in t}):
             v = [r for r in t if r["variant"] == variant]
-            cells = [f"{np.mean([r[k] for r in v]):.3f}" for k in ("auroc", "equal", "corr", "reranked")]
+            cells = [f"{np.mean([r[k] for r in v]):.3f}" for k in ("auroc", "equal", "corr", "reranked", "if_rising")]
             print(f"| {task} ({t[0]['safe_share']:.0%}) | {variant} | {len(v)} | " + " | ".join(cells) + " |")
         print(f"| {task} ({t[0]['safe_share']:.0%}) | negative-return rule | - | {t[0]['rule']:.3f} | "
-              f"{t[0]['rule_equal']:.3f} | -1 | - |")
+              f"{t[0]['rule_equal']:.3f} | -1 | - | - |")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ def variant_name(d) -> str:
     name += "-batchvclub" if d.return_agnostic and d.vclub_samples == "batch" else ""
     name += "-nnpu" if d.pu_loss == "nnpu" else ""
     name += "-minwin" if d.score_reduction == "min_window" else ""
-    name += "-rerank" if d.signal_rerank == "within_return" else ""
+    name += {"none": "", "within_return": "-rerank", "within_return_if_rising": "-rerank-if-rising"}[
+        d.signal_rerank]
     return name
 
 

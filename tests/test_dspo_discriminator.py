@@ -7,7 +7,8 @@ import torch
 from dspo_ray.data import HiddenTruth
 from dspo_ray.dspo.config import DiscriminatorConfig
 from dspo_ray.dspo.discriminator import (auroc_at_equal_return, discriminator_metrics,
-                                         heldout_demo_metrics, rerank_within_return,
+                                         heldout_demo_metrics, rerank_signals,
+                                         rerank_within_return,
                                          load_discriminator, return_bins, score_trajectories,
                                          train_discriminator)
 from dspo_ray.metrics import reads_hidden_truth
@@ -209,6 +210,19 @@ def test_rerank_within_return_makes_a_confounded_signal_return_agnostic():
     assert roc_auc_score(safe, reranked) > roc_auc_score(safe, signal) + 0.2
     assert list(inspect.signature(rerank_within_return).parameters) == [
         "signals", "returns", "reference", "width"]
+    # the labels stage's modes: a rising signal is re-ranked by both, a falling one only by
+    # within_return; none leaves it alone
+    is_demo = ~reference
+    np.testing.assert_allclose(rerank_signals(signal, returns, is_demo, "within_return_if_rising"),
+                               reranked)
+    falling = safe - 3 * returns + rng.normal(0, 0.5, 1500)
+    np.testing.assert_array_equal(rerank_signals(falling, returns, is_demo, "within_return_if_rising"),
+                                  falling)
+    assert abs(np.corrcoef(rerank_signals(falling, returns, is_demo, "within_return"),
+                           returns)[0, 1]) < 0.05
+    np.testing.assert_array_equal(rerank_signals(signal, returns, is_demo, "none"), signal)
+    with pytest.raises(ValueError, match="signal_rerank 'sideways'"):
+        rerank_signals(signal, returns, is_demo, "sideways")
 
 
 def test_auroc_at_equal_return_gives_a_return_follower_no_credit():

@@ -112,17 +112,19 @@ class DiscriminatorConfig:
     windows find shorter unsafe stretches; the mean reduction does not depend on it."""
     gradient_penalty: float = bounded(0.0, ge=0)
     """Coefficient of (|grad|-1)^2 at interpolated inputs ('w/ gp' ablation of Table 2); 0: off."""
-    signal_rerank: Literal["none", "within_return"] = "none"
-    """What the labels stage does with the trained discriminator's signals. ``none``: the signal
-    as scored (the paper). ``within_return``: each trajectory's signal replaced by its percentile
-    among the unlabelled trajectories of near-equal return (a Gaussian kernel 0.1 std of the
-    returns wide, :func:`~dspo_ray.dspo.discriminator.rerank_within_return`), from signals and
-    returns alone. That makes the signal return-agnostic by construction (correlation with the
-    return near 0), which the vCLUB term does not achieve on our data. Measured offline on the
-    Table 2 runs (docs/results/stage1.md, "Right about safety, confounded by the return"): the
-    AUROC rises where the signal followed the return (AntRun MLP + matched 0.55 -> 0.65) and falls
-    where its differences between returns were informative (hardsparse 0.97 -> 0.81). Only the
-    labels stage reads it: changing it reuses a trained discriminator (stage cache)."""
+    signal_rerank: Literal["none", "within_return", "within_return_if_rising"] = "none"
+    """What the labels stage does with the trained discriminator's signals
+    (:func:`~dspo_ray.dspo.discriminator.rerank_signals`). ``none``: the signal as scored (the
+    paper). ``within_return``: each trajectory's signal replaced by its percentile among the
+    unlabelled trajectories of near-equal return (a Gaussian kernel 0.1 std of the returns wide),
+    from signals and returns alone: return-agnostic by construction (correlation with the return
+    near 0), which the vCLUB term does not achieve on our data. ``within_return_if_rising``: only
+    when the signal rises with the return over the unlabelled trajectories, the direction in which
+    top-return demonstrations bias it. Measured offline on the Table 2 runs (docs/results/stage1.md,
+    "Right about safety, confounded by the return"): ``within_return`` lifts the AUROC where the
+    signal followed the return (AntRun MLP + matched 0.55 -> 0.65) and lowers it where its
+    differences between returns were informative (hardsparse 0.97 -> 0.81). Only the labels stage
+    reads it: changing it reuses a trained discriminator (stage cache)."""
     label_threshold: float = bounded(0.5, gt=0, lt=1)
     """Signal above which a trajectory counts as safe in the metrics (balanced training: 0.5)."""
     grad_clip: float = bounded(1.0, gt=0)

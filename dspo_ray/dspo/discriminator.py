@@ -437,6 +437,26 @@ def rerank_within_return(signals: np.ndarray, returns: np.ndarray, reference: np
     return out
 
 
+SIGNAL_RERANKS = ("none", "within_return", "within_return_if_rising")
+
+
+def rerank_signals(signals: np.ndarray, returns: np.ndarray, is_demo: np.ndarray,
+                   mode: str) -> np.ndarray:
+    """The labels stage's ``discriminator.signal_rerank``: ``none`` (the signals as scored),
+    ``within_return`` (:func:`rerank_within_return` against the unlabelled trajectories), or
+    ``within_return_if_rising``: re-ranked only when the signal rises with the return over the
+    unlabelled trajectories (positive Pearson correlation). The demonstrations are the
+    highest-return safe trajectories, so a rising trend is the direction in which that selection
+    biases the signal; a falling one goes against the bias and is kept. Signals and returns only."""
+    if mode not in SIGNAL_RERANKS:
+        raise ValueError(f"signal_rerank {mode!r}: one of {', '.join(SIGNAL_RERANKS)}")
+    is_demo = np.asarray(is_demo, dtype=bool)
+    if mode == "none" or (mode == "within_return_if_rising"
+                          and not _pearson(signals[~is_demo], np.asarray(returns)[~is_demo]) > 0):
+        return np.asarray(signals, dtype=float)
+    return rerank_within_return(signals, returns, reference=~is_demo)
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or a.std() == 0 or b.std() == 0:

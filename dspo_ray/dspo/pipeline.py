@@ -46,7 +46,7 @@ from dspo_ray.dspo.bc import policy_from_artefact, train_bc
 from dspo_ray.dspo.config import STAGES, DiffusionConfig, DiscriminatorConfig, DSPOConfig
 from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
-                                         load_discriminator, rerank_within_return,
+                                         load_discriminator, rerank_signals,
                                          score_trajectories, train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.stage_cache import StageCache, artefact_key, file_identity, settings_values
@@ -170,8 +170,8 @@ def label_trajectories(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[st
                               weights_only=False)
         # scored as the artefact's config says (window, reduction)
         signals = score_trajectories(load_discriminator(artefact), trajectories, device=run.device)
-        if config.discriminator.signal_rerank == "within_return":
-            signals = rerank_within_return(signals, trajectories.returns, reference=~is_demo)
+        signals = rerank_signals(signals, trajectories.returns, is_demo,
+                                 config.discriminator.signal_rerank)
         out.update(heldout_demo_metrics(signals, is_demo, heldout, trajectories.returns))
     labels = dict(safety_signal=signals, returns=trajectories.returns, is_demo=is_demo,
                   lengths=trajectories.lengths, heldout_demo=heldout)
