@@ -126,7 +126,10 @@ RECIPES: dict[str, DatasetRecipe] = {r.task: r for r in [
                   measured="the shared 2-core machine at load average 4-6 beside two collections and "
                            "a sweep, driving time from the sidecar (3473 s, 5.1-6.3 s per episode; "
                            "/usr/bin/time 58:02, 2026-12-01)"),
-    DatasetRecipe("mediummean", episodes=600, driver="idm"),
+    DatasetRecipe("mediummean", episodes=600, driver="idm", wall_minutes=20,
+                  measured="the shared 2-core machine beside a Table 1 sweep (the sweep's trials at "
+                           "nice 15), driving in one process (--no-ray), /usr/bin/time 20:19, "
+                           "1212 s of driving (2.0 s per episode), 2026-12-01"),
     # the rule-based navigation driver (dspo_ray/data/nav_driver.py): PPO needs millions of steps here
     DatasetRecipe("PointGoal1", episodes=1100, min_safe_share=0.3, driver="rule", wall_minutes=38,
                   measured="the shared 2-core machine at load average 3-6, driving time from the "
