@@ -54,9 +54,10 @@ CURVE_PREFIXES = ("losses/", "stage1/", "eval/")
 
 
 def learning_curves(reports: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Per task: every training scalar (``losses/...``, ``stage1/...``, ``eval/...``) of every
-    trial against its training step, from the trials' training rows (each metric belongs to one
-    training stage, whose steps are its x axis)."""
+    """Per task, one row of panels per method: each of the method's training scalars
+    (``losses/...``, ``stage1/...``, ``eval/...``) against its training step, one line per trial
+    (configuration and seed), from the trials' training rows (each metric belongs to one training
+    stage, whose steps are its x axis)."""
     plt = _pyplot()
     if reports.empty or TRAINING_STEP not in reports:
         return []
@@ -64,20 +65,36 @@ def learning_curves(reports: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     metrics = [c for c in rows.columns if c.startswith(CURVE_PREFIXES)]
     paths = []
     for task, t in rows.groupby("task"):
-        present = [m for m in metrics if t[m].notna().sum() > 1]
-        if not present:
+        panels = {}  # method -> (its rows, its metrics with a curve: some trial has > 1 point)
+        for method, tm in t.groupby("method", sort=True):
+            counts = tm[metrics].notna().groupby(tm["trial"]).sum().max()
+            present = [m for m in metrics if counts[m] > 1]
+            if present:
+                panels[method] = (tm, present)
+        if not panels:
             continue
-        fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.5), squeeze=False)
-        for ax, metric in zip(axes[0], present):
-            for trial, tr in t.groupby("trial"):
-                tr = tr[tr[metric].notna()].sort_values("report")
-                # the group names the configuration (<method>/<task>/<k>)
-                ax.plot(tr[TRAINING_STEP], tr[metric], marker=".", alpha=0.7,
-                        label=f"{tr['group'].iloc[0]} s{tr['seed'].iloc[0]}" if len(tr) else None)
-            ax.set_xlabel("training step")
-            ax.set_title(metric)
-        axes[0][0].legend(fontsize=6)
-        fig.suptitle(f"{task}: learning curves")
+        ncols = max(len(p) for _, p in panels.values())
+        fig, axes = plt.subplots(len(panels), ncols, figsize=(3.6 * ncols, 2.8 * len(panels)),
+                                 squeeze=False)
+        for row, (method, (tm, present)) in enumerate(panels.items()):
+            for col, ax in enumerate(axes[row]):
+                if col >= len(present):
+                    ax.axis("off")
+                    continue
+                metric = present[col]
+                for trial, tr in tm.groupby("trial"):
+                    tr = tr[tr[metric].notna()].sort_values("report")
+                    if len(tr):  # the group names the configuration (<method>/<task>/<k>)
+                        ax.plot(tr[TRAINING_STEP], tr[metric], marker=".", alpha=0.7,
+                                label=f"{tr['group'].iloc[0]} s{tr['seed'].iloc[0]}")
+                ax.set_title(f"{method}: {metric}", fontsize=8)
+                ax.set_xlabel("training step", fontsize=7)
+                ax.tick_params(labelsize=6)
+            handles, labels = axes[row][0].get_legend_handles_labels()
+            if handles and len(handles) <= 12:
+                axes[row][0].legend(fontsize=5)
+        fig.suptitle(f"{task}: learning curves (one row per method, one line per trial)")
+        fig.tight_layout()
         paths.append(_save(fig, Path(out_dir) / f"learning_curves_{task}.png"))
         plt.close(fig)
     return paths
