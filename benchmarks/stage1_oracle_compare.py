@@ -1,5 +1,5 @@
 """The oracle decomposition table from an oracle sweep and a Table 1 trials.csv (e.g. the shipped
-docs/results/table1_quick/trials.csv, whose DSPO and BC-Safe runs it compares with):
+docs/results/table1/trials.csv, whose DSPO and BC-Safe runs it compares with):
 
     python benchmarks/stage1_oracle_compare.py <oracle sweep folder> <table1 trials.csv>
 
