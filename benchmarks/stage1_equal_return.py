@@ -75,7 +75,8 @@ def main(folders: list[str]) -> None:
         for variant in sorted({r["variant"] for r in t}):
             v = [r for r in t if r["variant"] == variant]
             cells = [f"{np.mean([r[k] for r in v]):.3f}" for k in ("auroc", "equal", "corr", "reranked", "if_rising")]
-            print(f"| {task} ({t[0]['safe_share']:.0%}) | {variant} | {len(v)} | " + " | ".join(cells) + " |")
+            print(f"| {task} ({t[0]['safe_share']:.0%}) | {variant} | {len(v)} | "
+                  + " | ".join(cells) + " |")
         print(f"| {task} ({t[0]['safe_share']:.0%}) | negative-return rule | - | {t[0]['rule']:.3f} | "
               f"{t[0]['rule_equal']:.3f} | -1 | - | - |")
 

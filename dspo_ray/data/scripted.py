@@ -68,7 +68,9 @@ CHUNK = 25
 DriveChunk = Callable[[int, int], tuple[list[CostedTrajectory], list[dict]]]
 """``drive(first, count)``: episodes ``first .. first + count - 1`` and one style dict each."""
 
-ChunkRunner = Callable[[list[tuple[int, int]]], Iterable[tuple[int, list[CostedTrajectory], list[dict], float]]]
+DrivenChunk = tuple[int, list[CostedTrajectory], list[dict], float]
+"""``(first, episodes, styles, seconds)``: one chunk driven."""
+ChunkRunner = Callable[[list[tuple[int, int]]], Iterable[DrivenChunk]]
 """``run(chunks)``: drives every chunk ``(first, count)``, yielding ``(first, episodes, styles,
 seconds)`` for each as it finishes, in any order (the Ray layer's is
 :func:`dspo_ray.distributed.collect.chunks_on_ray`: one chunk per CPU at a time)."""
@@ -76,7 +78,7 @@ seconds)`` for each as it finishes, in any order (the Ray layer's is
 
 def chunks_in_process(drive: DriveChunk) -> ChunkRunner:
     """Drive the chunks one after the other in this process."""
-    def run(chunks: list[tuple[int, int]]) -> Iterator[tuple[int, list, list, float]]:
+    def run(chunks: list[tuple[int, int]]) -> Iterator[DrivenChunk]:
         for first, count in chunks:
             started = time.time()
             episodes, styles = drive(first, count)
