@@ -31,6 +31,7 @@ demonstrations). :func:`discriminator_metrics` is the one place that reads the h
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import asdict
 
 import numpy as np
@@ -393,6 +394,11 @@ EQUAL_RETURN_WIDTH = 0.1
 width of the return-matched negatives' kernel)."""
 
 
+def _return_kernel(z_a: np.ndarray, z_b: np.ndarray, width: float) -> np.ndarray:
+    """Gaussian kernel weights between standardised returns: ``exp(-(a - b)^2 / 2 width^2)``."""
+    return np.exp(-0.5 * ((z_a[:, None] - z_b[None, :]) / width) ** 2)
+
+
 def auroc_at_equal_return(scores: np.ndarray, positive: np.ndarray, returns: np.ndarray,
                           width: float = EQUAL_RETURN_WIDTH) -> float:
     """AUROC over the (positive, negative) pairs of near-equal return: each pair's comparison
@@ -408,7 +414,7 @@ def auroc_at_equal_return(scores: np.ndarray, positive: np.ndarray, returns: np.
     if positive.all() or not positive.any():
         return math.nan
     z = (returns - returns.mean()) / (returns.std() or 1.0)
-    weight = np.exp(-0.5 * ((z[positive][:, None] - z[~positive][None, :]) / width) ** 2)
+    weight = _return_kernel(z[positive], z[~positive], width)
     pos, neg = scores[positive][:, None], scores[~positive][None, :]
     wins = (pos > neg) + 0.5 * (pos == neg)
     return float((weight * wins).sum() / weight.sum()) if weight.sum() > 0 else math.nan
@@ -430,14 +436,15 @@ def rerank_within_return(signals: np.ndarray, returns: np.ndarray, reference: np
     z_ref, s_ref = z[reference], signals[reference]
     out = np.empty(len(signals))
     for lo in range(0, len(signals), 1024):  # bounded memory: 1024 x |reference| at a time
-        weight = np.exp(-0.5 * ((z[lo:lo + 1024, None] - z_ref[None, :]) / width) ** 2)
+        weight = _return_kernel(z[lo:lo + 1024], z_ref, width)
         s = signals[lo:lo + 1024, None]
         below = (s_ref[None, :] < s) + 0.5 * (s_ref[None, :] == s)
         out[lo:lo + 1024] = (weight * below).sum(1) / np.maximum(weight.sum(1), 1e-300)
     return out
 
 
-SIGNAL_RERANKS = ("none", "within_return", "within_return_if_rising")
+SIGNAL_RERANKS = typing.get_args(typing.get_type_hints(DiscriminatorConfig)["signal_rerank"])
+"""The modes of ``DiscriminatorConfig.signal_rerank`` (its Literal is the one list of them)."""
 
 
 def rerank_signals(signals: np.ndarray, returns: np.ndarray, is_demo: np.ndarray,
