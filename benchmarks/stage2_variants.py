@@ -43,6 +43,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "median": {"generation.safety_condition_quantile": 0.5},
     "median_ret50": {"generation.safety_condition_quantile": 0.5, "generation.return_condition": 0.5},
     "median_w1": {"generation.safety_condition_quantile": 0.5, "diffusion.guidance_weight": 1.0},
+    # the smallest demonstration return instead of returns drawn over the demonstrations' range:
+    # below it the data hold safe unlabelled trajectories, within it (on Bullet) almost none
+    "ret_min": {"generation.return_condition": 0.0},
+    "w1": {"diffusion.guidance_weight": 1.0},
     # behaviour cloning on the demonstrations alone (one generated window, 16 of ~11,000 rows)
     "demos_only": {"generation.n_windows": 1, "generation.batch_size": 1},
 }
@@ -82,11 +86,16 @@ def sampled_real_windows(trajectories: RaggedTrajectories, which: np.ndarray, ho
 
 
 def window_signals(workdir: Path) -> dict[str, float]:
-    """The run's discriminator on its generated windows and on real windows of the same length."""
+    """The run's discriminator on its generated windows and on real windows of the same length;
+    NaN for a run without one (the oracle diagnostic, whose signal is the hidden truth)."""
     config = json.loads((workdir / "config.json").read_text())
+    generated = load_generated(workdir / ARTEFACTS["generation"])
+    if not (workdir / ARTEFACTS["discriminator"]).exists():
+        return {"condition": float(generated["safety_condition"][0]),
+                **dict.fromkeys(("generated", "generated_demo_like", "demos", "unlabelled_safe",
+                                 "unlabelled_unsafe"), float("nan"))}
     model = load_discriminator(torch.load(workdir / ARTEFACTS["discriminator"], map_location="cpu",
                                           weights_only=False))
-    generated = load_generated(workdir / ARTEFACTS["generation"])
     horizon = generated["observations"].shape[1]
     score = lambda w: score_trajectories(model, w, window=horizon)  # noqa: E731
     data, truth = load_task_data(config["task"], config.get("dataset"), SplitConfig(**config["split"]))
