@@ -122,10 +122,11 @@ RECIPES: dict[str, DatasetRecipe] = {r.task: r for r in [
                   wall_minutes=19, measured="the shared 2-core machine at load average 3-5 beside "
                                             "other collections, 2 runs in parallel on a local Ray, "
                                             "/usr/bin/time wall time 19:17 (2026-12-01)"),
-    DatasetRecipe("easydense", episodes=600, driver="idm", wall_minutes=58,
-                  measured="the shared 2-core machine at load average 4-6 beside two collections and "
-                           "a sweep, driving time from the sidecar (3473 s, 5.1-6.3 s per episode; "
-                           "/usr/bin/time 58:02, 2026-12-01)"),
+    DatasetRecipe("easydense", episodes=600, driver="idm", wall_minutes=36,
+                  measured="the idle 2-core machine, the default --ray (two 25-episode chunks at a "
+                           "time), /usr/bin/time 35:36, 4207 s of driving over both processes (7.0 s "
+                           "per episode each), 2026-12-01; the first build, in one process beside two "
+                           "collections and a sweep (load 4-6), took 58:02"),
     DatasetRecipe("mediummean", episodes=600, driver="idm", wall_minutes=20,
                   measured="the shared 2-core machine beside a Table 1 sweep (the sweep's trials at "
                            "nice 15), driving in one process (--no-ray), /usr/bin/time 20:19, "
