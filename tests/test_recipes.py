@@ -161,5 +161,5 @@ def test_a_training_run_names_the_build_command_in_one_line(cache, tmp_path, cap
     status = run_cli(train, ["--method", "bc_safe", "--task", "easydense", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert "build it with 'dspo-collect --build easydense' (about 58 min on 2 cores)" in err
+    assert "build it with 'dspo-collect --build easydense' (about 36 min on 2 cores)" in err
     assert not (tmp_path / "run").exists()
