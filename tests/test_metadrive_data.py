@@ -7,7 +7,7 @@ import pytest
 
 from dspo_ray.data import SplitConfig, load_task_data, load_trajectories
 from dspo_ray.data.collect import summarize_returns
-from dspo_ray.data.metadrive_driver import DriverConfig, collect_metadrive, draw_style
+from dspo_ray.data.metadrive_driver import DriverConfig, collect_metadrive, draw_style, drive_chunk
 from dspo_ray.tasks import get_task
 
 
@@ -64,3 +64,15 @@ def test_cli_drives_only_metadrive(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--task", "CarCircle", "--driver", "idm"])
     assert e.value.code == 2 and "--driver idm drives MetaDrive only, not CarCircle" in capsys.readouterr().err
+
+
+def test_a_chunk_is_the_same_whatever_its_process_drove_before():
+    """Each chunk is driven in a fresh environment: MetaDrive's traffic follows everything its
+    environment drove, so with one environment per process a chunk depended on which chunks the
+    process (a Ray worker, chosen by the scheduler) had driven earlier."""
+    cfg = DriverConfig(task="hardsparse", episodes=2, seed=5, speed_range=(30.0, 40.0)).resolved()
+    alone, _ = drive_chunk(cfg, 1, 1, log=lambda *_: None)
+    drive_chunk(cfg, 0, 1, log=lambda *_: None)
+    after_another, _ = drive_chunk(cfg, 1, 1, log=lambda *_: None)
+    np.testing.assert_array_equal(alone[0].observations, after_another[0].observations)
+    np.testing.assert_array_equal(alone[0].rewards, after_another[0].rewards)

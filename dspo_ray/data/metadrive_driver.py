@@ -129,10 +129,9 @@ def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print, run: Chun
     ``<out>/runs/<task>/idm-seed<s>/chunk-<first>.hdf5`` (+ ``.json`` with the styles, written last;
     see :func:`dspo_ray.data.scripted.record_in_chunks`: a rerun resumes).
 
-    MetaDrive's traffic depends on what the process drove before, so the chunks driven after a
-    restart, or in another process (``run`` on Ray), differ from those one uninterrupted process
-    would have driven: every chunk is still a faithful recording. ``run`` drives the chunks
-    (default: one after the other in this process). Returns the episodes, their styles and the
+    Each chunk is driven in an environment of its own (:func:`drive_chunk`), so the recording is
+    the same whether the chunks run one after the other, after a restart, or in parallel on Ray
+    (``run``; default: one after the other in this process). Returns the episodes, their styles and the
     seconds spent driving them.
     """
     cfg = cfg.resolved()
@@ -141,40 +140,35 @@ def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print, run: Chun
                             cfg.style_settings(), cfg.episodes, run, log=log)
 
 
-_ENV = {}
-
-
 def drive_chunk(cfg: DriverConfig, first: int, count: int, log=print) -> tuple[list, list]:
-    """Drive episodes ``first .. first + count - 1`` in this process's MetaDrive environment
-    (created on first use and kept: MetaDrive allows one per process, and creating one costs
-    seconds)."""
+    """Drive episodes ``first .. first + count - 1`` in a MetaDrive environment of their own.
+
+    Why a new environment per chunk (a few seconds, against minutes of driving): MetaDrive's
+    traffic depends on everything its environment drove before, so with one environment kept
+    per process a chunk came out differently depending on which chunks its process had driven
+    (on Ray, where the scheduler decides; two builds of easydense differed from the second chunk
+    on). With its own environment a chunk is the same wherever and after whatever it runs.
+    """
     from dspo_ray.envs import make_env
 
     spec = get_task(cfg.task)
-    env = _ENV.get(spec.name)
-    if env is None:
-        for other in list(_ENV):
-            _ENV.pop(other).close()
-        env = _ENV[spec.name] = make_env(spec, seed=episode_seed(cfg.seed, first))
+    env = make_env(spec, seed=episode_seed(cfg.seed, first))
     started = time.time()
     episodes, styles = [], []
-    for k in range(first, first + count):
-        s = episode_seed(cfg.seed, k)
-        style = draw_style(cfg, np.random.default_rng([s, 1]))
-        episodes.append(drive_episode(env, style, s, spec.max_episode_steps))
-        styles.append({"episode": k, "seed": s, **asdict(style)})
+    try:
+        for k in range(first, first + count):
+            s = episode_seed(cfg.seed, k)
+            style = draw_style(cfg, np.random.default_rng([s, 1]))
+            episodes.append(drive_episode(env, style, s, spec.max_episode_steps))
+            styles.append({"episode": k, "seed": s, **asdict(style)})
+    finally:
+        env.close()  # MetaDrive allows one environment per process at a time
     costs = np.array([e.cost_return for e in episodes])
     log(f"[drive {spec.name}] episodes {first + count}/{cfg.episodes}: reward "
         f"{np.mean([e.reward_return for e in episodes]):.1f} cost {costs.mean():.1f} "
         f"safe {np.mean(costs <= spec.cost_limit):.0%} "
         f"({(time.time() - started) / count:.2f} s/episode)")
     return episodes, styles
-
-
-def close_environment() -> None:
-    """Close this process's MetaDrive environment, if the collector made one."""
-    for name in list(_ENV):
-        _ENV.pop(name).close()
 
 
 def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print,
@@ -188,10 +182,7 @@ def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print,
     """
     cfg = config.resolved()
     spec = get_task(cfg.task)
-    try:
-        recorded, _, seconds = record_episodes(cfg, Path(out_dir), log=log, run=run)
-    finally:
-        close_environment()
+    recorded, _, seconds = record_episodes(cfg, Path(out_dir), log=log, run=run)
     return finish_metadrive(spec, cfg, recorded, seconds, Path(out_dir), log=log)
 
 
