@@ -21,7 +21,6 @@ in parallel on Ray (:func:`dspo_ray.distributed.collect.chunks_on_ray`) unless `
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,8 +28,8 @@ import numpy as np
 
 from dspo_ray.data.collect import CollectResult, write_collection
 from dspo_ray.data.rollout import record_episode
-from dspo_ray.data.scripted import (ChunkRunner, ScriptedCollection, chunks_in_process, episode_seed,
-                                    record_in_chunks)
+from dspo_ray.data.scripted import (ChunkRunner, ScriptedCollection, chunks_in_process,
+                                    drive_in_fresh_environment, record_in_chunks)
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import TaskSpec, get_task
 
@@ -141,34 +140,15 @@ def record_episodes(cfg: DriverConfig, out_dir: str | Path, log=print, run: Chun
 
 
 def drive_chunk(cfg: DriverConfig, first: int, count: int, log=print) -> tuple[list, list]:
-    """Drive episodes ``first .. first + count - 1`` in a MetaDrive environment of their own.
-
-    Why a new environment per chunk (a few seconds, against minutes of driving): MetaDrive's
-    traffic depends on everything its environment drove before, so with one environment kept
-    per process a chunk came out differently depending on which chunks its process had driven
-    (on Ray, where the scheduler decides; two builds of easydense differed from the second chunk
-    on). With its own environment a chunk is the same wherever and after whatever it runs.
-    """
-    from dspo_ray.envs import make_env
-
-    spec = get_task(cfg.task)
-    env = make_env(spec, seed=episode_seed(cfg.seed, first))
-    started = time.time()
-    episodes, styles = [], []
-    try:
-        for k in range(first, first + count):
-            s = episode_seed(cfg.seed, k)
-            style = draw_style(cfg, np.random.default_rng([s, 1]))
-            episodes.append(drive_episode(env, style, s, spec.max_episode_steps))
-            styles.append({"episode": k, "seed": s, **asdict(style)})
-    finally:
-        env.close()  # MetaDrive allows one environment per process at a time
-    costs = np.array([e.cost_return for e in episodes])
-    log(f"[drive {spec.name}] episodes {first + count}/{cfg.episodes}: reward "
-        f"{np.mean([e.reward_return for e in episodes]):.1f} cost {costs.mean():.1f} "
-        f"safe {np.mean(costs <= spec.cost_limit):.0%} "
-        f"({(time.time() - started) / count:.2f} s/episode)")
-    return episodes, styles
+    """Drive episodes ``first .. first + count - 1`` in a MetaDrive environment of their own
+    (:func:`dspo_ray.data.scripted.drive_in_fresh_environment`: MetaDrive's traffic follows
+    everything its environment drove, and two easydense builds that kept one environment per
+    Ray worker differed from their second chunk on)."""
+    cfg = cfg.resolved()
+    max_steps = get_task(cfg.task).max_episode_steps
+    return drive_in_fresh_environment(
+        cfg.task, first, count, cfg.episodes, lambda rng: draw_style(cfg, rng),
+        lambda env, style, seed: drive_episode(env, style, seed, max_steps), cfg.seed, log)
 
 
 def collect_metadrive(config: DriverConfig, out_dir: str | Path, log=print,

@@ -24,7 +24,6 @@ its chunks in parallel on Ray (:func:`dspo_ray.distributed.collect.chunks_on_ray
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 from dspo_ray.data.collect import CollectResult, write_collection
 from dspo_ray.data.rollout import record_episode
 from dspo_ray.data.scripted import (NAV_TASKS, ChunkRunner, ScriptedCollection, chunks_in_process,
-                                    episode_seed, record_in_chunks)
+                                    drive_in_fresh_environment, record_in_chunks)
 from dspo_ray.data.trajectory import CostedTrajectory
 from dspo_ray.tasks import get_task
 
@@ -182,29 +181,13 @@ def _recording_dir(cfg: NavConfig, out_dir: Path) -> Path:
 
 
 def drive_chunk(cfg: NavConfig, first: int, count: int, log=print) -> tuple[list, list]:
-    """Drive episodes ``first .. first + count - 1`` in one fresh environment (each reset with its
-    own seed, so an episode does not depend on the ones before it)."""
-    from dspo_ray.envs import make_env
-
+    """Drive episodes ``first .. first + count - 1`` in one fresh environment
+    (:func:`dspo_ray.data.scripted.drive_in_fresh_environment`; each episode is reset with its own
+    seed, so it does not depend on the ones before it)."""
     cfg = cfg.resolved()
-    spec = get_task(cfg.task)
-    env = make_env(spec, seed=episode_seed(cfg.seed, first))
-    started = time.time()
-    episodes, styles = [], []
-    try:
-        for k in range(first, first + count):
-            s = episode_seed(cfg.seed, k)
-            style = draw_style(cfg, np.random.default_rng([s, 1]))
-            episodes.append(drive_episode(env, style, s, cfg.max_steps))
-            styles.append({"episode": k, "seed": s, **asdict(style)})
-    finally:
-        env.close()
-    costs = np.array([e.cost_return for e in episodes])
-    log(f"[drive {spec.name}] episodes {first + count}/{cfg.episodes}: reward "
-        f"{np.mean([e.reward_return for e in episodes]):.1f} cost {costs.mean():.1f} "
-        f"safe {np.mean(costs <= spec.cost_limit):.0%} "
-        f"({(time.time() - started) / count:.2f} s/episode)")
-    return episodes, styles
+    return drive_in_fresh_environment(
+        cfg.task, first, count, cfg.episodes, lambda rng: draw_style(cfg, rng),
+        lambda env, style, seed: drive_episode(env, style, seed, cfg.max_steps), cfg.seed, log)
 
 
 def record_episodes(cfg: NavConfig, out_dir: str | Path, log=print, run: ChunkRunner | None = None

@@ -13,7 +13,9 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
 
 from dspo_ray.data.collect import as_json_value, default_keep
 from dspo_ray.data.dsrl import load_trajectories, write_dsrl
@@ -84,6 +86,42 @@ def chunks_in_process(drive: DriveChunk) -> ChunkRunner:
             episodes, styles = drive(first, count)
             yield first, episodes, styles, time.time() - started
     return run
+
+
+def drive_in_fresh_environment(task: str, first: int, count: int, total: int,
+                               draw_style: Callable[[np.random.Generator], Any],
+                               drive_episode: Callable[[Any, Any, int], CostedTrajectory],
+                               seed: int, log=print) -> tuple[list[CostedTrajectory], list[dict]]:
+    """Episodes ``first .. first + count - 1`` of a ``total``-episode collection, in one
+    environment made for this chunk and closed after it: episode k draws its style with
+    ``draw_style(rng of episode_seed(seed, k))`` and is driven by ``drive_episode(env, style,
+    episode_seed(seed, k))``. Returns the episodes and one style dict each.
+
+    Why a fresh environment per chunk (seconds, against minutes of driving): a simulator may carry
+    state from one episode into the next reset (MetaDrive's traffic follows everything its
+    environment drove), so with one environment per process a chunk would depend on which chunks
+    its process drove before, which on Ray the scheduler decides.
+    """
+    from dspo_ray.envs import make_env
+
+    spec = get_task(task)
+    env = make_env(spec, seed=episode_seed(seed, first))
+    started = time.time()
+    episodes, styles = [], []
+    try:
+        for k in range(first, first + count):
+            s = episode_seed(seed, k)
+            style = draw_style(np.random.default_rng([s, 1]))
+            episodes.append(drive_episode(env, style, s))
+            styles.append({"episode": k, "seed": s, **asdict(style)})
+    finally:
+        env.close()  # MetaDrive allows one environment per process at a time
+    costs = np.array([e.cost_return for e in episodes])
+    log(f"[drive {spec.name}] episodes {first + count}/{total}: reward "
+        f"{np.mean([e.reward_return for e in episodes]):.1f} cost {costs.mean():.1f} "
+        f"safe {np.mean(costs <= spec.cost_limit):.0%} "
+        f"({(time.time() - started) / count:.2f} s/episode)")
+    return episodes, styles
 
 
 def record_in_chunks(spec: TaskSpec, folder: Path, settings: dict, episodes: int, run: ChunkRunner,
