@@ -4,7 +4,8 @@ windows with the run's own discriminator.
 
 A diagnostic for issue 14 ("is the conditioning rule what makes DSPO unsafe?"). Everything before
 generation is the finished run's (its discriminator, labels and diffusion model are copied, their
-settings are unchanged), so the variants differ in generation/BC only. The variants were chosen
+settings are unchanged), so the variants differ in generation/BC only; a variant that changes
+a diffusion setting (``diffusion_x4``) retrains the diffusion model on the run's labels. The variants were chosen
 after seeing the runs' costs: nothing here is a label-free selection, and the simulator's costs are
 read (the evaluation, as every DSPO run's).
 
@@ -34,7 +35,7 @@ from dspo_ray.data import SplitConfig, load_task_data
 from dspo_ray.dspo.config import load_dspo_config
 from dspo_ray.dspo.discriminator import load_discriminator, score_trajectories
 from dspo_ray.dspo.generate import load_generated
-from dspo_ray.dspo.pipeline import ARTEFACTS, run_dspo
+from dspo_ray.dspo.pipeline import ARTEFACTS, run_dspo, stage_settings
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
 from dspo_ray.io import write_bytes_atomic
 
@@ -47,10 +48,24 @@ VARIANTS: dict[str, dict[str, object]] = {
     # below it the data hold safe unlabelled trajectories, within it (on Bullet) almost none
     "ret_min": {"generation.return_condition": 0.0},
     "w1": {"diffusion.guidance_weight": 1.0},
+    # is the safety condition heard at all? the unsafe label as the condition
+    "cond_unsafe": {"generation.safety_condition": 0.0},
+    # fewer generated windows (100 x 16 rows beside the demonstrations' ~4,500-15,000)
+    "windows_100": {"generation.n_windows": 100, "generation.batch_size": 100},
+    # a diffusion model trained 4x longer (retrained: the only variant that does not reuse it)
+    "diffusion_x4": {"diffusion.steps": 10_000, "diffusion.ema_start": 2000},
     # behaviour cloning on the demonstrations alone (one generated window, 16 of ~11,000 rows)
     "demos_only": {"generation.n_windows": 1, "generation.batch_size": 1},
 }
 REUSED = ("discriminator", "labels", "diffusion")
+
+
+def reused_stages(variant: str) -> list[str]:
+    """The base run's stages whose artefacts the variant keeps: those none of its settings reach."""
+    touches = lambda key, setting: key == setting or key.startswith(setting + ".")  # noqa: E731
+    return [stage for stage in REUSED
+            if not any(touches(key, setting) for key in VARIANTS[variant]
+                       for setting in stage_settings(stage))]
 
 
 def rerun(base: Path, variant: str, out: Path) -> tuple[Path, dict]:
@@ -61,7 +76,7 @@ def rerun(base: Path, variant: str, out: Path) -> tuple[Path, dict]:
     config = load_dspo_config(settings)
     workdir = out / f"{base.name}-{variant}"
     workdir.mkdir(parents=True, exist_ok=True)
-    for stage in REUSED:
+    for stage in reused_stages(variant):
         for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
             if (base / name).exists() and not (workdir / name).exists():
                 shutil.copy2(base / name, workdir / name)
