@@ -56,6 +56,11 @@ def main(folders: list[str]) -> None:
             print(f"skipped {d}: made on another file of {cfg.task} than the current one",
                   file=sys.stderr)
             continue
+        if any(r["task"] == cfg.task and r["variant"] == variant_name(cfg.discriminator)
+               and r["seed"] == cfg.seed for r in rows):
+            # a second run of the same settings (a trial restarted after its labels were made)
+            print(f"skipped {d}: a run of the same task, variant and seed is counted", file=sys.stderr)
+            continue
         rows.append({"task": cfg.task, "variant": variant_name(cfg.discriminator), "seed": cfg.seed,
                      "auroc": roc_auc_score(safe, s),
                      "equal": auroc_at_equal_return(s, safe, r),
