@@ -15,7 +15,8 @@ the reward-cost spread the paper's method needs. :func:`collect_metadrive` recor
 drops those above DSRL's max cost, grid-filters them as :mod:`dspo_ray.data.collect` does for the
 RL-collected tasks and writes the same DSRL file, JSON summary and scatter plot.
 
-No Ray here (one MetaDrive environment per process); ``dspo-collect --driver idm`` runs it, its chunks
+No Ray here (MetaDrive allows one environment per process at a time; each chunk of episodes gets a
+fresh one); ``dspo-collect --driver idm`` runs it, its chunks
 in parallel on Ray (:func:`dspo_ray.distributed.collect.chunks_on_ray`) unless ``--no-ray``.
 """
 
