@@ -34,20 +34,34 @@ _METADRIVE_CONFIGS: dict[str, dict[str, Any]] = {
 def make_env(task: str | TaskSpec, seed: int) -> gymnasium.Env:
     """A fresh environment for ``task`` whose first ``reset()`` is seeded with ``seed``."""
     spec = get_task(task)
+    import_simulator(spec)
     if spec.suite == "MetaDrive":
         env: gymnasium.Env = _MetaDriveEnv(spec)
     else:
-        if spec.suite == "SafetyGym":
-            import safety_gymnasium  # noqa: F401  (registers the *Gymnasium-v* ids with gymnasium)
-        elif spec.suite != "BulletGym":
-            raise ValueError(f"task {spec.name!r}: unknown suite {spec.suite!r}")
         with _process_std_streams():
-            if spec.suite == "BulletGym":
-                import bullet_safety_gym  # noqa: F401  (registers the Safety*-v0 ids with gymnasium)
             # gymnasium.make registers nothing, so calling make_env many times is harmless.
             env = gymnasium.make(spec.env_id, max_episode_steps=spec.max_episode_steps,
                                  disable_env_checker=True)
     return _Contract(env, spec, seed)
+
+
+def import_simulator(task: str | TaskSpec) -> None:
+    """Import the task's simulator package (seconds for MetaDrive/panda3d); a no-op once done.
+
+    ``make_env`` calls it; a process that will make environments later may call it ahead."""
+    spec = get_task(task)
+    if spec.suite == "SafetyGym":
+        import safety_gymnasium  # noqa: F401  (registers the *Gymnasium-v* ids with gymnasium)
+    elif spec.suite == "BulletGym":
+        with _process_std_streams():
+            import bullet_safety_gym  # noqa: F401  (registers the Safety*-v0 ids with gymnasium)
+    elif spec.suite == "MetaDrive":
+        # quiet: metadrive prints its gym registrations, gym 0.26 an "unmaintained" notice, and
+        # panda3d complains (without a window) that there is no /dev/input
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import metadrive.envs  # noqa: F401
+    else:
+        raise ValueError(f"task {spec.name!r}: unknown suite {spec.suite!r}")
 
 
 @contextlib.contextmanager

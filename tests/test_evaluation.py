@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dspo_ray.envs import make_env
-from dspo_ray.evaluation import evaluate
+from dspo_ray.evaluation import evaluate, stop_evaluation_workers
 from dspo_ray.policies import MLPPolicy, RandomPolicy, save_policy
 from dspo_ray.saved_policies import load_policy
 
@@ -25,6 +25,10 @@ def test_parallel_equals_sequential_and_is_seeded():
     assert sequential == parallel
     other = evaluate(policy, TASK, episodes=4, seed=8, workers=1)
     assert other.reward_mean != sequential.reward_mean
+    # the automatic choice, with the worker kept from the parallel run and without any
+    assert evaluate(policy, TASK, episodes=4, seed=7) == sequential
+    stop_evaluation_workers()
+    assert evaluate(policy, TASK, episodes=4, seed=7) == sequential
     assert sequential.episodes == 4 and sequential.length_mean == 300  # CarCircle never terminates early
     assert sequential.safe == (sequential.normalized_cost <= 1)
 
@@ -85,3 +89,31 @@ def test_metadrive_evaluates_from_a_thread_as_in_a_tune_trial():
     thread.join(timeout=300)
     assert "error" not in out, out.get("error")
     assert out["result"].episodes == 1
+
+
+def test_kept_workers_end_when_their_parent_is_killed():
+    """Kept evaluation workers outlive each evaluation, so they must not outlive a parent that
+    dies without cleaning up (a Ray trial's process is killed): they exit within seconds."""
+    import time
+
+    parent = subprocess.run([sys.executable, "-c", (
+        "import os, multiprocessing as mp\n"
+        "from dspo_ray.evaluation import start_evaluation_workers\n"
+        "assert start_evaluation_workers('CarCircle', 3, wait=True) == 2\n"
+        "print(' '.join(str(p.pid) for p in mp.active_children()), flush=True)\n"
+        "os._exit(0)  # no atexit, no pool shutdown: as if killed\n")],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=120)
+    pids = [int(p) for p in parent.stdout.split()]
+    assert len(pids) >= 2  # the two workers (and spawn's resource tracker)
+
+    def alive(pid: int) -> bool:  # a zombie (exited, not yet reaped by init) counts as ended
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        return "\nState:\tZ" not in status
+
+    deadline = time.monotonic() + 20
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, pids)), "orphaned evaluation workers kept running"

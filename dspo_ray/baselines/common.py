@@ -335,13 +335,14 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     (default: the paper's Table 3 split).
     """
     from dspo_ray.data import load_task_data
-    from dspo_ray.evaluation import evaluate, evaluation_seed
+    from dspo_ray.evaluation import evaluate, evaluation_seed, start_evaluation_workers
     from dspo_ray.policies import POLICY_FILE, save_policy
 
     config_cls, train_fn = get_method(method)
     config = config_from_dict(config_cls, {**(overrides or {}), "seed": seed})
     data, _hidden_truth_not_for_learners = load_task_data(task, dataset, split)
     del _hidden_truth_not_for_learners
+    start_evaluation_workers(data.task, eval_workers)  # ready when training ends
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     last: dict[str, float] = {}

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="number of episodes (DSRL: 20)")
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="episode i is reset with seed + i")
     parser.add_argument("--eval-workers", type=positive_int, default=None,
-                        help="worker processes for episodes (default: all CPUs; 1 = this process)")
+                        help="processes for episodes, this one included (default: all CPUs where that pays; 1 = this process only)")
     add_deprecated_alias(parser, "--episodes", "--eval-episodes", type=positive_int)
     add_deprecated_alias(parser, "--workers", "--eval-workers", type=positive_int)
     args = parser.parse_args(argv)

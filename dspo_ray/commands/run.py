@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--eval-episodes", type=positive_int, default=None,
                    help="final evaluation episodes (default: the config's, 20 as DSRL)")
     p.add_argument("--eval-workers", type=positive_int, default=None,
-                   help="processes for evaluation episodes (default: all CPUs)")
+                   help="processes for evaluation episodes, this one included (default: all CPUs where that pays)")
     p.add_argument("--out", type=Path, default=None,
                    help="the run's folder; rerunning with the same folder resumes "
                         "(default: runs/dspo-<profile>-<task>-seed<seed>)")

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="unlabelled trajectories in the split (default: the paper's Table 3)")
     parser.add_argument("--eval-episodes", type=positive_int, default=20, help="final evaluation episodes (DSRL: 20)")
     parser.add_argument("--eval-workers", type=positive_int, default=None,
-                        help="processes for evaluation episodes (default: all CPUs)")
+                        help="processes for evaluation episodes, this one included (default: all CPUs where that pays)")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1: several threads on a shared or busy "
                              "machine are much slower than one; raise it on a dedicated one)")

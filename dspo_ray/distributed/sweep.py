@@ -64,6 +64,7 @@ from dspo_ray.distributed.config import (DSPO, Distribution, SweepConfig, auto_c
                                          sweep_config_from_dict)
 from dspo_ray.distributed.train_runner import RayTrainRunner
 from dspo_ray.dspo.config import STAGES as DSPO_STAGES
+from dspo_ray.evaluation import start_evaluation_workers
 from dspo_ray.metrics import LABEL_FREE_STAGE1_METRIC
 from dspo_ray.policies import POLICY_FILE
 
@@ -460,6 +461,8 @@ def run_trial(trial_config: dict[str, Any], sweep: dict[str, Any] | None = None)
         cache = config.stage_cache_dir()
         stage_cache = None if cache is None else str(cache)
         if config.train.num_workers >= 1:
+            # the evaluation here (after the group) finds its worker processes ready
+            start_evaluation_workers(task, dspo_config.eval_workers)
             rows, files = runner.run_group("dspo", train_dspo_on_group, workdir,
                                            config=dspo_config, rows=rows, stage_cache=stage_cache)
             _write_work_files(workdir, files)

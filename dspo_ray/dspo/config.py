@@ -243,7 +243,8 @@ class DSPOConfig:
     eval_episodes: int = bounded(20, ge=1)
     """Table 1: 20 evaluation episodes."""
     eval_workers: int | None = bounded(None, ge=1)
-    """Processes for evaluation; None: the available CPUs."""
+    """Processes for evaluation, this one included; None: the available CPUs where that pays
+    (``dspo_ray.evaluation.evaluate``). Results do not depend on it."""
     holdout_demos: int = bounded(3, ge=0)
     """Safe demonstrations held out of stage-1 (discriminator) training only, for the label-free
     selection metrics ``stage1/heldout_demo_auroc(_return_matched)``: how highly they rank among

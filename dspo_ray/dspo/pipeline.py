@@ -51,7 +51,7 @@ from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_met
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.stage_cache import StageCache, artefact_key, file_identity, settings_values
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
-from dspo_ray.evaluation import evaluate, evaluation_seed
+from dspo_ray.evaluation import evaluate, evaluation_seed, start_evaluation_workers
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
 from dspo_ray.policies import POLICY_FILE, save_policy
 from dspo_ray.saved_policies import load_policy
@@ -308,6 +308,9 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
     data, truth = load_task_data(config.task, dataset_file, config.split)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(workdir / "config.json", to_dict(config))
+    if not train_only and config.stop_after is None:
+        # the evaluation's worker processes start now, beside training, not after it
+        start_evaluation_workers(data.task, config.eval_workers)
     trajectories = ragged_from_data(data)  # learners' data only: no costs anywhere in it
     action_low, action_high = action_bounds(data.task)
     run = StageInputs(
