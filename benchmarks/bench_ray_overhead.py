@@ -40,13 +40,20 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-BUDGET = {"profile": "quick", "eval_workers": 1,
+BUDGETS = {
+    # the quick profile, shortened (a minute a trial): the default
+    "short": {"profile": "quick", "eval_workers": 1,
           "discriminator.steps": 100, "discriminator.log_every": 50,
           "discriminator.checkpoint_every": 50,
           "diffusion.steps": 300, "diffusion.log_every": 100, "diffusion.checkpoint_every": 150,
           "generation.n_windows": 200, "bc.steps": 500, "bc.log_every": 250,
-          "bc.checkpoint_every": 250}
+          "bc.checkpoint_every": 250},
+    # the quick profile as `make sweep` trains it (about 3-4 CPU minutes a trial)
+    "quick": {"profile": "quick", "eval_workers": 1},
+}
+BUDGET = BUDGETS["short"]  # main() sets the one chosen
 EVAL_EPISODES = 5
+WAYS = ("direct", "w0", "old", "w1", "w2")
 
 
 def timed_stage(ctx, stage_fn, stage_kwargs):
@@ -238,7 +245,14 @@ def main() -> int:
     p.add_argument("--steps", type=int, nargs=2, default=(100, 400),
                    help="two run lengths of the diffusion stage for the per-step time "
                         "(0 0: skip part 2)")
+    p.add_argument("--budget", choices=list(BUDGETS), default="short",
+                   help="DSPO's training budget: the quick profile shortened, or as make sweep runs it")
+    p.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS),
+                   help="which of part 1's ways to run (direct is always run)")
     args = p.parse_args()
+    global BUDGET
+    BUDGET = BUDGETS[args.budget]
+    ways = ["direct", *(w for w in args.ways if w != "direct")]
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="dspo-bench-ray-", dir="/tmp"))
     root = Path(tempfile.mkdtemp(prefix="dspo-bench-"))
     lines = []
@@ -249,7 +263,7 @@ def main() -> int:
 
     # the machine is shared: interleave the three ways over several rounds, keep each one's
     # fastest round (the least disturbed), and record the load average
-    runs = {"direct": [], "w0": [], "old": [], "w1": [], "w2": []}
+    runs = {way: [] for way in ways}
     cpu = {k: [] for k in runs}
     loads = [os.getloadavg()[0]]
 
@@ -264,11 +278,13 @@ def main() -> int:
 
     try:
         for r in range(args.rounds):
-            timed("direct", lambda: (direct_run(args.task, root / f"direct{r}"),) * 2)
-            timed("w0", tune_run, args.task, root / f"tune{r}", 0)
-            timed("old", per_stage_run, args.task, root / f"old{r}")
-            timed("w1", tune_run, args.task, root / f"tune{r}", 1)
-            timed("w2", tune_run, args.task, root / f"tune{r}", 2)
+            calls = {"direct": (lambda: (direct_run(args.task, root / f"direct{r}"),) * 2,),
+                     "w0": (tune_run, args.task, root / f"tune{r}", 0),
+                     "old": (per_stage_run, args.task, root / f"old{r}"),
+                     "w1": (tune_run, args.task, root / f"tune{r}", 1),
+                     "w2": (tune_run, args.task, root / f"tune{r}", 2)}
+            for way in ways:
+                timed(way, *calls[way])
             loads.append(os.getloadavg()[0])
         ddp = ddp_step_times(args.task, root, tuple(args.steps)) if args.steps[1] else None
         loads.append(os.getloadavg()[0])
@@ -277,7 +293,6 @@ def main() -> int:
     best = {k: min(v) for k, v in runs.items()}
     fastest = {k: min(range(len(v)), key=lambda i: v[i]) for k, v in runs.items()}
     direct = best["direct"][0]
-    w0_trial, w0_total = best["w0"]
 
     say(f"# {Path(__file__).name}: Ray overhead of a DSPO trial, and DDP step time")
     say(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -301,15 +316,19 @@ def main() -> int:
              "w1": "new: Tune, 3 stages on ONE 1-worker TorchTrainer",
              "w2": "new: Tune, 3 stages on ONE 2-worker TorchTrainer"}
     for key, label in names.items():
+        if key not in best:
+            continue
         trial_s, total_s = best[key]
         say(f"   {label:<54} {trial_s:8.1f} s   {total_s:8.1f} s   "
             f"{cpu[key][fastest[key]]:8.1f} s")
-    say(f"   overhead per trial vs the direct call: Tune {w0_trial - direct:+.1f} s; "
+    say("   overhead per trial vs the direct call: "
         + "; ".join(f"{key} {best[key][0] - direct:+.1f} s ({(best[key][0] - direct) / direct:+.0%})"
-                    for key in ("old", "w1", "w2")))
-    say(f"   Ray Train vs stages in the trial process: old {best['old'][0] - w0_trial:+.1f} s, "
-        f"new (1 worker) {best['w1'][0] - w0_trial:+.1f} s per trial; ray.init+shutdown+results "
-        f"~{w0_total - w0_trial:.1f} s per sweep")
+                    for key in ("w0", "old", "w1", "w2") if key in best))
+    if {"w0", "old", "w1"} <= set(best):
+        w0_trial, w0_total = best["w0"]
+        say(f"   Ray Train vs stages in the trial process: old {best['old'][0] - w0_trial:+.1f} s, "
+            f"new (1 worker) {best['w1'][0] - w0_trial:+.1f} s per trial; ray.init+shutdown+"
+            f"results ~{w0_total - w0_trial:.1f} s per sweep")
     if ddp is None:
         args.out.write_text("\n".join(lines) + "\n")
         print(f"written to {args.out}")

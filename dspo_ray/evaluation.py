@@ -42,10 +42,10 @@ def normalized_cost(task: str | TaskSpec, cost_return: float, cost_limit: float 
 
 
 WORKER_START_S = 3.0
-"""About what starting evaluation worker processes costs, in seconds of wall time on an idle
-2-core machine (spawn, torch and the simulator imported; ``benchmarks/bench_evaluation.py``
-measures it). An automatic evaluation without ready workers starts them only when running the
-rest of its episodes on more processes would save more than this."""
+"""Twice what starting an evaluation worker process costs (spawn, torch and the simulator
+imported: 1.1-1.5 s of wall time on an idle 2-core machine, ``benchmarks/bench_evaluation.py``).
+An automatic evaluation without ready workers starts them only when running the rest of its
+episodes on more processes would save more than this: where it is close, in-process wins."""
 
 
 @dataclass(frozen=True)
