@@ -7,7 +7,9 @@ One training step is what ``train_diffusion`` does per iteration (the loss, back
 clipping, Adam; EMA every 5th step is left out: a copy of the weights, under 1% here). Each
 variant runs in a fresh process, after warm-up steps (compilation included there, timed apart).
 The FLOPs of one step are counted by ``torch.utils.flop_counter``; the peak is the best of
-large square float32 matmuls on the same thread count. Writes
+large square float32 matmuls on the same thread count. Then, on one thread: where a step's time
+goes (torch.profiler), and each of the U-Net's convolution shapes as torch's Conv1d vs im2col +
+one matmul (the one rewrite that could move the dominant operator). Writes
 benchmarks/results/denoiser_cpu.md (command, machine, date, load).
 """
 
@@ -87,6 +89,90 @@ def measure(channels: int, variant: str, steps: int) -> dict:
             "params": sum(p.numel() for p in model.parameters())}
 
 
+def profile_ops(channels: int, steps: int = 10) -> list[str]:
+    """Where one thread's training step goes: torch.profiler's top operators by self time."""
+    import torch
+    from torch.profiler import profile
+
+    from dspo_ray.dspo.config import profile_config
+    from dspo_ray.dspo.diffusion import make_diffusion
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = profile_config("paper").diffusion
+    model = make_diffusion(cfg, channels - 2, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    x, condition = torch.randn(cfg.batch_size, cfg.horizon, channels), torch.randn(cfg.batch_size, 2)
+
+    def step() -> None:
+        loss = model(x, condition)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    with profile() as prof:
+        for _ in range(steps):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [f"| {e.key} | {e.self_cpu_time_total / total:.1%} | {e.count // steps} |"
+            for e in events[:8]]
+
+
+def conv_as_matmul(threads: int = 1) -> list[str]:
+    """Each Conv1d shape of the U-Net (forward + backward, batch 64): torch's (oneDNN) kernel vs
+    the same convolution written as im2col + one matmul (equal to 1e-5)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+    def im2col_conv(x, weight, bias):
+        b, c, length = x.shape
+        out_c, _, k = weight.shape
+        cols = F.pad(x, (k // 2, k // 2)).unfold(2, k, 1).permute(0, 2, 1, 3).reshape(b * length, c * k)
+        return torch.addmm(bias, cols, weight.view(out_c, c * k).t()).view(b, length, out_c).transpose(1, 2)
+
+    def per_call_ms(fn, n=20):
+        for _ in range(3):
+            fn()
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - start) / n * 1000
+
+    rows, totals = [], [0.0, 0.0]
+    # (in, out, length): the U-Net's kernel-5 convolutions at horizon 32, dim 64, mults 1-2-4-8
+    for c_in, c_out, length in [(10, 64, 32), (64, 64, 32), (64, 128, 16), (128, 128, 16),
+                                (128, 256, 8), (256, 256, 8), (256, 512, 4), (512, 512, 4),
+                                (1024, 256, 8), (512, 128, 16)]:
+        x = torch.randn(64, c_in, length, requires_grad=True)
+        conv = torch.nn.Conv1d(c_in, c_out, 5, padding=2)
+        grad = torch.randn(64, c_out, length)
+        assert torch.allclose(conv(x), im2col_conv(x, conv.weight, conv.bias), atol=1e-5)
+
+        def native():
+            x.grad = None
+            conv.zero_grad()
+            conv(x).backward(grad)
+
+        def matmul():
+            x.grad = None
+            conv.zero_grad()
+            im2col_conv(x, conv.weight, conv.bias).backward(grad)
+
+        a, b = per_call_ms(native), per_call_ms(matmul)
+        totals[0] += a
+        totals[1] += b
+        rows.append(f"| {c_in} -> {c_out}, length {length} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
+    rows.append(f"| all ten shapes | {totals[0]:.1f} | {totals[1]:.1f} | {totals[0] / totals[1]:.2f}x |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--channels", type=int, nargs="+", default=[10, 88],
@@ -114,6 +200,8 @@ def main() -> None:
                         f"{r['windows_per_s']:.0f} | {achieved:.0f} | {r['peak_gflops']:.0f} | "
                         f"{achieved / r['peak_gflops']:.0%} | {r['warmup_s']:.1f} |")
             print(rows[-1], flush=True)
+    ops = profile_ops(args.channels[0])
+    convs = conv_as_matmul()
     text = "\n".join([
         "# The denoiser's CPU training speed (paper profile shapes)",
         "",
@@ -131,6 +219,17 @@ def main() -> None:
         "| matmul peak GFLOP/s | share of peak | warm-up s |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows, "",
+        f"## Where a step goes (1 thread, {args.channels[0]} channels, torch.profiler self time)",
+        "",
+        "| operator | share of the step | calls per step |",
+        "|---|---|---|",
+        *ops, "",
+        "## A convolution as im2col + matmul instead of torch's kernel (1 thread, forward + "
+        "backward, batch 64)",
+        "",
+        "| shape | torch Conv1d ms | im2col + matmul ms | speed-up |",
+        "|---|---|---|---|",
+        *convs, "",
     ])
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".tmp")

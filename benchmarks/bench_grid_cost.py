@@ -139,7 +139,7 @@ faster than one thread of this CPU. S=1 is the CPU-bound floor; the small-batch 
 transformer near the high end."""
 EVAL_S_PER_TRIAL = 20 / 0.77
 """20 evaluation episodes at the slowest measured rate (PointGoal1, 1000-step episodes,
-sequential: 0.77 episodes/s, benchmarks/results/evaluation_throughput.md); CPU-bound, not sped up."""
+sequential: 0.77 episodes/s, benchmarks/results/evaluation_throughput_before.md); CPU-bound, not sped up."""
 
 
 def trial_cpu_hours(report: dict, generation: str = "ddpm-100") -> dict[str, float]:
