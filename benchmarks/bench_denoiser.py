@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from dspo_ray.io import write_bytes_atomic
+
 OUT = Path(__file__).parent / "results" / "denoiser_cpu.md"
 VARIANTS = {  # name: (threads, fused Adam, compile)
     "eager, 1 thread": (1, False, False),
@@ -46,14 +48,15 @@ def matmul_gflops(threads: int) -> float:
     return best
 
 
-def measure(channels: int, variant: str, steps: int) -> dict:
+def paper_denoiser(channels: int, threads: int, fused: bool = False, compiled: bool = False):
+    """(the model, one training step on a fixed random batch, FLOPs of a step) at the paper
+    profile's shapes, seeded."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from dspo_ray.dspo.config import profile_config
     from dspo_ray.dspo.diffusion import make_diffusion
 
-    threads, fused, compiled = VARIANTS[variant]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cfg = profile_config("paper").diffusion
@@ -74,6 +77,15 @@ def measure(channels: int, variant: str, steps: int) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
 
+    return model, step, counter.get_total_flops()
+
+
+def measure(channels: int, variant: str, steps: int) -> dict:
+    from dspo_ray.dspo.config import profile_config
+
+    threads, fused, compiled = VARIANTS[variant]
+    cfg = profile_config("paper").diffusion
+    model, step, flops = paper_denoiser(channels, threads, fused, compiled)
     start = time.perf_counter()
     for _ in range(3):
         step()
@@ -83,7 +95,7 @@ def measure(channels: int, variant: str, steps: int) -> dict:
         step()
     wall = (time.perf_counter() - start) / steps
     return {"s_per_step": wall, "cpu_s_per_step": (time.process_time() - cpu) / steps,
-            "windows_per_s": cfg.batch_size / wall, "gflop_per_step": counter.get_total_flops() / 1e9,
+            "windows_per_s": cfg.batch_size / wall, "gflop_per_step": flops / 1e9,
             "warmup_s": warmup_s, "peak_gflops": matmul_gflops(threads), "threads": threads,
             "batch": cfg.batch_size, "horizon": cfg.horizon,
             "params": sum(p.numel() for p in model.parameters())}
@@ -91,26 +103,9 @@ def measure(channels: int, variant: str, steps: int) -> dict:
 
 def profile_ops(channels: int, steps: int = 10) -> list[str]:
     """Where one thread's training step goes: torch.profiler's top operators by self time."""
-    import torch
     from torch.profiler import profile
 
-    from dspo_ray.dspo.config import profile_config
-    from dspo_ray.dspo.diffusion import make_diffusion
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cfg = profile_config("paper").diffusion
-    model = make_diffusion(cfg, channels - 2, 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    x, condition = torch.randn(cfg.batch_size, cfg.horizon, channels), torch.randn(cfg.batch_size, 2)
-
-    def step() -> None:
-        loss = model(x, condition)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-
+    _, step, _ = paper_denoiser(channels, threads=1)
     for _ in range(3):
         step()
     with profile() as prof:
@@ -232,9 +227,7 @@ def main() -> None:
         *convs, "",
     ])
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(OUT)
+    write_bytes_atomic(OUT, text.encode())
     print(f"written to {OUT}")
 
 

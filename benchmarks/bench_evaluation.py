@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from dspo_ray.io import write_bytes_atomic
+
 OUT = Path(__file__).parent / "results" / "evaluation_throughput.md"
 MODES = ("sequential", "2 cold", "2 kept", "auto cold", "auto kept")
 
@@ -107,9 +109,7 @@ def main() -> None:
         *rows, "",
     ])
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(OUT)
+    write_bytes_atomic(OUT, text.encode())
     print(f"written to {OUT}")
 
 
