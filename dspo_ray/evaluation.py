@@ -281,10 +281,8 @@ def evaluate(policy, task: str | TaskSpec, episodes: int = 20, seed: int = 0,
         episode_s = time.perf_counter() - start - env_s
         rest_s = episode_s * (episodes - 1) + env_s * (len(streams) - 1)
         if rest_s * (1 - 1 / processes) <= WORKER_START_S:
+            # every stream here, the one begun first (each stream has its own environment)
             here, elsewhere = [stream for part in assignment for stream in part], []
-            # stream order within ``here`` changes nothing: each stream has its own environment
-            here.remove(assignment[0][0])
-            here.insert(0, assignment[0][0])
 
     futures: list[Future] = []
     try:
