@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from dspo_ray.envs import make_env
+from dspo_ray import evaluation
 from dspo_ray.evaluation import evaluate, stop_evaluation_workers
 from dspo_ray.policies import MLPPolicy, RandomPolicy, save_policy
 from dspo_ray.saved_policies import load_policy
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TASK = "CarCircle"
 
 
-def test_parallel_equals_sequential_and_is_seeded():
+def test_parallel_equals_sequential_and_is_seeded(monkeypatch):
     env = make_env(TASK, seed=0)
     policy = RandomPolicy(env.action_space.low, env.action_space.high)
     sequential = evaluate(policy, TASK, episodes=4, seed=7, workers=1)
@@ -26,9 +27,17 @@ def test_parallel_equals_sequential_and_is_seeded():
     other = evaluate(policy, TASK, episodes=4, seed=8, workers=1)
     assert other.reward_mean != sequential.reward_mean
     # the automatic choice, with the worker kept from the parallel run and without any
+    assert evaluation._WORKERS.running(1)
     assert evaluate(policy, TASK, episodes=4, seed=7) == sequential
     stop_evaluation_workers()
     assert evaluate(policy, TASK, episodes=4, seed=7) == sequential
+    assert not evaluation._WORKERS.running(1), "4 short episodes: in-process, no worker started"
+    # without workers, where they pay: this process goes on with the stream it began (its first
+    # episode timed) while a worker it starts then runs the other streams
+    monkeypatch.setattr(evaluation, "WORKER_START_S", 0.0)
+    assert evaluate(policy, TASK, episodes=4, seed=7) == sequential
+    assert evaluation._WORKERS.running(1)
+    stop_evaluation_workers()
     assert sequential.episodes == 4 and sequential.length_mean == 300  # CarCircle never terminates early
     assert sequential.safe == (sequential.normalized_cost <= 1)
 
@@ -104,7 +113,7 @@ def test_kept_workers_end_when_their_parent_is_killed():
         "os._exit(0)  # no atexit, no pool shutdown: as if killed\n")],
         capture_output=True, text=True, check=True, cwd=ROOT, timeout=120)
     pids = [int(p) for p in parent.stdout.split()]
-    assert len(pids) >= 2  # the two workers (and spawn's resource tracker)
+    assert len(pids) == 2  # the two workers
 
     def alive(pid: int) -> bool:  # a zombie (exited, not yet reaped by init) counts as ended
         try:
