@@ -91,13 +91,13 @@ def test_cli_rule_driver_only_where_there_is_one(capsys):
 
 
 def test_chunks_driven_on_a_real_local_ray_make_the_same_file(tmp_path, monkeypatch, request):
-    """Two chunks driven as Ray tasks in parallel: the same file, byte for byte, as one process."""
+    """Three chunks driven as Ray tasks in parallel: the same file, byte for byte, as one process."""
     import tempfile
 
     ray = pytest.importorskip("ray")
     from distributed_helpers import ray_home
 
-    from dspo_ray.data.scripted import CHUNK
+    from dspo_ray.data import scripted
     from dspo_ray.distributed.collect import chunks_on_ray
 
     assert not ray.is_initialized()
@@ -105,14 +105,17 @@ def test_chunks_driven_on_a_real_local_ray_make_the_same_file(tmp_path, monkeypa
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp.name)
     monkeypatch.setenv("HOME", ray_home())
     request.addfinalizer(lambda: ray_tmp.cleanup())
-    cfg = NavConfig(task="PointGoal1", episodes=CHUNK + 3, keep=20, seed=4, max_steps=20)
+    # chunks of 2 episodes (25 in a collection: one PointGoal1 reset takes about a second), so
+    # five episodes are three Ray tasks on two CPUs, the last one short
+    monkeypatch.setattr(scripted, "CHUNK", 2)
+    cfg = NavConfig(task="PointGoal1", episodes=5, keep=5, seed=4, max_steps=20)
     with pytest.raises(ValueError, match="no rule-based driver 'ppo'"):
         chunks_on_ray("ppo", cfg)
     on_ray = collect_nav(cfg, tmp_path / "ray", log=lambda m: None,
                          run=chunks_on_ray("nav", cfg.resolved(), num_cpus=2, progress=False))
     assert not ray.is_initialized(), "the Ray it started is shut down"
     chunks = sorted((tmp_path / "ray" / "runs" / "PointGoal1" / "nav-seed4").glob("chunk-*.json"))
-    assert [json.loads(c.read_text())["episodes"] for c in chunks] == [CHUNK, 3]
+    assert [json.loads(c.read_text())["episodes"] for c in chunks] == [2, 2, 1]
     local = collect_nav(cfg, tmp_path / "local", log=lambda m: None)
-    assert on_ray.recorded == local.recorded == CHUNK + 3
+    assert on_ray.recorded == local.recorded == 5
     assert on_ray.path.read_bytes() == local.path.read_bytes()
