@@ -36,7 +36,7 @@ from dspo_ray.dspo.config import load_dspo_config
 from dspo_ray.dspo.discriminator import load_discriminator, score_trajectories
 from dspo_ray.dspo.generate import load_generated
 from dspo_ray.dspo.pipeline import ARTEFACTS, run_dspo, stage_settings
-from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
+from dspo_ray.dspo.windows import ragged_from_data, sample_windows, windows_as_trajectories
 from dspo_ray.io import write_bytes_atomic
 
 VARIANTS: dict[str, dict[str, object]] = {
@@ -56,6 +56,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "diffusion_x4": {"diffusion.steps": 10_000, "diffusion.ema_start": 2000},
     # behaviour cloning on the demonstrations alone (one generated window, 16 of ~11,000 rows)
     "demos_only": {"generation.n_windows": 1, "generation.batch_size": 1},
+    # label-free filters of the generated windows by the run's own stage-1 signal
+    # (generation.signal_filter_quantile): only windows the discriminator rates at least as safe
+    # as the q-quantile of the demonstrations' windows, topped up to 500 by up to 4 rounds of draws
+    "filter_q25": {"generation.signal_filter_quantile": 0.25},
+    "filter_q50": {"generation.signal_filter_quantile": 0.5},
 }
 REUSED = ("discriminator", "labels", "diffusion")
 
@@ -84,22 +89,6 @@ def rerun(base: Path, variant: str, out: Path) -> tuple[Path, dict]:
     return workdir, run_dspo(config, workdir)
 
 
-def as_windows(observations: np.ndarray, actions: np.ndarray) -> RaggedTrajectories:
-    n, horizon, _ = observations.shape
-    return RaggedTrajectories(observations.reshape(n * horizon, -1).astype(np.float32),
-                              actions.reshape(n * horizon, -1).astype(np.float32),
-                              np.full(n, horizon, np.int64), np.zeros(n), np.zeros(n, bool))
-
-
-def sampled_real_windows(trajectories: RaggedTrajectories, which: np.ndarray, horizon: int,
-                   rng: np.random.Generator, count: int = 400) -> RaggedTrajectories:
-    long_enough = np.flatnonzero(which & (trajectories.lengths >= horizon))
-    picks = rng.choice(long_enough, count)
-    starts = trajectories.starts[picks] + rng.integers(0, trajectories.lengths[picks] - horizon + 1)
-    rows = starts[:, None] + np.arange(horizon)
-    return as_windows(trajectories.observations[rows], trajectories.actions[rows])
-
-
 def window_signals(workdir: Path) -> dict[str, float]:
     """The run's discriminator on its generated windows and on real windows of the same length;
     NaN for a run without one (the oracle diagnostic, whose signal is the hidden truth)."""
@@ -116,17 +105,17 @@ def window_signals(workdir: Path) -> dict[str, float]:
     data, truth = load_task_data(config["task"], config.get("dataset"), SplitConfig(**config["split"]))
     trajectories = ragged_from_data(data)
     rng = np.random.default_rng(0)
-    demo = score(sampled_real_windows(trajectories, trajectories.is_demo, horizon, rng))
+    demo = score(sample_windows(trajectories, trajectories.is_demo, horizon, rng))
     unlabelled = ~trajectories.is_demo
-    gen = score(as_windows(generated["observations"], generated["actions"]))
+    gen = score(windows_as_trajectories(generated["observations"], generated["actions"]))
     return {"condition": float(generated["safety_condition"][0]),
             "generated": float(np.median(gen)),
             "generated_demo_like": float((gen >= np.median(demo)).mean()),
             "demos": float(np.median(demo)),
             # hidden truth, reported only
-            "unlabelled_safe": float(np.median(score(sampled_real_windows(
+            "unlabelled_safe": float(np.median(score(sample_windows(
                 trajectories, unlabelled & truth.is_safe, horizon, rng)))),
-            "unlabelled_unsafe": float(np.median(score(sampled_real_windows(
+            "unlabelled_unsafe": float(np.median(score(sample_windows(
                 trajectories, unlabelled & ~truth.is_safe, horizon, rng))))}
 
 

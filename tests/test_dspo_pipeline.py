@@ -148,6 +148,55 @@ def test_oracle_signal_is_the_hidden_truth_and_marked(carcircle_dataset, tmp_pat
     assert result["generation/safety_condition"] == 1.0
 
 
+def test_signal_filter_keeps_the_windows_the_discriminator_rates_as_safe_as_the_demos(
+        carcircle_dataset, tmp_path):
+    """generation.signal_filter_quantile: from the same discriminator and diffusion model, only
+    the generated windows whose signal reaches the threshold go on, the unfiltered generation's
+    own windows first, topped up by more draws; the oracle run (no discriminator) refuses it."""
+    import shutil
+
+    from dspo_ray.config import ConfigError
+    from dspo_ray.dspo.discriminator import load_discriminator, score_trajectories
+    from dspo_ray.dspo.generate import load_generated
+    from dspo_ray.data import load_task_data
+    from dspo_ray.dspo.windows import ragged_from_data, sample_windows, windows_as_trajectories
+
+    run_dspo(tiny_config(carcircle_dataset, stop_after="generation"), tmp_path / "plain")
+    filtered = tmp_path / "filtered"
+    filtered.mkdir()
+    for stage in ("discriminator", "labels", "diffusion"):  # the plain run's: only generation differs
+        for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
+            shutil.copy2(tmp_path / "plain" / name, filtered / name)
+    model = load_discriminator(torch.load(filtered / "discriminator.pt", weights_only=False))
+    signal = lambda windows: score_trajectories(model, windows, window=16)  # noqa: E731
+    plain = load_generated(tmp_path / "plain" / "generated.npz")
+    plain_signal = signal(windows_as_trajectories(plain["observations"], plain["actions"]))
+    # the quantile of the demonstrations' window signals (drawn as the pipeline draws them) that
+    # puts the threshold amid the plain windows' signals: some pass, some do not
+    data, _ = load_task_data(TASK, str(carcircle_dataset), tiny_config(carcircle_dataset).split)
+    trajectories = ragged_from_data(data)
+    demo_signal = signal(sample_windows(trajectories, trajectories.is_demo, 16, np.random.default_rng(0)))
+    quantile = float((demo_signal < np.median(plain_signal)).mean())
+    config = tiny_config(carcircle_dataset, stop_after="generation",
+                         **{"generation.signal_filter_quantile": quantile,
+                            "generation.filter_max_draws": 3})
+    runner = RecordingRunner()
+    result = run_dspo(config, filtered, runner=runner)
+    assert runner.stages == []  # nothing trained again
+
+    kept = load_generated(filtered / "generated.npz")
+    threshold, drawn = result["generation/filter_threshold"], result["generation/filter_drawn"]
+    first_round = plain["observations"][plain_signal >= threshold]
+    assert 0 < len(first_round) < 8 and threshold == pytest.approx(np.quantile(demo_signal, quantile))
+    passed = round(result["generation/filter_kept_share"] * drawn)
+    assert drawn in (16, 24) and (passed >= 8 or drawn == 24)
+    assert len(kept["observations"]) == result["generation/n_windows"] == min(8, passed)
+    assert (signal(windows_as_trajectories(kept["observations"], kept["actions"])) >= threshold - 1e-6).all()
+    np.testing.assert_array_equal(kept["observations"][:len(first_round)], first_round)
+    with pytest.raises(ConfigError, match="signal_filter_quantile"):
+        tiny_config(carcircle_dataset, stage1_oracle=True, **{"generation.signal_filter_quantile": 0.5})
+
+
 def shipped_tasks():
     """Tasks with a shipped dataset, shortest episodes first."""
     from dspo_ray.data.shipping import PACK_SUFFIX, SHIPPED_DATASET_DIR

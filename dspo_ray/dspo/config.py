@@ -211,6 +211,16 @@ class GenerationConfig:
     any other count than all of them."""
     eta: float = bounded(0.0, ge=0, le=1)
     """``ddim``'s noise scale: 0 deterministic given the initial noise; 1 with all steps is DDPM."""
+    signal_filter_quantile: float | None = bounded(None, ge=0.0, le=1.0)
+    """None (the paper): every generated window goes to behaviour cloning. A quantile q: only
+    generated windows whose stage-1 signal (the discriminator's score of the window) reaches the
+    q-quantile of the signals of the safe demonstrations' own windows of the same length; more
+    windows are drawn until ``n_windows`` pass or ``filter_max_draws`` x ``n_windows`` were drawn.
+    Label-free (the learner's discriminator and demonstrations); needs a discriminator, so not
+    with ``stage1_oracle``. Issue 14's stage-2 diagnostic: the generated windows, not the
+    labels, are what adds cost (docs/results/stage2_variants)."""
+    filter_max_draws: int = bounded(4, ge=1)
+    """With ``signal_filter_quantile``: at most this many rounds of ``n_windows`` draws."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +290,9 @@ class DSPOConfig:
         if g.sampler == "ddpm" and g.sampling_steps not in (None, m.n_diffusion_steps):
             raise ConfigError(f"generation.sampling_steps: {g.sampling_steps} needs "
                               "generation.sampler 'ddim' (ddpm visits all n_diffusion_steps)")
+        if g.signal_filter_quantile is not None and self.stage1_oracle:
+            raise ConfigError("generation.signal_filter_quantile: needs the discriminator's signal, "
+                              "and stage1_oracle trains none; set one of them only")
         if g.sampler == "ddpm" and g.eta != 0:
             raise ConfigError("generation.eta: applies to sampler 'ddim' only (ddpm is eta 1)")
 

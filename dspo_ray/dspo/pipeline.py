@@ -50,7 +50,8 @@ from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_met
                                          score_trajectories, train_discriminator)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.stage_cache import StageCache, artefact_key, file_identity, settings_values
-from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data
+from dspo_ray.dspo.windows import (RaggedTrajectories, ragged_from_data, sample_windows,
+                                   windows_as_trajectories)
 from dspo_ray.evaluation import evaluate, evaluation_seed, start_evaluation_workers
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
 from dspo_ray.policies import POLICY_FILE, save_policy
@@ -192,20 +193,67 @@ def train_stage2(run: StageInputs) -> tuple[Any, dict[str, Any]]:
     return artefact, {}
 
 
-# 4. generation
+# 4. generation (optionally kept only where the stage-1 signal rates a window as safe as the
+# demonstrations' windows: generation.signal_filter_quantile)
 def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     config = run.config
     artefact = torch.load(run.artefact("diffusion"), map_location="cpu", weights_only=False)
     demo = run.trajectories.is_demo
-    generated = generate(artefact, config.generation, config.diffusion.guidance_weight,
-                         run.trajectories.returns[demo], run.signals()[demo], run.action_low,
-                         run.action_high, seed=config.seed, device=run.device,
-                         autocast=config.diffusion.autocast, compile=config.diffusion.compile)
-    return generated, {
-        "generation/n_windows": int(len(generated["observations"])),
-        "generation/return_condition_mean": float(generated["return_condition"].mean()),
-        "generation/safety_condition": float(generated["safety_condition"][0]),
-        "generation/action_abs_mean": float(np.abs(generated["actions"]).mean())}
+
+    def draw(seed: int) -> dict[str, np.ndarray]:
+        return generate(artefact, config.generation, config.diffusion.guidance_weight,
+                        run.trajectories.returns[demo], run.signals()[demo], run.action_low,
+                        run.action_high, seed=seed, device=run.device,
+                        autocast=config.diffusion.autocast, compile=config.diffusion.compile)
+
+    generated = draw(config.seed)
+    metrics: dict[str, Any] = {}
+    if config.generation.signal_filter_quantile is not None:
+        generated, metrics = filter_by_signal(run, generated, draw)
+    n = len(generated["observations"])  # 0 where a filter let no window through
+    mean = lambda x: float(np.mean(x)) if n else float("nan")  # noqa: E731
+    return generated, {"generation/n_windows": n,
+                       "generation/return_condition_mean": mean(generated["return_condition"]),
+                       "generation/safety_condition": mean(generated["safety_condition"]),
+                       "generation/action_abs_mean": mean(np.abs(generated["actions"])),
+                       **metrics}
+
+
+def filter_by_signal(run: StageInputs, first: dict[str, np.ndarray],
+                     draw: Callable[[int], dict[str, np.ndarray]]
+                     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The generated windows whose discriminator signal reaches the threshold (the configured
+    quantile of the demonstrations' window signals), drawing again (seeds ``seed + 100_003 k``)
+    until ``n_windows`` pass or ``filter_max_draws`` rounds were drawn; the first round is the
+    unfiltered generation's."""
+    config = run.config.generation
+    model = load_discriminator(torch.load(run.artefact("discriminator"), map_location="cpu",
+                                          weights_only=False))
+    horizon = first["observations"].shape[1]
+    demo_windows = sample_windows(run.trajectories, run.trajectories.is_demo, horizon,
+                                  np.random.default_rng(run.config.seed))
+    threshold = float(np.quantile(score_trajectories(model, demo_windows, window=horizon,
+                                                     device=run.device),
+                                  config.signal_filter_quantile))
+    per_window = ("observations", "actions", "return_condition", "safety_condition")
+    kept: dict[str, list[np.ndarray]] = {k: [] for k in per_window}
+    drawn = passed = 0
+    for k in range(config.filter_max_draws):
+        batch = first if k == 0 else draw(run.config.seed + 100_003 * k)
+        signal = score_trajectories(model, windows_as_trajectories(batch["observations"],
+                                                                   batch["actions"]),
+                                    window=horizon, device=run.device)
+        keep = signal >= threshold
+        drawn, passed = drawn + len(keep), passed + int(keep.sum())
+        for key in per_window:
+            kept[key].append(batch[key][keep])
+        if passed >= config.n_windows:
+            break
+    filtered = {key: np.concatenate(parts)[:config.n_windows] for key, parts in kept.items()}
+    filtered["guidance_weight"] = first["guidance_weight"]
+    return filtered, {"generation/filter_threshold": threshold,
+                      "generation/filter_kept_share": passed / drawn,
+                      "generation/filter_drawn": drawn}
 
 
 # 5. behaviour cloning on D^S u D^G

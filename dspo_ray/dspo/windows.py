@@ -53,6 +53,28 @@ def ragged_from_data(data: CostLabelFreeData) -> RaggedTrajectories:
     )
 
 
+def windows_as_trajectories(observations: np.ndarray, actions: np.ndarray) -> RaggedTrajectories:
+    """(n, horizon, dim) windows (generated ones, or cut from real trajectories) as n trajectories
+    of ``horizon`` steps, for :func:`dspo_ray.dspo.discriminator.score_trajectories`."""
+    n, horizon, obs_dim = observations.shape
+    return RaggedTrajectories(observations.reshape(n * horizon, obs_dim).astype(np.float32),
+                              actions.reshape(n * horizon, actions.shape[2]).astype(np.float32),
+                              np.full(n, horizon, np.int64), np.zeros(n), np.zeros(n, bool))
+
+
+def sample_windows(traj: RaggedTrajectories, which: np.ndarray, horizon: int,
+                   rng: np.random.Generator, count: int = 400) -> RaggedTrajectories:
+    """``count`` windows of ``horizon`` steps at random places of random trajectories among
+    ``which`` (a mask; those shorter than ``horizon`` are skipped), each as a trajectory."""
+    long_enough = np.flatnonzero(which & (traj.lengths >= horizon))
+    if len(long_enough) == 0:
+        raise ValueError(f"no trajectory of the chosen ones has {horizon} steps or more")
+    picks = rng.choice(long_enough, count)
+    starts = traj.starts[picks] + rng.integers(0, traj.lengths[picks] - horizon + 1)
+    rows = starts[:, None] + np.arange(horizon)
+    return windows_as_trajectories(traj.observations[rows], traj.actions[rows])
+
+
 @dataclass
 class WindowBatch:
     observations: np.ndarray
