@@ -1,0 +1,142 @@
+"""Are DSPO's generated windows physically consistent? A label-free diagnostic for issue 14.
+
+Stage 2's diagnostic (docs/results/stage2_variants) found that the generated windows, not the
+labels, add cost: with the hidden truth as stage 1, behaviour cloning on the demonstrations alone
+is safer than on demonstrations + generated windows, and the stage-1 signal rates the generated
+windows as safe as the demonstrations' own. Two explanations remain: the generated windows show
+unsafe behaviour that looks safe to the signal, or they are not physically possible (a state that
+does not follow from the previous state and action), so the policy cloned from them drifts into
+states no demonstration visits.
+
+This measures the second. A one-step dynamics model s' - s = f(s, a) is fitted on the learner's
+trajectories (demonstrations and unlabelled, no cost anywhere; 80% of the trajectories, the rest
+held out), and every window is scored by its mean one-step error in units of each state
+dimension's step-change spread. The held-out real windows give the model's own error; a
+generated window far above it is one the simulator could not have produced.
+
+    python benchmarks/stage2_dynamics.py --table F.md RUN [RUN ...] [--also DIR ...]
+
+RUN: finished DSPO run folders (their config.json, generated.npz). ``--also``: folders of reruns
+(benchmarks/stage2_variants.py ``--out``) whose ``<run name>-<variant>/generated.npz`` are scored
+as well, with the same dynamics model. Prints one markdown row per (run, windows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dspo_ray.data import SplitConfig, load_task_data
+from dspo_ray.dspo.generate import load_generated
+from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data, sample_windows
+from dspo_ray.io import write_bytes_atomic
+
+
+def transitions(traj: RaggedTrajectories, which: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(s, a, s') of every step of the chosen trajectories but their last."""
+    rows = np.concatenate([np.arange(s, s + n - 1) for s, n, w in
+                           zip(traj.starts, traj.lengths, which) if w and n > 1])
+    return traj.observations[rows], traj.actions[rows], traj.observations[rows + 1]
+
+
+class Dynamics(nn.Module):
+    """s' - s predicted from (s, a), inputs and outputs standardised with the training data's."""
+
+    def __init__(self, s: np.ndarray, a: np.ndarray, s_next: np.ndarray, hidden: int = 256):
+        super().__init__()
+        x, d = np.concatenate([s, a], 1), s_next - s
+        self.register_buffer("x_mean", torch.as_tensor(x.mean(0)))
+        self.register_buffer("x_std", torch.as_tensor(x.std(0) + 1e-6))
+        self.register_buffer("d_mean", torch.as_tensor(d.mean(0)))
+        self.register_buffer("d_std", torch.as_tensor(d.std(0) + 1e-6))
+        self.net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                                 nn.SiLU(), nn.Linear(hidden, s.shape[1]))
+
+    def error(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
+        """Per step: the mean over state dimensions of |predicted - actual| step change, in units
+        of that dimension's step-change spread."""
+        pred = self.net((torch.cat([s, a], -1) - self.x_mean) / self.x_std)
+        return (pred - (s_next - s - self.d_mean) / self.d_std).abs().mean(-1)
+
+
+def fit_dynamics(s, a, s_next, steps: int, seed: int) -> Dynamics:
+    torch.manual_seed(seed)
+    model = Dynamics(s, a, s_next)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(seed)
+    s_t, a_t, n_t = (torch.as_tensor(v) for v in (s, a, s_next))
+    for _ in range(steps):
+        idx = torch.as_tensor(rng.integers(0, len(s_t), 256))
+        loss = model.error(s_t[idx], a_t[idx], n_t[idx]).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def window_errors(model: Dynamics, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Each (n, horizon, dim) window's mean one-step error over its horizon - 1 transitions."""
+    s, a = torch.as_tensor(observations), torch.as_tensor(actions)
+    return model.error(s[:, :-1], a[:, :-1], s[:, 1:]).mean(-1).numpy()
+
+
+def as_arrays(windows: RaggedTrajectories, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    n = len(windows)
+    return (windows.observations.reshape(n, horizon, -1), windows.actions.reshape(n, horizon, -1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="finished DSPO run folders")
+    p.add_argument("--also", nargs="*", type=Path, default=[],
+                   help="stage2_variants.py --out folders: their reruns of these runs are scored too")
+    p.add_argument("--steps", type=int, default=4000, help="dynamics-model training steps")
+    p.add_argument("--table", type=Path, help="also write the markdown table here")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = ["| run | windows | n | one-step error: median | 90th percentile | share above the "
+            "held-out real windows' 90th percentile | seconds |", "|---|---|---|---|---|---|---|"]
+    for run in args.runs:
+        start = time.time()
+        config = json.loads((run / "config.json").read_text())
+        data, _ = load_task_data(config["task"], config.get("dataset"), SplitConfig(**config["split"]))
+        traj = ragged_from_data(data)  # the learner's data: no cost in it
+        rng = np.random.default_rng(0)
+        held_out = rng.random(len(traj)) < 0.2
+        model = fit_dynamics(*transitions(traj, ~held_out), steps=args.steps, seed=0)
+        generated = load_generated(run / "generated.npz")
+        horizon = generated["observations"].shape[1]
+        sets = {"held-out real (demos + unlabelled)": as_arrays(sample_windows(
+                    traj, held_out, horizon, rng), horizon),
+                "held-out demonstrations": as_arrays(sample_windows(
+                    traj, held_out & traj.is_demo, horizon, rng, count=200), horizon)
+                if (held_out & traj.is_demo).any() else None,
+                "generated (as run)": (generated["observations"], generated["actions"])}
+        for folder in args.also:
+            for rerun in sorted(folder.glob(f"{run.name}-*/generated.npz")):
+                g = load_generated(rerun)
+                if len(g["observations"]):
+                    sets[f"generated ({rerun.parent.name[len(run.name) + 1:]})"] = (
+                        g["observations"], g["actions"])
+        reference = np.quantile(window_errors(model, *sets["held-out real (demos + unlabelled)"]), 0.9)
+        for name, windows in sets.items():
+            if windows is None:
+                continue
+            e = window_errors(model, *windows)
+            rows.append(f"| {run.name} | {name} | {len(e)} | {np.median(e):.3f} | "
+                        f"{np.quantile(e, 0.9):.3f} | {(e > reference).mean():.2f} | "
+                        f"{time.time() - start:.0f} |")
+            print(rows[-1], flush=True)
+    if args.table:
+        write_bytes_atomic(args.table, ("\n".join(rows) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
