@@ -109,6 +109,8 @@ def window_signals(workdir: Path) -> dict[str, float]:
     demo = score(sample_windows(trajectories, trajectories.is_demo, horizon, rng))
     unlabelled = ~trajectories.is_demo
     gen = score(windows_as_trajectories(generated["observations"], generated["actions"]))
+    if len(gen) == 0:  # a filter let no window through: BC saw the demonstrations alone
+        gen = np.full(1, np.nan)
     return {"condition": float(generated["safety_condition"][0]),
             "generated": float(np.median(gen)),
             "generated_demo_like": float((gen >= np.median(demo)).mean()),

@@ -94,6 +94,10 @@ def test_window_scoring_tiles_trajectories_and_matches_whole_pass():
                                score_trajectories(mlp, traj, window=64), atol=1e-5)
     tiled = score_trajectories(model, traj, window=10)
     assert tiled.shape == (3,) and np.all((tiled > 0) & (tiled < 1))
+    # no trajectory (a generation filter that let no window through): no signal, no error
+    none = RaggedTrajectories(traj.observations[:0], traj.actions[:0], np.zeros(0, np.int64),
+                              np.zeros(0), np.zeros(0, bool))
+    assert score_trajectories(model, none, window=10).shape == (0,)
 
 
 def fit_estimator(z, bins, k, steps=300):

@@ -360,6 +360,8 @@ def score_trajectories(model: nn.Module, trajectories: RaggedTrajectories,
         raise ValueError("score_trajectories needs a window (or a model from load_discriminator)")
     if reduction not in ("mean", "min_window"):
         raise ValueError(f"reduction must be 'mean' or 'min_window', got {reduction!r}")
+    if len(trajectories) == 0:  # e.g. a generation filter that let no window through
+        return np.zeros(0)
     model = model.to(device).eval()
     idx, offsets = tiling_windows(trajectories, window)
     total = np.zeros(len(trajectories))
