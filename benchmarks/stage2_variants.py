@@ -12,6 +12,9 @@ read (the evaluation, as every DSPO run's).
     python benchmarks/stage2_variants.py --out runs/stage2 --variants median demos_only \
         results/sweeps/dspo_matched/work/dspo-DroneRun-0-seed0-dcb668f1 ...
 
+With ``--summary``, nothing is rerun: per task and variant, the mean reward / cost over the runs
+from the result.json files already written.
+
 Prints (and with ``--table F`` writes) one markdown row per (run, variant): the safety condition,
 the discriminator's signal on the generated windows (median, and the share at or above the
 demonstrations' median window signal), the same signal on windows of the demonstrations and of the
@@ -122,13 +125,49 @@ def window_signals(workdir: Path) -> dict[str, float]:
                 trajectories, unlabelled & ~truth.is_safe, horizon, rng))))}
 
 
+def summary(runs: list[Path], variants: list[str], out: Path) -> str:
+    """Markdown: per task, the mean normalised reward / cost of each variant over the runs that
+    have it (``as run``: the runs' own result.json), with how many runs that is."""
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    tasks: list[str] = []
+    for base in runs:
+        task = json.loads((base / "config.json").read_text())["task"]
+        tasks += [task] if task not in tasks else []
+        for variant in ("as_run", *[v for v in variants if v != "as_run"]):
+            path = base / "result.json" if variant == "as_run" else out / f"{base.name}-{variant}" / "result.json"
+            if path.exists():
+                r = json.loads(path.read_text())
+                results.setdefault((task, variant), []).append(
+                    (r["eval/normalized_reward"], r["eval/normalized_cost"]))
+    shown = ["as_run", *[v for v in variants if v != "as_run"]]
+    lines = ["| task | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+    for task in tasks:
+        cells = []
+        for variant in shown:
+            values = np.array(results.get((task, variant), []))
+            cells.append("-" if not len(values) else
+                         f"{values[:, 0].mean():.2f} / {values[:, 1].mean():.2f} ({len(values)})")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="finished DSPO run folders")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--out", type=Path, required=True, help="folder for the rerun variants")
     p.add_argument("--table", type=Path, help="also write the markdown table here")
+    p.add_argument("--summary", action="store_true",
+                   help="rerun nothing: per task and variant, the mean reward / cost over the runs "
+                        "from the result.json files already there (each run's own, as run, and "
+                        "those of its reruns in --out)")
     args = p.parse_args()
+    if args.summary:
+        table = summary(args.runs, args.variants, args.out)
+        print(table, end="")
+        if args.table:
+            write_bytes_atomic(args.table, table.encode())
+        return
     torch.set_num_threads(1)
     rows = ["| run | variant | safety condition | generated: median signal | generated: share >= demo median "
             "| demos | unlabelled safe (truth) | unlabelled unsafe (truth) | reward | cost | seconds |",
