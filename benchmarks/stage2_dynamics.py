@@ -12,7 +12,10 @@ This measures the second. A one-step dynamics model s' - s = f(s, a) is fitted o
 trajectories (demonstrations and unlabelled, no cost anywhere; 80% of the trajectories, the rest
 held out), and every window is scored by its mean one-step error in units of each state
 dimension's step-change spread. The held-out real windows give the model's own error; a
-generated window far above it is one the simulator could not have produced.
+generated window far above it is one the simulator could not have produced. A second, cruder
+check: the spread of the states (each dimension's standard deviation over all the windows'
+steps, the median over dimensions of its ratio to the held-out real windows'): near 0, the
+generated windows are copies of one window (a collapsed generator), however consistent.
 
     python benchmarks/stage2_dynamics.py --table F.md RUN [RUN ...] [--also DIR ...]
 
@@ -87,6 +90,11 @@ def window_errors(model: Dynamics, observations: np.ndarray, actions: np.ndarray
     return model.error(s[:, :-1], a[:, :-1], s[:, 1:]).mean(-1).numpy()
 
 
+def spread(observations: np.ndarray) -> np.ndarray:
+    """Each state dimension's standard deviation over every step of a set of windows."""
+    return observations.reshape(-1, observations.shape[-1]).std(0) + 1e-6
+
+
 def as_arrays(windows: RaggedTrajectories, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     n = len(windows)
     return (windows.observations.reshape(n, horizon, -1), windows.actions.reshape(n, horizon, -1))
@@ -102,9 +110,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = ["| run | windows | n | one-step error: median | 90th percentile | median / held-out "
-            "real median | share above the held-out real windows' 90th percentile | seconds |",
-            "|---|---|---|---|---|---|---|---|"]
-    per_task: dict[str, list[tuple[float, float, float]]] = {}
+            "real median | share above the held-out real windows' 90th percentile | spread / "
+            "held-out real spread | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    per_task: dict[str, list[tuple[float, float, float, float]]] = {}
     for run in args.runs:
         start = time.time()
         config = json.loads((run / "config.json").read_text())
@@ -129,25 +137,29 @@ def main() -> None:
                         g["observations"], g["actions"])
         real = window_errors(model, *sets["held-out real (demos + unlabelled)"])
         reference = np.quantile(real, 0.9)
+        real_spread = spread(sets["held-out real (demos + unlabelled)"][0])
         for name, windows in sets.items():
             if windows is None:
                 continue
             e = window_errors(model, *windows)
             ratio, above = float(np.median(e) / np.median(real)), float((e > reference).mean())
+            spread_ratio = float(np.median(spread(windows[0]) / real_spread))
             rows.append(f"| {run.name} | {name} | {len(e)} | {np.median(e):.3f} | "
                         f"{np.quantile(e, 0.9):.3f} | {ratio:.2f} | {above:.2f} | "
-                        f"{time.time() - start:.0f} |")
+                        f"{spread_ratio:.2f} | {time.time() - start:.0f} |")
             print(rows[-1], flush=True)
             if name == "generated (as run)":
                 cost = json.loads((run / "result.json").read_text())["eval/normalized_cost"]
-                per_task.setdefault(config["task"], []).append((ratio, above, cost))
+                per_task.setdefault(config["task"], []).append((ratio, above, spread_ratio, cost))
     # per task: the as-run generated windows against the run's own evaluation (the simulator's
     # cost, reported beside the label-free error, never used to compute it)
     rows += ["", "| task | runs | generated / held-out real median error (mean over runs) | share "
-             "above the real 90th percentile | the runs' normalised cost (mean) |", "|---|---|---|---|---|"]
+             "above the real 90th percentile | spread / real spread | the runs' normalised cost "
+             "(mean) |", "|---|---|---|---|---|---|"]
     for task, values in per_task.items():
-        ratio, above, cost = np.mean(values, 0)
-        rows.append(f"| {task} | {len(values)} | {ratio:.2f} | {above:.2f} | {cost:.2f} |")
+        ratio, above, spread_ratio, cost = np.mean(values, 0)
+        rows.append(f"| {task} | {len(values)} | {ratio:.2f} | {above:.2f} | {spread_ratio:.2f} | "
+                    f"{cost:.2f} |")
     print("\n".join(rows[-len(per_task) - 3:]))
     if args.table:
         write_bytes_atomic(args.table, ("\n".join(rows) + "\n").encode())
