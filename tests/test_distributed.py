@@ -2,16 +2,18 @@
 workers, a tiny sweep end to end (DSPO when a dataset is available, always the regression method),
 a trial that fails once and is retried.
 
-Ray runs with RAY_TMPDIR and HOME inside the test's temp dir, bound to 127.0.0.1; it is shut down
-by the fixture that started it (never `ray stop`).
+Ray runs with RAY_TMPDIR in a short folder of its own under /tmp and HOME shared by the process,
+bound to 127.0.0.1; it is shut down by the fixture that started it (never `ray stop`).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -221,8 +223,10 @@ def test_searcher_keeps_its_studies_in_the_sweep_database_across_a_lost_driver(t
 # ----------------------------------------------------------------------------- a real local Ray
 
 @pytest.fixture(scope="module")
-def local_ray(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ray")
+def local_ray():
+    # short, under /tmp: Ray's socket paths under RAY_TMPDIR must stay below 108 bytes, and
+    # pytest's own temp folders are longer under pytest-xdist (.../popen-gw1/...)
+    root = Path(tempfile.mkdtemp(prefix="dspo-rt-", dir="/tmp"))
     saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "HOME", "PYTHONPATH")}
     os.environ["RAY_TMPDIR"] = str(root)
     from distributed_helpers import ray_home
@@ -237,6 +241,7 @@ def local_ray(tmp_path_factory):
     assert start_ray(None, num_cpus=2)
     yield root
     ray.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
