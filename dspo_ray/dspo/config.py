@@ -217,8 +217,9 @@ class GenerationConfig:
     q-quantile of the signals of the safe demonstrations' own windows of the same length; more
     windows are drawn until ``n_windows`` pass or ``filter_max_draws`` x ``n_windows`` were drawn.
     Label-free (the learner's discriminator and demonstrations); needs a discriminator, so not
-    with ``stage1_oracle``. Issue 14's stage-2 diagnostic: the generated windows, not the
-    labels, are what adds cost (docs/results/stage2_variants)."""
+    with ``stage1_oracle``. Measured at the quick profile, it makes DSPO costlier, not safer: the
+    discriminator rates windows no simulator could produce above the demonstrations' own
+    (docs/results/stage2_variants/filter.md, dynamics.md)."""
     filter_max_draws: int = bounded(4, ge=1)
     """With ``signal_filter_quantile``: at most this many rounds of ``n_windows`` draws."""
 

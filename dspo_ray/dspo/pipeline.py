@@ -199,10 +199,11 @@ def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str,
     config = run.config
     artefact = torch.load(run.artefact("diffusion"), map_location="cpu", weights_only=False)
     demo = run.trajectories.is_demo
+    demo_returns, demo_signals = run.trajectories.returns[demo], run.signals()[demo]
 
     def draw(seed: int) -> dict[str, np.ndarray]:
         return generate(artefact, config.generation, config.diffusion.guidance_weight,
-                        run.trajectories.returns[demo], run.signals()[demo], run.action_low,
+                        demo_returns, demo_signals, run.action_low,
                         run.action_high, seed=seed, device=run.device,
                         autocast=config.diffusion.autocast, compile=config.diffusion.compile)
 
