@@ -131,18 +131,18 @@ def window_signals(workdir: Path) -> dict[str, float]:
 def summary(runs: list[Path], variants: list[str], out: Path) -> str:
     """Markdown: per task, the mean normalised reward / cost of each variant over the runs that
     have it (``as run``: the runs' own result.json), with how many runs that is."""
+    shown = ["as_run", *[v for v in variants if v != "as_run"]]
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     tasks: list[str] = []
     for base in runs:
         task = json.loads((base / "config.json").read_text())["task"]
         tasks += [task] if task not in tasks else []
-        for variant in ("as_run", *[v for v in variants if v != "as_run"]):
+        for variant in shown:
             path = base / "result.json" if variant == "as_run" else out / f"{base.name}-{variant}" / "result.json"
             if path.exists():
                 r = json.loads(path.read_text())
                 results.setdefault((task, variant), []).append(
                     (r["eval/normalized_reward"], r["eval/normalized_cost"]))
-    shown = ["as_run", *[v for v in variants if v != "as_run"]]
     lines = ["| task | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
     for task in tasks:
         cells = []
