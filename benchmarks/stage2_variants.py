@@ -5,7 +5,7 @@ windows with the run's own discriminator.
 A diagnostic for issue 14 ("is the conditioning rule what makes DSPO unsafe?"). Everything before
 generation is the finished run's (its discriminator, labels and diffusion model are copied, their
 settings are unchanged), so the variants differ in generation/BC only; a variant that changes
-a diffusion setting (``diffusion_x4``, ``diffusion_x8``, ``epsilon``) retrains the diffusion model on the run's labels. The variants were chosen
+a diffusion setting (``diffusion_x4``, ``diffusion_x8``, ``epsilon``, ``v``) retrains the diffusion model on the run's labels. The variants were chosen
 after seeing the runs' costs: nothing here is a label-free selection, and the simulator's costs are
 read (the evaluation, as every DSPO run's).
 
@@ -61,6 +61,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     # the paper's epsilon prediction instead of the quick profile's x0 (retrained, same budget):
     # on MetaDrive the x0 model's windows are copies of one (docs/results/stage2_variants/dynamics.md)
     "epsilon": {"diffusion.prediction": "epsilon"},
+    # v-prediction (retrained, same budget): the x0 model with the L1 loss outputs the
+    # per-dimension median whatever its input on MetaDrive (a constant), and epsilon's windows are
+    # noise at this budget; v's clean window is the input at low noise and -v at high noise
+    "v": {"diffusion.prediction": "v"},
     # behaviour cloning on the demonstrations alone (one generated window, 16 of ~11,000 rows)
     "demos_only": {"generation.n_windows": 1, "generation.batch_size": 1},
     # label-free filters of the generated windows by the run's own stage-1 signal

@@ -39,7 +39,7 @@ def test_unet_shapes_with_attention():
     assert out.shape == x.shape
 
 
-@pytest.mark.parametrize("prediction,steps", [("epsilon", 1500), ("x0", 600)])
+@pytest.mark.parametrize("prediction,steps", [("epsilon", 1500), ("x0", 600), ("v", 1500)])
 def test_fits_two_modes_and_guidance_selects_mode(tmp_path, prediction, steps):
     traj, signals = two_mode_trajectories()
     cfg = DiffusionConfig(horizon=8, n_diffusion_steps=20, dim=16, dim_mults=(1, 2), attention=False,

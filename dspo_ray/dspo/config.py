@@ -160,9 +160,10 @@ class DiffusionConfig:
     """Table 4: 3e-4."""
     loss: Literal["l1", "l2"] = "l1"
     """Table 4: L1 loss (on the network's target, see ``prediction``)."""
-    prediction: Literal["epsilon", "x0"] = "epsilon"
-    """What the U-Net predicts: the noise (DDPM, appendix B) or the clean window (the trajectory
-    diffusion planners' choice for locomotion; steadier when training is short)."""
+    prediction: Literal["epsilon", "x0", "v"] = "epsilon"
+    """What the U-Net predicts: the noise (DDPM, appendix B), the clean window (the trajectory
+    diffusion planners' choice for locomotion) or the velocity sqrt(ab) eps - sqrt(1 - ab) x0
+    (Salimans & Ho 2022), which is the clean window at high noise and the noise at low noise."""
     ema_start: int = bounded(1000, ge=0)
     """Table 4: EMA updates start at iteration 1000 (the EMA is a copy before that)."""
     ema_decay: float = bounded(0.995, ge=0, le=1)

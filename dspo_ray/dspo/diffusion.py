@@ -9,8 +9,11 @@
   pair is replaced, with probability ``condition_dropout``, by a learned null embedding (one joint
   mask); sampling uses eps = eps_null + w (eps_cond - eps_null).
 * DDPM (appendix B) with ``n_diffusion_steps`` steps and a cosine schedule; the U-Net predicts the
-  noise (``prediction="epsilon"``, DDPM) or the clean window (``"x0"``, planners for locomotion),
-  L1 loss (Table 4), EMA of the weights from iteration ``ema_start``, decay 0.995, every 5 steps.
+  noise (``prediction="epsilon"``, DDPM), the clean window (``"x0"``, planners for locomotion) or
+  the velocity v = sqrt(ab) eps - sqrt(1 - ab) x0 (``"v"``, Salimans & Ho 2022: x0 = sqrt(ab) x_t
+  - sqrt(1 - ab) v, so the clean window is nearly the input at low noise and nearly -v at high
+  noise), L1 loss (Table 4), EMA of the weights from iteration ``ema_start``, decay 0.995, every
+  5 steps.
 * States, actions and conditions are standardised per dimension (statistics kept in the model).
 """
 
@@ -165,8 +168,8 @@ class ConditionalTrajectoryDiffusion(nn.Module):
                            attention=attention, attention_dim=attention_dim,
                            condition_dropout=condition_dropout, loss=loss,
                            clip_denoised=clip_denoised, prediction=prediction)
-        if prediction not in ("epsilon", "x0"):
-            raise ValueError(f"prediction must be 'epsilon' or 'x0', got {prediction!r}")
+        if prediction not in ("epsilon", "x0", "v"):
+            raise ValueError(f"prediction must be 'epsilon', 'x0' or 'v', got {prediction!r}")
         self.prediction = prediction
         self.obs_dim, self.act_dim, self.horizon = obs_dim, act_dim, horizon
         self.channels = obs_dim + act_dim
@@ -219,7 +222,8 @@ class ConditionalTrajectoryDiffusion(nn.Module):
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         drop = torch.rand(b, device=x0.device) < self.condition_dropout
         predicted = self.unet(x_t, t, self.embed_condition(condition, drop))
-        target = noise if self.prediction == "epsilon" else x0
+        target = {"epsilon": noise, "x0": x0,
+                  "v": ab.sqrt() * noise - (1 - ab).sqrt() * x0}[self.prediction]
         if self.loss_type == "l1":
             return F.l1_loss(predicted, target)
         return F.mse_loss(predicted, target)
@@ -250,7 +254,12 @@ class ConditionalTrajectoryDiffusion(nn.Module):
         out_cond, out_null = self.unet(torch.cat([x, x]), t, embedding).chunk(2)
         out = (out_null + guidance_weight * (out_cond - out_null)).float()  # fp32 under autocast
         ab = self.alphas_cumprod[step]
-        x0 = (x - (1 - ab).sqrt() * out) / ab.sqrt() if self.prediction == "epsilon" else out
+        if self.prediction == "epsilon":
+            x0 = (x - (1 - ab).sqrt() * out) / ab.sqrt()
+        elif self.prediction == "v":
+            x0 = ab.sqrt() * x - (1 - ab).sqrt() * out
+        else:
+            x0 = out
         if self.clip_denoised:
             x0 = x0.clamp(-self.clip_denoised, self.clip_denoised)
         return x0
