@@ -21,7 +21,11 @@ generated windows are copies of one window (a collapsed generator), however cons
 
 RUN: finished DSPO run folders (their config.json, generated.npz). ``--also``: folders of reruns
 (benchmarks/stage2_variants.py ``--out``) whose ``<run name>-<variant>/generated.npz`` are scored
-as well, with the same dynamics model. Prints one markdown row per (run, windows).
+as well, with the same dynamics model. Prints one markdown row per (run, windows), then one per
+(task, the diffusion model's prediction target) over the runs' own generated windows, with their
+distance from the real windows, |log(error ratio)| + |log(spread ratio)| (0: like the real ones),
+and the runs' normalised cost beside it; ``--label-free`` leaves the cost out (it is not read),
+for choosing between settings by the windows alone.
 """
 
 from __future__ import annotations
@@ -107,12 +111,14 @@ def main() -> None:
                    help="stage2_variants.py --out folders: their reruns of these runs are scored too")
     p.add_argument("--steps", type=int, default=4000, help="dynamics-model training steps")
     p.add_argument("--table", type=Path, help="also write the markdown table here")
+    p.add_argument("--label-free", action="store_true",
+                   help="leave the runs' evaluated cost out of the per-task summary (not read)")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = ["| run | windows | n | one-step error: median | 90th percentile | median / held-out "
             "real median | share above the held-out real windows' 90th percentile | spread / "
             "held-out real spread | seconds |", "|---|---|---|---|---|---|---|---|---|"]
-    per_task: dict[str, list[tuple[float, float, float, float]]] = {}
+    per_task: dict[tuple[str, str], list[tuple[float, ...]]] = {}
     for run in args.runs:
         start = time.time()
         config = json.loads((run / "config.json").read_text())
@@ -149,17 +155,23 @@ def main() -> None:
                         f"{spread_ratio:.2f} | {time.time() - start:.0f} |")
             print(rows[-1], flush=True)
             if name == "generated (as run)":
-                cost = json.loads((run / "result.json").read_text())["eval/normalized_cost"]
-                per_task.setdefault(config["task"], []).append((ratio, above, spread_ratio, cost))
-    # per task: the as-run generated windows against the run's own evaluation (the simulator's
-    # cost, reported beside the label-free error, never used to compute it)
-    rows += ["", "| task | runs | generated / held-out real median error (mean over runs) | share "
-             "above the real 90th percentile | spread / real spread | the runs' normalised cost "
-             "(mean) |", "|---|---|---|---|---|---|"]
-    for task, values in per_task.items():
-        ratio, above, spread_ratio, cost = np.mean(values, 0)
-        rows.append(f"| {task} | {len(values)} | {ratio:.2f} | {above:.2f} | {spread_ratio:.2f} | "
-                    f"{cost:.2f} |")
+                distance = abs(np.log(ratio)) + abs(np.log(spread_ratio))
+                cost = (() if args.label_free else
+                        (json.loads((run / "result.json").read_text())["eval/normalized_cost"],))
+                prediction = config["diffusion"].get("prediction", "epsilon")
+                per_task.setdefault((config["task"], prediction), []).append(
+                    (ratio, above, spread_ratio, distance, *cost))
+    # per task and prediction target: the as-run generated windows, and the runs' own evaluation
+    # (the simulator's cost, reported beside the label-free measures, never used to compute them)
+    cost_header = "" if args.label_free else " the runs' normalised cost (mean) |"
+    rows += ["", "| task | prediction | runs | generated / held-out real median error (mean over "
+             "runs) | share above the real 90th percentile | spread / real spread | distance from "
+             f"the real windows |{cost_header}", "|---|---|---|---|---|---|---|" +
+             ("" if args.label_free else "---|")]
+    for (task, prediction), values in per_task.items():
+        means = np.mean(values, 0)
+        rows.append(f"| {task} | {prediction} | {len(values)} | "
+                    + " | ".join(f"{v:.2f}" for v in means) + " |")
     print("\n".join(rows[-len(per_task) - 3:]))
     if args.table:
         write_bytes_atomic(args.table, ("\n".join(rows) + "\n").encode())
