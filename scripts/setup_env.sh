@@ -10,7 +10,16 @@ STAMP="$VENV/.dspo-setup-stamp"
 inputs_hash=$(cat requirements.txt requirements-nodeps.txt scripts/setup_env.sh \
   scripts/patch_simulators.py pyproject.toml | sha256sum | cut -d' ' -f1)
 
+# The editable install of dspo_ray records the folder it was made from: a .venv made in another
+# checkout (a moved folder, a removed git worktree) would import that folder's code, or none.
+installed_here() {
+  grep -qs "\"url\": \"file://$(pwd -P)\"" "$VENV"/lib/python3.11/site-packages/dspo_ray-*.dist-info/direct_url.json
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs_hash" ]; then
+  installed_here && exit 0
+  echo "[setup] $VENV's dspo_ray was installed from another folder; installing it from $(pwd -P)" >&2
+  "$VENV/bin/python" -m pip --disable-pip-version-check -q install --no-deps -e .
   exit 0
 fi
 
