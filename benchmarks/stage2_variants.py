@@ -63,7 +63,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "epsilon": {"diffusion.prediction": "epsilon"},
     # v-prediction (retrained, same budget): the x0 model with the L1 loss outputs the
     # per-dimension median whatever its input on MetaDrive (a constant), and epsilon's windows are
-    # noise at this budget; v's clean window is the input at low noise and -v at high noise
+    # noise at this budget; v's clean window is the input at low noise and -v at high noise.
+    # Measured on all 27 Table 1 runs (as a sweep: experiments/configs/table1_dspo_v.yaml): not
+    # collapsed, but further off the dynamics and costlier (docs/results/stage2_variants/v_prediction.md)
     "v": {"diffusion.prediction": "v"},
     # behaviour cloning on the demonstrations alone (one generated window, 16 of ~11,000 rows)
     "demos_only": {"generation.n_windows": 1, "generation.batch_size": 1},

@@ -163,7 +163,9 @@ class DiffusionConfig:
     prediction: Literal["epsilon", "x0", "v"] = "epsilon"
     """What the U-Net predicts: the noise (DDPM, appendix B), the clean window (the trajectory
     diffusion planners' choice for locomotion) or the velocity sqrt(ab) eps - sqrt(1 - ab) x0
-    (Salimans & Ho 2022), which is the clean window at high noise and the noise at low noise."""
+    (Salimans & Ho 2022), which is minus the clean window at high noise and the noise at low
+    noise. At the quick profile's budget only x0 keeps the windows near the dynamics, and with
+    the L1 loss it collapses them on MetaDrive (docs/results/stage2_variants/v_prediction.md)."""
     ema_start: int = bounded(1000, ge=0)
     """Table 4: EMA updates start at iteration 1000 (the EMA is a copy before that)."""
     ema_decay: float = bounded(0.995, ge=0, le=1)
@@ -309,6 +311,8 @@ _QUICK: dict[str, Any] = {
                           # hardsparse, return-matched ones 0.97 (docs/results/stage1.md)
                           negatives="return_matched"),
     "diffusion": dict(horizon=16, dim=32, dim_mults=[1, 2, 4], attention=False, batch_size=64,
+                      # x0: at 2,500 steps v's and epsilon's windows are 10-600x off the dynamics
+                      # and DSPO costlier with them (docs/results/stage2_variants/v_prediction.md)
                       prediction="x0",
                       steps=2500, learning_rate=1e-3, ema_start=500, log_every=250,
                       checkpoint_every=1000),

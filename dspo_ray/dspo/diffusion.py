@@ -222,8 +222,12 @@ class ConditionalTrajectoryDiffusion(nn.Module):
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         drop = torch.rand(b, device=x0.device) < self.condition_dropout
         predicted = self.unet(x_t, t, self.embed_condition(condition, drop))
-        target = {"epsilon": noise, "x0": x0,
-                  "v": ab.sqrt() * noise - (1 - ab).sqrt() * x0}[self.prediction]
+        if self.prediction == "epsilon":
+            target = noise
+        elif self.prediction == "v":
+            target = ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        else:
+            target = x0
         if self.loss_type == "l1":
             return F.l1_loss(predicted, target)
         return F.mse_loss(predicted, target)
