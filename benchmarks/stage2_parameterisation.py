@@ -14,7 +14,8 @@ directly, on 256 real windows of the learner's data noised to diffusion step t:
   ``l1_median`` is the error of the constant per-dimension median, the best input-blind answer
   under the L1 loss.
 * ``spread``: 200 windows sampled (DDPM, guidance 2, the windows' own conditions), the median over
-  dimensions of their standard deviation as a ratio to the real windows' (as stage2_dynamics.py).
+  dimensions (states and actions) of their standard deviation as a ratio to the real windows'
+  (stage2_dynamics.py's spread is over the states only).
 
 Label-free: the learner's trajectories and the run's own signals, no cost anywhere.
 
@@ -43,7 +44,7 @@ from dspo_ray.io import write_bytes_atomic
 from dspo_ray.training import LocalRunner
 
 SETTINGS: dict[str, dict[str, str]] = {
-    "x0_l1": {"diffusion.prediction": "x0", "diffusion.loss": "l1"},  # the quick profile until now
+    "x0_l1": {"diffusion.prediction": "x0", "diffusion.loss": "l1"},  # the quick profile
     "x0_l2": {"diffusion.prediction": "x0", "diffusion.loss": "l2"},
     "epsilon_l1": {"diffusion.prediction": "epsilon", "diffusion.loss": "l1"},  # the paper
     "v_l1": {"diffusion.prediction": "v", "diffusion.loss": "l1"},
@@ -112,6 +113,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="diffusion training steps (default: the run's)")
     p.add_argument("--table", type=Path, help="also write the markdown table here")
     args = p.parse_args()
+    if args.steps is not None and args.steps < 5:
+        raise SystemExit(f"error: --steps {args.steps}: train at least 5 steps (the EMA starts "
+                         "after a fifth of them)")
     for run in args.runs:
         if not (run / "labels.npz").is_file():
             raise SystemExit(f"error: {run} has no labels.npz: pass a finished DSPO run folder")
