@@ -1,0 +1,97 @@
+"""benchmarks/budget_curves.py on sweep folders written as Tune writes them (params.json and
+result.json per trial): the budget of each grid group, the per-budget table, the refusal of a
+budget list in the wrong order, and the grid's price at each budget."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "budget_curves.py"
+BUDGETS = (0.25, 1.0, 4.0)
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("budget_curves", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_trial(root: Path, method: str, k: int, seed: int, reward: float, cost: float,
+                trial_s: float, eval_s: float) -> None:
+    step_key = "diffusion.steps" if method == "dspo" else "steps"
+    eval_key = "time/evaluation_s" if method == "dspo" else "time/eval_s"
+    folder = root / f"run_trial_{method}_{k}_{seed}"
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps(
+        {"method": method, "task": "CarCircle", "seed": seed, "group": f"{method}/CarCircle/{k}",
+         "params": {step_key: int(2000 * BUDGETS[k])}}))
+    (folder / "result.json").write_text(json.dumps(
+        {"eval/normalized_reward": reward, "eval/normalized_cost": cost, "time/trial_s": trial_s,
+         eval_key: eval_s}) + "\n")
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    """bc_safe: reward 0.2, 0.5, 0.6 (+0.1 on seed 1), training 10, 20, 50 s, evaluation 5 s.
+    dspo: cost 3, 2, 1, training 100, 300, 1000 s, evaluation 10 s."""
+    root = tmp_path / "budget_curves"
+    for k, (reward, train) in enumerate([(0.2, 10), (0.5, 20), (0.6, 50)]):
+        for seed in (0, 1):
+            write_trial(root, "bc_safe", k, seed, reward + 0.1 * seed, 0.5, train + 5, 5)
+    for k, (cost, train) in enumerate([(3.0, 100), (2.0, 300), (1.0, 1000)]):
+        for seed in (0, 1):
+            write_trial(root, "dspo", k, seed, 0.7, cost, train + 10, 10)
+    return root
+
+
+def test_budgets_from_groups_and_the_table(sweep):
+    bc = load_script()
+    done = bc.budgeted_trials([str(sweep)], list(BUDGETS))
+    assert sorted(done["budget"].unique()) == list(BUDGETS)
+    assert done.groupby(["method", "budget"])["train_s"].median().to_dict() == {
+        ("bc_safe", 0.25): 10, ("bc_safe", 1.0): 20, ("bc_safe", 4.0): 50,
+        ("dspo", 0.25): 100, ("dspo", 1.0): 300, ("dspo", 4.0): 1000}
+    table = bc.curves_table(done, "CarCircle")
+    bc_row = next(line for line in table.splitlines() if line.startswith("| bc_safe"))
+    # mean ± population std over the two seeds, the change 1x -> 4x, the training wall times
+    assert "0.65 ± 0.05 / 0.50 ± 0.00 (2)" in bc_row and "+0.10, +0.00" in bc_row
+    assert bc_row.endswith("| 10 / 20 / 50 |")
+    dspo_row = next(line for line in table.splitlines() if line.startswith("| dspo"))
+    assert "+0.00, -1.00" in dspo_row
+
+
+def test_grid_price_scales_training_not_evaluation(sweep, tmp_path):
+    bc = load_script()
+    done = bc.budgeted_trials([str(sweep)], list(BUDGETS))
+    # Table 1 at 1x: bc_safe on two tasks, 100 s training + 40 s evaluation each
+    grid = tmp_path / "trials.csv"
+    pd.DataFrame([{"method": "bc_safe", "task": t, "status": "finished", "time/trial_s": 140.0,
+                   "time/eval_s": 40.0} for t in ("CarCircle", "AntRun")]).to_csv(grid, index=False)
+    text = bc.grid_hours(done, grid, seeds=5, slots=2)
+    row = next(line for line in text.splitlines() if line.startswith("| bc_safe"))
+    # 4x: training ratio 50/20 = 2.5 -> (250 + 40) s x 2 tasks x 5 seeds / 2 slots = 1450 s
+    expected = [(100 * r + 40) * 2 * 5 / 2 / 3600 for r in (0.5, 1.0, 2.5)]
+    assert row == "| bc_safe | " + " | ".join(f"{h:.2f}" for h in expected) + " |"
+
+
+def test_budgets_in_the_wrong_order_are_refused(sweep, tmp_path):
+    out = subprocess.run([sys.executable, str(SCRIPT), str(sweep), "--budgets", "4", "1", "0.25",
+                          "--out", str(tmp_path / "plots")], capture_output=True, text=True)
+    assert out.returncode == 1 and "do not grow with the budget" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "plots").exists()
+
+
+def test_the_command_writes_its_table_and_plot(sweep, tmp_path):
+    table = tmp_path / "tables.md"
+    out = subprocess.run([sys.executable, str(SCRIPT), str(sweep), "--out", str(tmp_path / "plots"),
+                          "--table", str(table)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "plots" / "budget_curves_CarCircle.png").stat().st_size > 0
+    assert table.read_text() == out.stdout and "### CarCircle (2 seeds" in out.stdout
