@@ -74,6 +74,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     # as the q-quantile of the demonstrations' windows, topped up to 500 by up to 4 rounds of draws
     "filter_q25": {"generation.signal_filter_quantile": 0.25},
     "filter_q50": {"generation.signal_filter_quantile": 0.5},
+    # windows that start where the simulator has been: a diffusion model trained to continue from
+    # a given first state (retrained, same budget), each window started at a real state from the
+    # demonstrations or from the unlabelled trajectories (generation.anchor)
+    "anchor_demos": {"diffusion.first_state_given": True, "generation.anchor": "demonstrations"},
+    "anchor_unlabelled": {"diffusion.first_state_given": True, "generation.anchor": "unlabelled"},
 }
 REUSED = ("discriminator", "labels", "diffusion")
 

@@ -71,6 +71,30 @@ def test_fits_two_modes_and_guidance_selects_mode(tmp_path, prediction, steps):
         assert (sign * d[..., 0].mean(1) > 0).float().mean() > 0.85
 
 
+@pytest.mark.parametrize("prediction,steps", [("x0", 600), ("v", 1500)])
+def test_a_model_trained_on_given_first_states_continues_from_them(tmp_path, prediction, steps):
+    """diffusion.first_state_given: windows start at the given state and stay in its mode, with
+    no condition (w = 0), where the unanchored model draws both modes (the test above)."""
+    traj, signals = two_mode_trajectories()
+    cfg = DiffusionConfig(horizon=8, n_diffusion_steps=20, dim=16, dim_mults=(1, 2), attention=False,
+                          batch_size=64, steps=steps, learning_rate=2e-3, ema_start=steps - 300,
+                          log_every=100, checkpoint_every=steps, condition_dropout=0.2,
+                          prediction=prediction, first_state_given=True)
+    ctx = LocalContext(checkpoint_path=tmp_path / "ckpt.pt", device=torch.device("cpu"))
+    model = load_diffusion(train_diffusion(ctx, trajectories=traj, signals=signals, config=cfg, seed=0))
+    g = torch.Generator().manual_seed(0)
+    cond = torch.tensor([[1.0, 0.9]]).repeat(100, 1)
+    for sign in (1.0, -1.0):
+        first = torch.full((100, 2), sign)
+        for sampler, n in (("ddpm", None), ("ddim", 5)):
+            w = model.sample(cond, guidance_weight=0.0, generator=g, sampler=sampler,
+                             sampling_steps=n, first_states=first)
+            torch.testing.assert_close(w[:, 0, :2], first)
+            assert (sign * w[:, 1:, 0].mean(1) > 0).float().mean() > 0.9
+    with pytest.raises(ValueError, match="first_states"):
+        model.sample(cond, generator=g)
+
+
 def test_generation_conditions_and_file(tmp_path):
     rng = np.random.default_rng(0)
     demo_returns, demo_signals = np.array([10.0, 20.0, 30.0]), np.array([0.7, 0.6, 0.9])
@@ -102,6 +126,16 @@ def test_generation_conditions_and_file(tmp_path):
     finally:
         hook.remove()
     assert len(calls) == 3 * 2 and ddim["observations"].shape == (7, 8, 2)
+    # anchored: every window starts at one of the given states; the conditions are those of the
+    # unanchored draw with the same seed
+    pool = np.array([[5.0, -5.0], [7.0, 3.0]], np.float32)
+    anchored = generate(artefact, GenerationConfig(n_windows=7, batch_size=3), 2.0, demo_returns,
+                        demo_signals, np.array([-0.1], np.float32), np.array([0.1], np.float32),
+                        seed=0, anchor_states=pool)
+    first = anchored["observations"][:, 0]
+    assert all(np.isclose(first, pool[:1], atol=1e-5).all(1) | np.isclose(first, pool[1:], atol=1e-5).all(1))
+    assert len(np.unique(first[:, 0].round(3))) == 2  # both states drawn among 7 windows
+    np.testing.assert_array_equal(anchored["return_condition"], gen["return_condition"])
     path = save_generated(tmp_path / "generated.npz", gen)
     back = load_generated(path)
     np.testing.assert_array_equal(back["return_condition"], gen["return_condition"])
@@ -176,6 +210,12 @@ def test_sampler_config_is_validated():
         profile_config("quick", **{"generation.eta": 0.5})
     with pytest.raises(ConfigError):
         profile_config("quick", **{"diffusion.autocast": "fp16"})
+    # an anchor and a model trained to continue from a given first state go together
+    cfg = profile_config("quick", **{"diffusion.first_state_given": True, "generation.anchor": "unlabelled"})
+    assert cfg.generation.anchor == "unlabelled" and profile_config("quick").generation.anchor == "none"
+    for one in ({"diffusion.first_state_given": True}, {"generation.anchor": "demonstrations"}):
+        with pytest.raises(ConfigError, match="^generation.anchor:"):
+            profile_config("quick", **one)
 
 
 def test_gpu_fast_paths_are_a_logged_no_op_on_cpu(capsys):

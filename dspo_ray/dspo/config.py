@@ -166,6 +166,11 @@ class DiffusionConfig:
     (Salimans & Ho 2022), which is minus the clean window at high noise and the noise at low
     noise. At the quick profile's budget only x0 keeps the windows near the dynamics, and with
     the L1 loss it collapses them on MetaDrive (docs/results/stage2_variants/v_prediction.md)."""
+    first_state_given: bool = False
+    """False (the paper): the model generates whole windows. True: it is trained to continue a
+    window from its given first state (Diffuser's conditioning on the current state: the first
+    state is left clean in the noised window and out of the loss), and generation says where each
+    window starts (``generation.anchor``, which then must not be ``none``)."""
     ema_start: int = bounded(1000, ge=0)
     """Table 4: EMA updates start at iteration 1000 (the EMA is a copy before that)."""
     ema_decay: float = bounded(0.995, ge=0, le=1)
@@ -225,6 +230,16 @@ class GenerationConfig:
     (docs/results/stage2_variants/filter.md, dynamics.md)."""
     filter_max_draws: int = bounded(4, ge=1)
     """With ``signal_filter_quantile``: at most this many rounds of ``n_windows`` draws."""
+    anchor: Literal["none", "demonstrations", "unlabelled"] = "none"
+    """Where each window starts. ``none`` (the paper): the whole window is generated.
+    ``demonstrations`` / ``unlabelled``: its first state is a state drawn uniformly from the
+    learner's safe demonstrations / unlabelled trajectories, given to a model trained to continue
+    from it (``diffusion.first_state_given``, required), so every window starts where the
+    simulator has been and the generator says what a safe, high-return agent does from there.
+    Label-free. Why: the free windows are collapsed or physically impossible at the quick profile
+    (docs/results/stage2_variants/dynamics.md). Merely writing the state over an untrained
+    model's first step hardly steers the rest of the window (a two-mode toy: 55-83% of windows
+    continue in the given state's mode unconditioned, 0-2% against the condition)."""
 
 
 @dataclass(frozen=True)
@@ -288,6 +303,10 @@ class DSPOConfig:
             raise ConfigError(f"diffusion.horizon: {m.horizon} is not divisible by "
                               f"2^(len(diffusion.dim_mults)-1) = {2 ** (len(m.dim_mults) - 1)}")
         g = self.generation
+        if m.first_state_given != (g.anchor != "none"):
+            raise ConfigError("generation.anchor: a model trained with diffusion.first_state_given "
+                              "needs an anchor ('demonstrations' or 'unlabelled'), and an anchor "
+                              "needs such a model; set both or neither")
         if g.sampling_steps is not None and g.sampling_steps > m.n_diffusion_steps:
             raise ConfigError(f"generation.sampling_steps: {g.sampling_steps} is more than "
                               f"diffusion.n_diffusion_steps {m.n_diffusion_steps}")

@@ -161,16 +161,22 @@ class ConditionalTrajectoryDiffusion(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, horizon: int, n_diffusion_steps: int = 100,
                  dim: int = 64, dim_mults: tuple[int, ...] = (1, 2, 4, 8), attention: bool = True,
                  attention_dim: int = 128, condition_dropout: float = 0.25, loss: str = "l1",
-                 clip_denoised: float = 5.0, prediction: str = "epsilon"):
+                 clip_denoised: float = 5.0, prediction: str = "epsilon",
+                 first_state_given: bool = False):
         super().__init__()
         self.config = dict(obs_dim=obs_dim, act_dim=act_dim, horizon=horizon,
                            n_diffusion_steps=n_diffusion_steps, dim=dim, dim_mults=tuple(dim_mults),
                            attention=attention, attention_dim=attention_dim,
                            condition_dropout=condition_dropout, loss=loss,
-                           clip_denoised=clip_denoised, prediction=prediction)
+                           clip_denoised=clip_denoised, prediction=prediction,
+                           first_state_given=first_state_given)
         if prediction not in ("epsilon", "x0", "v"):
             raise ValueError(f"prediction must be 'epsilon', 'x0' or 'v', got {prediction!r}")
         self.prediction = prediction
+        # Diffuser's conditioning on the current state: the window's first state is clean in every
+        # noised training window and left out of the loss, so the model learns to continue from
+        # it; sampling then needs one (``sample``'s ``first_states``)
+        self.first_state_given = first_state_given
         self.obs_dim, self.act_dim, self.horizon = obs_dim, act_dim, horizon
         self.channels = obs_dim + act_dim
         self.n_steps, self.condition_dropout, self.loss_type = n_diffusion_steps, condition_dropout, loss
@@ -220,6 +226,8 @@ class ConditionalTrajectoryDiffusion(nn.Module):
         noise = torch.randn_like(x0)
         ab = self.alphas_cumprod[t][:, None, None]
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        if self.first_state_given:
+            x_t[:, 0, :self.obs_dim] = x0[:, 0, :self.obs_dim]
         drop = torch.rand(b, device=x0.device) < self.condition_dropout
         predicted = self.unet(x_t, t, self.embed_condition(condition, drop))
         if self.prediction == "epsilon":
@@ -228,9 +236,12 @@ class ConditionalTrajectoryDiffusion(nn.Module):
             target = ab.sqrt() * noise - (1 - ab).sqrt() * x0
         else:
             target = x0
-        if self.loss_type == "l1":
-            return F.l1_loss(predicted, target)
-        return F.mse_loss(predicted, target)
+        loss = F.l1_loss if self.loss_type == "l1" else F.mse_loss
+        if self.first_state_given:  # the given first state is no prediction: left out
+            keep = torch.ones_like(predicted[0], dtype=torch.bool)
+            keep[0, :self.obs_dim] = False
+            return loss(predicted[:, keep], target[:, keep])
+        return loss(predicted, target)
 
     def sampling_timesteps(self, sampler: str, sampling_steps: int | None) -> list[int]:
         """The diffusion steps a sampler visits, noisiest first. DDPM: all of them; DDIM:
@@ -271,8 +282,14 @@ class ConditionalTrajectoryDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, condition: torch.Tensor, guidance_weight: float = 2.0,
                generator: torch.Generator | None = None, sampler: str = "ddpm",
-               sampling_steps: int | None = None, eta: float = 0.0) -> torch.Tensor:
+               sampling_steps: int | None = None, eta: float = 0.0,
+               first_states: torch.Tensor | None = None) -> torch.Tensor:
         """Windows (B, H, C) in data units for conditions (B, 2), with CFG.
+
+        ``first_states`` (B, obs_dim, data units): each window starts at that state, inpainted
+        as Diffuser conditions on the current state (Janner et al. 2022): written over the
+        window's first state at the start and after every denoising step, so the rest of the
+        window is denoised around it.
 
         ``sampler="ddpm"``: ancestral sampling over all ``n_steps`` (the paper). ``"ddim"``
         (Song et al. 2021): ``sampling_steps`` of the steps; from step t to the next visited step
@@ -285,6 +302,14 @@ class ConditionalTrajectoryDiffusion(nn.Module):
         b, device = len(condition), condition.device
         shape = (b, self.horizon, self.channels)
         x = torch.randn(shape, generator=generator).to(device)
+        if self.first_state_given and first_states is None:
+            raise ValueError("this model was trained to continue from a given first state "
+                             "(first_state_given): pass first_states")
+        anchor = None
+        if first_states is not None:
+            obs = slice(0, self.obs_dim)
+            anchor = (first_states.to(device) - self.x_mean[obs]) / self.x_std[obs]
+            x[:, 0, obs] = anchor
         embedding = torch.cat([
             self.embed_condition(condition, torch.zeros(b, dtype=torch.bool, device=device)),
             self.embed_condition(condition, torch.ones(b, dtype=torch.bool, device=device))])
@@ -297,28 +322,35 @@ class ConditionalTrajectoryDiffusion(nn.Module):
                     x = mean + self.posterior_variance[step].sqrt() * noise
                 else:
                     x = mean
-                continue
-            if i == len(steps) - 1:  # the last visited step lands on the clean window
+            elif i == len(steps) - 1:  # the last visited step lands on the clean window
                 x = x0
-                continue
-            # scalar coefficients in float64: 1 - ab_next - sigma^2 cancels badly in fp32 at the
-            # noisy end of the cosine schedule (beta up to 0.999)
-            ab, ab_next = (self.alphas_cumprod[step].double().item(),
-                           self.alphas_cumprod[steps[i + 1]].double().item())
-            sigma = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))
-            eps_scale = math.sqrt(max(1 - ab_next - sigma ** 2, 0.0)) / math.sqrt(1 - ab)
-            # x_next = sqrt(ab_next) x0 + eps_scale (x - sqrt(ab) x0) [+ sigma noise]
-            x = (math.sqrt(ab_next) - eps_scale * math.sqrt(ab)) * x0 + eps_scale * x
-            if eta > 0:
-                x = x + sigma * torch.randn(shape, generator=generator).to(device)
+            else:
+                x = self._ddim_step(x, x0, step, steps[i + 1], eta, generator)
+            if anchor is not None:
+                x[:, 0, :self.obs_dim] = anchor
         return self.unnormalize(x)
+
+    def _ddim_step(self, x: torch.Tensor, x0: torch.Tensor, step: int, next_step: int, eta: float,
+                   generator: torch.Generator | None) -> torch.Tensor:
+        """DDIM from ``step`` to ``next_step`` (see :meth:`sample`)."""
+        # scalar coefficients in float64: 1 - ab_next - sigma^2 cancels badly in fp32 at the
+        # noisy end of the cosine schedule (beta up to 0.999)
+        ab, ab_next = (self.alphas_cumprod[step].double().item(),
+                       self.alphas_cumprod[next_step].double().item())
+        sigma = eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))
+        eps_scale = math.sqrt(max(1 - ab_next - sigma ** 2, 0.0)) / math.sqrt(1 - ab)
+        # x_next = sqrt(ab_next) x0 + eps_scale (x - sqrt(ab) x0) [+ sigma noise]
+        x = (math.sqrt(ab_next) - eps_scale * math.sqrt(ab)) * x0 + eps_scale * x
+        if eta > 0:
+            x = x + sigma * torch.randn(x.shape, generator=generator).to(x.device)
+        return x
 
 
 def make_diffusion(config: DiffusionConfig, obs_dim: int, act_dim: int) -> ConditionalTrajectoryDiffusion:
     return ConditionalTrajectoryDiffusion(
         obs_dim, act_dim, config.horizon, config.n_diffusion_steps, config.dim, config.dim_mults,
         config.attention, config.attention_dim, config.condition_dropout, config.loss,
-        prediction=config.prediction)
+        prediction=config.prediction, first_state_given=config.first_state_given)
 
 
 def fast_paths(model: ConditionalTrajectoryDiffusion, autocast: str, compile: bool,

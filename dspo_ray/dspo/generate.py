@@ -37,21 +37,28 @@ def generation_conditions(config: GenerationConfig, demo_returns: np.ndarray,
 def generate(diffusion_artefact: dict, config: GenerationConfig, guidance_weight: float,
              demo_returns: np.ndarray, demo_signals: np.ndarray, action_low: np.ndarray,
              action_high: np.ndarray, seed: int = 0, device: torch.device | str = "cpu",
-             autocast: str = "off", compile: bool = False) -> dict[str, np.ndarray]:
+             autocast: str = "off", compile: bool = False,
+             anchor_states: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Generated windows in data units, actions clipped to the bounds, with their conditions.
     ``config.sampler`` picks DDPM (the paper) or DDIM; ``autocast``/``compile`` are
-    :class:`~dspo_ray.dspo.config.DiffusionConfig`'s GPU switches."""
+    :class:`~dspo_ray.dspo.config.DiffusionConfig`'s GPU switches. ``anchor_states`` (N,
+    obs_dim): each window starts at one of them, drawn uniformly (``config.anchor``)."""
     model = load_diffusion(diffusion_artefact).to(device)
     precision = fast_paths(model, autocast, compile, device)
     rng = np.random.default_rng(seed)
     returns, signals = generation_conditions(config, demo_returns, demo_signals, rng)
+    first = (None if anchor_states is None else  # drawn after the conditions: they stay as unanchored
+             torch.as_tensor(anchor_states[rng.integers(len(anchor_states), size=config.n_windows)],
+                             dtype=torch.float32))
     generator = torch.Generator().manual_seed(seed)
     windows = []
     for lo in range(0, config.n_windows, config.batch_size):
         cond = torch.as_tensor(np.stack([returns, signals], 1)[lo:lo + config.batch_size], device=device)
+        batch_first = None if first is None else first[lo:lo + config.batch_size]
         with precision:
             windows.append(model.sample(cond, guidance_weight, generator, config.sampler,
-                                        config.sampling_steps, config.eta).cpu().numpy())
+                                        config.sampling_steps, config.eta,
+                                        first_states=batch_first).cpu().numpy())
     x = np.concatenate(windows)
     obs_dim = model.obs_dim
     actions = np.clip(x[..., obs_dim:], action_low, action_high)

@@ -200,12 +200,16 @@ def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str,
     artefact = torch.load(run.artefact("diffusion"), map_location="cpu", weights_only=False)
     demo = run.trajectories.is_demo
     demo_returns, demo_signals = run.trajectories.returns[demo], run.signals()[demo]
+    anchor = config.generation.anchor
+    anchor_states = (None if anchor == "none" else run.trajectories.observations_of(
+        demo if anchor == "demonstrations" else ~demo))
 
     def draw(seed: int) -> dict[str, np.ndarray]:
         return generate(artefact, config.generation, config.diffusion.guidance_weight,
                         demo_returns, demo_signals, run.action_low,
                         run.action_high, seed=seed, device=run.device,
-                        autocast=config.diffusion.autocast, compile=config.diffusion.compile)
+                        autocast=config.diffusion.autocast, compile=config.diffusion.compile,
+                        anchor_states=anchor_states)
 
     generated = draw(config.seed)
     metrics: dict[str, Any] = {}

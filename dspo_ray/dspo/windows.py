@@ -37,6 +37,10 @@ class RaggedTrajectories:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def observations_of(self, which: np.ndarray) -> np.ndarray:
+        """Every state of the trajectories where ``which`` (n,) is True."""
+        return self.observations[np.repeat(which, self.lengths)]
+
     def to_dict(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in ("observations", "actions", "lengths", "returns", "is_demo")}
 
