@@ -70,15 +70,23 @@ def test_budgets_from_groups_and_the_table(sweep):
 def test_grid_price_scales_training_not_evaluation(sweep, tmp_path):
     bc = load_script()
     done = bc.budgeted_trials([str(sweep)], list(BUDGETS))
-    # Table 1 at 1x: bc_safe on two tasks, 100 s training + 40 s evaluation each
+    # Table 1 at 1x: bc_safe on two tasks, 100 s training + 40 s evaluation each; DSPO's oracle
+    # diagnostic (in Table 1's trials.csv, not in its grid) is left out
     grid = tmp_path / "trials.csv"
-    pd.DataFrame([{"method": "bc_safe", "task": t, "status": "finished", "time/trial_s": 140.0,
-                   "time/eval_s": 40.0} for t in ("CarCircle", "AntRun")]).to_csv(grid, index=False)
+    rows = [{"method": "bc_safe", "task": t, "status": "finished", "time/trial_s": 140.0,
+             "time/eval_s": 40.0} for t in ("CarCircle", "AntRun")]
+    rows += [{"method": "dspo", "task": "CarCircle", "status": "finished", "time/trial_s": 400.0 + 1e6 * o,
+              "time/evaluation_s": 10.0, "diagnostic/oracle_signal": o or None} for o in (0, 1)]
+    pd.DataFrame(rows).to_csv(grid, index=False)
     text = bc.grid_hours(done, grid, seeds=5, slots=2)
     row = next(line for line in text.splitlines() if line.startswith("| bc_safe"))
     # 4x: training ratio 50/20 = 2.5 -> (250 + 40) s x 2 tasks x 5 seeds / 2 slots = 1450 s
     expected = [(100 * r + 40) * 2 * 5 / 2 / 3600 for r in (0.5, 1.0, 2.5)]
     assert row == "| bc_safe | " + " | ".join(f"{h:.2f}" for h in expected) + " |"
+    # DSPO: (390 s x training ratio 1/3, 1, 10/3 + 10 s) x 1 task x 5 seeds / 2 slots
+    row = next(line for line in text.splitlines() if line.startswith("| dspo"))
+    expected = [(390 * r + 10) * 5 / 2 / 3600 for r in (1 / 3, 1.0, 10 / 3)]
+    assert row == "| dspo | " + " | ".join(f"{h:.2f}" for h in expected) + " |"
 
 
 def test_budgets_in_the_wrong_order_are_refused(sweep, tmp_path):
