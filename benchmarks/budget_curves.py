@@ -8,9 +8,9 @@ order of ``--budgets``) and writes, into ``--out``:
   normalised reward and cost (mean ± std over seeds) at each budget, and the change from the 1x
   budget to the largest;
 * ``budget_curves_<task>.png``: reward and cost against the budget, one line per method;
-* with ``--grid-trials`` (Table 1's ``trials.csv``, every task at the 1x budget): the wall time of
-  the whole Table 1 grid at each budget, from each (method, task)'s measured 1x trial and the
-  budget's measured training-time ratio here.
+* the wall time of the whole Table 1 grid at each budget, from the 1x trials here and each
+  budget's measured training-time ratio here; with ``--grid-trials`` (Table 1's ``trials.csv``,
+  every task at the 1x budget) also from each (method, task)'s 1x trial there.
 
     python benchmarks/budget_curves.py results/sweeps/budget_curves --out docs/results/budget_curves \\
         --grid-trials docs/results/table1/trials.csv --table docs/results/budget_curves/tables.md
@@ -111,22 +111,12 @@ def curves_plot(done: pd.DataFrame, task: str, out_dir: Path) -> Path:
     return path
 
 
-def grid_hours(done: pd.DataFrame, grid_trials: Path, seeds: int, slots: int) -> str:
-    """Markdown: the Table 1 grid's wall time at each budget on ``slots`` concurrent trials.
-
-    Per (method, task) of ``grid_trials`` (every task at 1x): its median trial split into training
-    and evaluation wall time; the training part is scaled by the method's measured ratio
-    train_s(budget) / train_s(1x) here (fixed costs such as loading the data included, so the
-    ratio is below the budget's); evaluation is kept as measured at 1x."""
-    grid = pd.read_csv(grid_trials)
-    grid = grid[grid["status"] == "finished"].copy()
-    evaluation = grid[[c for c in EVAL_TIME if c in grid]].sum(axis=1, min_count=1)
-    grid["train_s"], grid["eval_s"] = grid["time/trial_s"] - evaluation, evaluation
-    if ORACLE in grid:  # the oracle diagnostic is not part of Table 1's grid
-        grid = grid[grid[ORACLE].isna() | (grid[ORACLE] == 0)]
-    per_cell = grid.groupby(["method", "task"])[["train_s", "eval_s"]].median()
-    ratios = done.groupby(["method", "budget"])["train_s"].median().unstack()
-    ratios = ratios.div(ratios[1.0], axis=0)
+def price_table(per_cell: pd.DataFrame, ratios: pd.DataFrame, repeat: float) -> str:
+    """Markdown: wall hours per method and budget of running ``per_cell``'s (method, task) cells
+    (their 1x training and evaluation wall seconds) ``repeat`` times, one after the other: each
+    training time scaled by the method's measured ratio train_s(budget) / train_s(1x) (fixed
+    costs such as loading the data included, so the ratio is below the budget's), evaluation kept
+    as at 1x."""
     budgets = list(ratios.columns)
     lines = [f"| method | " + " | ".join(f"{b:g}x" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
@@ -136,14 +126,42 @@ def grid_hours(done: pd.DataFrame, grid_trials: Path, seeds: int, slots: int) ->
         row = []
         for b in budgets:
             ratio = ratios.loc[method, b] if method in ratios.index else math.nan
-            hours = float((cells["train_s"] * ratio + cells["eval_s"]).sum()) * seeds / slots / 3600
+            hours = float((cells["train_s"] * ratio + cells["eval_s"]).sum()) * repeat / 3600
             total[b] += hours
             row.append(f"{hours:.2f}")
         lines.append(f"| {method} | " + " | ".join(row) + " |")
-    lines.append("| **all nine** | " + " | ".join(f"**{total[b]:.1f}**" for b in budgets) + " |")
-    n_tasks = per_cell.index.get_level_values(1).nunique()
-    return (f"Wall hours of the Table 1 grid ({n_tasks} tasks x {seeds} seeds, {slots} trials at "
-            f"a time), per method and budget:\n\n" + "\n".join(lines))
+    lines.append("| **all** | " + " | ".join(f"**{total[b]:.1f}**" for b in budgets) + " |")
+    return "\n".join(lines)
+
+
+def grid_hours(done: pd.DataFrame, grid_trials: Path | None, seeds: int, slots: int,
+               grid_tasks: int) -> str:
+    """Markdown: the Table 1 grid's wall time at each budget, ``slots`` trials at a time, two ways.
+
+    From this sweep alone: its 1x trials, as if each of the ``grid_tasks`` tasks cost what this
+    sweep's tasks cost on average. From ``grid_trials`` (Table 1's trials.csv, every task at 1x):
+    each (method, task)'s median trial there."""
+    ratios = done.groupby(["method", "budget"])["train_s"].median().unstack()
+    ratios = ratios.div(ratios[1.0], axis=0)
+    here = done[done["budget"] == 1.0].groupby(["method", "task"])[["train_s", "eval_s"]].median()
+    n_here = done["task"].nunique()
+    parts = [f"Wall hours of the Table 1 grid ({grid_tasks} tasks x {seeds} seeds, {slots} trials "
+             f"at a time) at each budget, from this sweep's trials ({', '.join(sorted(done['task'].unique()))} "
+             f"standing for all {grid_tasks} tasks):\n\n"
+             + price_table(here, ratios, grid_tasks / n_here * seeds / slots)]
+    if grid_trials is not None:
+        grid = pd.read_csv(grid_trials)
+        grid = grid[grid["status"] == "finished"].copy()
+        evaluation = grid[[c for c in EVAL_TIME if c in grid]].sum(axis=1, min_count=1)
+        grid["train_s"], grid["eval_s"] = grid["time/trial_s"] - evaluation, evaluation
+        if ORACLE in grid:  # the oracle diagnostic is not part of Table 1's grid
+            grid = grid[grid[ORACLE].isna() | (grid[ORACLE] == 0)]
+        per_cell = grid.groupby(["method", "task"])[["train_s", "eval_s"]].median()
+        n_tasks = per_cell.index.get_level_values(1).nunique()
+        parts.append(f"The same from `{grid_trials}` (each of its {n_tasks} tasks' own median "
+                     f"1x trial; measured with other jobs beside them, so an upper figure):\n\n"
+                     + price_table(per_cell, ratios, seeds / slots))
+    return "\n\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="Table 1's trials.csv (1x on every task): price the grid at each budget")
     p.add_argument("--seeds", type=int, default=5, help="seeds of the priced grid (issue 14: 5)")
     p.add_argument("--slots", type=int, default=2, help="trials at a time (2 cores: 2)")
+    p.add_argument("--grid-tasks", type=int, default=9, help="tasks of the priced grid (Table 1: 9)")
     args = p.parse_args(argv)
     if 1.0 not in args.budgets:
         p.error("--budgets: one budget must be 1 (table1_quick.yaml's), the reference")
@@ -174,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"Normalised reward / cost, mean ± std over seeds (trials); the last column "
                         f"is the median training wall time per trial (2 trials at a time on 2 "
                         f"cores).\n\n{curves_table(done, task)}")
-    if args.grid_trials is not None:
-        sections.append(grid_hours(done, args.grid_trials, args.seeds, args.slots))
+    if 1.0 in set(done["budget"]):
+        sections.append(grid_hours(done, args.grid_trials, args.seeds, args.slots, args.grid_tasks))
     text = "\n\n".join(sections) + "\n"
     sys.stdout.write(text)
     if args.table is not None:

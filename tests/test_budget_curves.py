@@ -78,13 +78,18 @@ def test_grid_price_scales_training_not_evaluation(sweep, tmp_path):
     rows += [{"method": "dspo", "task": "CarCircle", "status": "finished", "time/trial_s": 400.0 + 1e6 * o,
               "time/evaluation_s": 10.0, "diagnostic/oracle_signal": o or None} for o in (0, 1)]
     pd.DataFrame(rows).to_csv(grid, index=False)
-    text = bc.grid_hours(done, grid, seeds=5, slots=2)
-    row = next(line for line in text.splitlines() if line.startswith("| bc_safe"))
+    text = bc.grid_hours(done, grid, seeds=5, slots=2, grid_tasks=9)
+    here, there = text.split("The same from")
+    # from the sweep alone: its one task's 1x trial (20 s + 5 s) standing for all 9 tasks
+    row = next(line for line in here.splitlines() if line.startswith("| bc_safe"))
+    expected = [(20 * r + 5) * 9 * 5 / 2 / 3600 for r in (0.5, 1.0, 2.5)]
+    assert row == "| bc_safe | " + " | ".join(f"{h:.2f}" for h in expected) + " |"
+    row = next(line for line in there.splitlines() if line.startswith("| bc_safe"))
     # 4x: training ratio 50/20 = 2.5 -> (250 + 40) s x 2 tasks x 5 seeds / 2 slots = 1450 s
     expected = [(100 * r + 40) * 2 * 5 / 2 / 3600 for r in (0.5, 1.0, 2.5)]
     assert row == "| bc_safe | " + " | ".join(f"{h:.2f}" for h in expected) + " |"
     # DSPO: (390 s x training ratio 1/3, 1, 10/3 + 10 s) x 1 task x 5 seeds / 2 slots
-    row = next(line for line in text.splitlines() if line.startswith("| dspo"))
+    row = next(line for line in there.splitlines() if line.startswith("| dspo"))
     expected = [(390 * r + 10) * 5 / 2 / 3600 for r in (1 / 3, 1.0, 10 / 3)]
     assert row == "| dspo | " + " | ".join(f"{h:.2f}" for h in expected) + " |"
 
