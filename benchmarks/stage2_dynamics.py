@@ -22,10 +22,11 @@ generated windows are copies of one window (a collapsed generator), however cons
 RUN: finished DSPO run folders (their config.json, generated.npz). ``--also``: folders of reruns
 (benchmarks/stage2_variants.py ``--out``) whose ``<run name>-<variant>/generated.npz`` are scored
 as well, with the same dynamics model. Prints one markdown row per (run, windows), then one per
-(task, the diffusion model's prediction target) over the runs' own generated windows, with their
-distance from the real windows, |log(error ratio)| + |log(spread ratio)| (0: like the real ones),
-and the runs' normalised cost beside it; ``--label-free`` leaves the cost out (it is not read),
-for choosing between settings by the windows alone.
+(task, stage-2 setting: the diffusion model's prediction target and ``generation.anchor``) over
+the runs' own generated windows, with their distance from the real windows, |log(error ratio)| +
+|log(spread ratio)| (0: like the real ones), and the runs' normalised cost beside it;
+``--label-free`` leaves the cost out (it is not read), for choosing between settings by the
+windows alone.
 """
 
 from __future__ import annotations
@@ -158,19 +159,22 @@ def main() -> None:
                 distance = abs(np.log(ratio)) + abs(np.log(spread_ratio))
                 cost = (() if args.label_free else
                         (json.loads((run / "result.json").read_text())["eval/normalized_cost"],))
-                prediction = config["diffusion"].get("prediction", "epsilon")
-                per_task.setdefault((config["task"], prediction), []).append(
+                setting = config["diffusion"].get("prediction", "epsilon")
+                anchor = config["generation"].get("anchor", "none")
+                if anchor != "none":
+                    setting += f", anchored at {anchor}"
+                per_task.setdefault((config["task"], setting), []).append(
                     (ratio, above, spread_ratio, distance, *cost))
-    # per task and prediction target: the as-run generated windows, and the runs' own evaluation
+    # per task and stage-2 setting: the as-run generated windows, and the runs' own evaluation
     # (the simulator's cost, reported beside the label-free measures, never used to compute them)
     cost_header = "" if args.label_free else " the runs' normalised cost (mean) |"
-    rows += ["", "| task | prediction | runs | generated / held-out real median error (mean over "
+    rows += ["", "| task | stage 2 | runs | generated / held-out real median error (mean over "
              "runs) | share above the real 90th percentile | spread / real spread | distance from "
              f"the real windows |{cost_header}", "|---|---|---|---|---|---|---|" +
              ("" if args.label_free else "---|")]
-    for (task, prediction), values in per_task.items():
+    for (task, setting), values in per_task.items():
         means = np.mean(values, 0)
-        rows.append(f"| {task} | {prediction} | {len(values)} | "
+        rows.append(f"| {task} | {setting} | {len(values)} | "
                     + " | ".join(f"{v:.2f}" for v in means) + " |")
     print("\n".join(rows[-len(per_task) - 3:]))
     if args.table:
