@@ -10,7 +10,8 @@ order of ``--budgets``) and writes, into ``--out``:
 * ``budget_curves_<task>.png``: reward and cost against the budget, one line per method;
 * the wall time of the whole Table 1 grid at each budget, from the 1x trials here and each
   budget's measured training-time ratio here; with ``--grid-trials`` (Table 1's ``trials.csv``,
-  every task at the 1x budget) also from each (method, task)'s 1x trial there.
+  every task at the 1x budget) also from each (method, task)'s 1x trial there, and each 1x trial
+  here beside the same method, task and seed there.
 
     python benchmarks/budget_curves.py results/sweeps/budget_curves --out docs/results/budget_curves \\
         --grid-trials docs/results/table1/trials.csv --table docs/results/budget_curves/tables.md
@@ -164,6 +165,26 @@ def grid_hours(done: pd.DataFrame, grid_trials: Path | None, seeds: int, slots: 
     return "\n\n".join(parts)
 
 
+def reproduced(done: pd.DataFrame, grid_trials: Path) -> str:
+    """Markdown: each 1x trial here beside the same (method, task, seed) in ``grid_trials``
+    (Table 1, which ran the 1x budget at an earlier commit): does the 1x point reproduce it?"""
+    grid = pd.read_csv(grid_trials)
+    if ORACLE in grid:
+        grid = grid[grid[ORACLE].isna() | (grid[ORACLE] == 0)]
+    keys = ["method", "task", "seed"]
+    both = done[done["budget"] == 1.0][keys + [REWARD, COST]].merge(
+        grid[grid["status"] == "finished"][keys + [REWARD, COST]], on=keys, suffixes=("", "_then"))
+    order = {m: i for i, m in enumerate(_method_order(both["method"].unique()))}
+    both = both.assign(order=both["method"].map(order)).sort_values(["order", "task", "seed"])
+    lines = ["| method | task | seed | reward here / there | cost here / there |", "|---|---|---|---|---|"]
+    for _, r in both.iterrows():
+        lines.append(f"| {r['method']} | {r['task']} | {r['seed']} | {r[REWARD]:.3f} / "
+                     f"{r[REWARD + '_then']:.3f} | {r[COST]:.2f} / {r[COST + '_then']:.2f} |")
+    gap = (both[REWARD] - both[REWARD + "_then"]).abs()
+    return (f"The 1x trials here beside the same method, task and seed in `{grid_trials}` "
+            f"(largest reward difference {gap.max():.3f}):\n\n" + "\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -195,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"cores).\n\n{curves_table(done, task)}")
     if 1.0 in set(done["budget"]):
         sections.append(grid_hours(done, args.grid_trials, args.seeds, args.slots, args.grid_tasks))
+    if args.grid_trials is not None:
+        sections.append(reproduced(done, args.grid_trials))
     text = "\n\n".join(sections) + "\n"
     sys.stdout.write(text)
     if args.table is not None:

@@ -108,3 +108,15 @@ def test_the_command_writes_its_table_and_plot(sweep, tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "plots" / "budget_curves_CarCircle.png").stat().st_size > 0
     assert table.read_text() == out.stdout and "### CarCircle (2 seeds" in out.stdout
+
+
+def test_the_1x_trials_beside_table1s(sweep, tmp_path):
+    bc = load_script()
+    done = bc.budgeted_trials([str(sweep)], list(BUDGETS))
+    table1 = tmp_path / "trials.csv"
+    pd.DataFrame([{"method": "bc_safe", "task": "CarCircle", "seed": s, "status": "finished",
+                   "eval/normalized_reward": 0.5 + 0.1 * s + 0.01, "eval/normalized_cost": 0.7}
+                  for s in (0, 1)]).to_csv(table1, index=False)
+    text = bc.reproduced(done, table1)
+    assert "| bc_safe | CarCircle | 1 | 0.600 / 0.610 | 0.50 / 0.70 |" in text
+    assert "largest reward difference 0.010" in text and "| dspo" not in text  # only pairs
