@@ -237,9 +237,10 @@ class GenerationConfig:
     from it (``diffusion.first_state_given``, required), so every window starts where the
     simulator has been and the generator says what a safe, high-return agent does from there.
     Label-free. Why: the free windows are collapsed or physically impossible at the quick profile
-    (docs/results/stage2_variants/dynamics.md). Merely writing the state over an untrained
-    model's first step hardly steers the rest of the window (a two-mode toy: 55-83% of windows
-    continue in the given state's mode unconditioned, 0-2% against the condition)."""
+    (docs/results/stage2_variants/dynamics.md). Measured on CarCircle and DroneRun, it does not
+    help (docs/results/stage2_variants/anchor.md). Why a trained model: merely writing the state
+    over the first step of a model trained on free windows hardly steers the rest of the window
+    (seen on the two-mode toy of tests/test_dspo_diffusion.py while building this)."""
 
 
 @dataclass(frozen=True)

@@ -301,10 +301,10 @@ class ConditionalTrajectoryDiffusion(nn.Module):
         steps = self.sampling_timesteps(sampler, sampling_steps)
         b, device = len(condition), condition.device
         shape = (b, self.horizon, self.channels)
-        x = torch.randn(shape, generator=generator).to(device)
         if self.first_state_given and first_states is None:
             raise ValueError("this model was trained to continue from a given first state "
                              "(first_state_given): pass first_states")
+        x = torch.randn(shape, generator=generator).to(device)
         anchor = None
         if first_states is not None:
             obs = slice(0, self.obs_dim)
