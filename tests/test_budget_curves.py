@@ -108,6 +108,10 @@ def test_the_command_writes_its_table_and_plot(sweep, tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "plots" / "budget_curves_CarCircle.png").stat().st_size > 0
     assert table.read_text() == out.stdout and "### CarCircle (2 seeds" in out.stdout
+    assert "Wall hours of the Table 1 grid" in out.stdout
+    bare = subprocess.run([sys.executable, str(SCRIPT), str(sweep), "--out", str(tmp_path / "plots"),
+                           "--no-price"], capture_output=True, text=True)
+    assert bare.returncode == 0 and "Wall hours" not in bare.stdout and "### CarCircle" in bare.stdout
 
 
 def test_the_1x_trials_beside_table1s(sweep, tmp_path):
