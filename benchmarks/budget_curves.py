@@ -58,10 +58,24 @@ def budgeted_trials(uris: list[str], budgets: list[float]) -> pd.DataFrame:
         if not order.is_monotonic_increasing:
             raise ResultsError(f"{method}: its training steps do not grow with the budget "
                                f"({dict(order)}); is --budgets in the config's order?")
-    evaluation = done[[c for c in EVAL_TIME if c in done]].sum(axis=1, min_count=1)
-    done["eval_s"] = evaluation
-    done["train_s"] = done["time/trial_s"] - evaluation
-    return done
+    return with_wall_split(done)
+
+
+def with_wall_split(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with ``eval_s`` (evaluation wall time) and ``train_s`` (the rest of the trial's)."""
+    evaluation = trials[[c for c in EVAL_TIME if c in trials]].sum(axis=1, min_count=1)
+    # copy: the frame from load_results is built column by column (pandas warns when adding more)
+    return trials.copy().assign(eval_s=evaluation, train_s=trials["time/trial_s"] - evaluation)
+
+
+def table1_trials(path: Path) -> pd.DataFrame:
+    """Table 1's finished trials (its ``trials.csv``), the oracle diagnostic left out (not part of
+    Table 1's grid)."""
+    grid = pd.read_csv(path)
+    grid = grid[grid["status"] == "finished"]
+    if ORACLE in grid:
+        grid = grid[grid[ORACLE].isna() | (grid[ORACLE] == 0)]
+    return grid
 
 
 def curves_table(done: pd.DataFrame, task: str) -> str:
@@ -151,12 +165,7 @@ def grid_hours(done: pd.DataFrame, grid_trials: Path | None, seeds: int, slots: 
              f"standing for all {grid_tasks} tasks):\n\n"
              + price_table(here, ratios, grid_tasks / n_here * seeds / slots)]
     if grid_trials is not None:
-        grid = pd.read_csv(grid_trials)
-        grid = grid[grid["status"] == "finished"].copy()
-        evaluation = grid[[c for c in EVAL_TIME if c in grid]].sum(axis=1, min_count=1)
-        grid["train_s"], grid["eval_s"] = grid["time/trial_s"] - evaluation, evaluation
-        if ORACLE in grid:  # the oracle diagnostic is not part of Table 1's grid
-            grid = grid[grid[ORACLE].isna() | (grid[ORACLE] == 0)]
+        grid = with_wall_split(table1_trials(grid_trials))
         per_cell = grid.groupby(["method", "task"])[["train_s", "eval_s"]].median()
         n_tasks = per_cell.index.get_level_values(1).nunique()
         parts.append(f"The same from `{grid_trials}` (each of its {n_tasks} tasks' own median "
@@ -168,12 +177,9 @@ def grid_hours(done: pd.DataFrame, grid_trials: Path | None, seeds: int, slots: 
 def reproduced(done: pd.DataFrame, grid_trials: Path) -> str:
     """Markdown: each 1x trial here beside the same (method, task, seed) in ``grid_trials``
     (Table 1, which ran the 1x budget at an earlier commit): does the 1x point reproduce it?"""
-    grid = pd.read_csv(grid_trials)
-    if ORACLE in grid:
-        grid = grid[grid[ORACLE].isna() | (grid[ORACLE] == 0)]
     keys = ["method", "task", "seed"]
     both = done[done["budget"] == 1.0][keys + [REWARD, COST]].merge(
-        grid[grid["status"] == "finished"][keys + [REWARD, COST]], on=keys, suffixes=("", "_then"))
+        table1_trials(grid_trials)[keys + [REWARD, COST]], on=keys, suffixes=("", "_then"))
     order = {m: i for i, m in enumerate(_method_order(both["method"].unique()))}
     both = both.assign(order=both["method"].map(order)).sort_values(["order", "task", "seed"])
     lines = ["| method | task | seed | reward here / there | cost here / there |", "|---|---|---|---|---|"]
