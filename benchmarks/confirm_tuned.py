@@ -1,0 +1,190 @@
+"""Table 1, column (b), checked on fresh seeds: is each method's tuned configuration better than its
+defaults on seeds the tuning never saw?
+
+Column (b) (``experiments/configs/table1_tuned.yaml``) keeps, per method and task, the best of
+several configurations by the mean evaluation over the seeds it ran on. That evaluation is also what
+the column reports, so the column is optimistic by construction (the best of six noisy means). This
+script measures by how much, in two steps:
+
+1. ``config``: read the tuned sweep, take each method's chosen configuration on one task and write a
+   sweep YAML that runs, on fresh seeds, two groups per method: ``<method>/<task>/0`` its defaults
+   (column (a)'s configuration) and ``<method>/<task>/1`` the chosen configuration::
+
+       python benchmarks/confirm_tuned.py config results/sweeps/table1_tuned_CarCircle \\
+           --base experiments/configs/table1_tuned.yaml --seeds 3 4 \\
+           --out experiments/configs/table1_tuned_confirm_CarCircle.yaml
+       python experiments/sweep.py --config experiments/configs/table1_tuned_confirm_CarCircle.yaml
+
+2. ``table``: per method, the defaults and the chosen configuration on the tuning seeds (column (a)
+   from ``--fixed``, e.g. Table 1's ``trials.csv``) and on the fresh seeds::
+
+       python benchmarks/confirm_tuned.py table results/sweeps/table1_tuned_CarCircle \\
+           --confirm results/sweeps/table1_tuned_confirm_CarCircle \\
+           --fixed docs/results/table1/trials.csv --out docs/results/table1_tuned/CarCircle.md
+
+Everything here reads the simulator's evaluation, costs included: the choice it checks is column
+(b)'s, which sees costs, and the tables say so. The fresh seeds choose nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from dspo_ray.analysis.results import COST, REWARD, ResultsError, load_results, objective
+from dspo_ray.analysis.tables import _method_order, choose_configurations
+from dspo_ray.config import ConfigError, load_yaml
+from dspo_ray.distributed.config import sweep_config_from_dict
+from dspo_ray.io import write_bytes_atomic
+
+DEFAULTS, CHOSEN = 0, 1
+"""The confirmation sweep's grid groups per method: its defaults, then the chosen configuration."""
+
+
+def chosen_configurations(tuned: list[str], task: str | None) -> tuple[str, pd.DataFrame]:
+    """The task and, per method, the tuned sweep's chosen configuration (``choose_configurations``'
+    rows with ``params``: the sampled hyperparameters as a dict)."""
+    trials, _ = load_results(tuned)
+    tasks = sorted(trials["task"].unique())
+    if task is None:
+        if len(tasks) != 1:
+            raise ResultsError(f"the tuned sweep holds tasks {tasks}; choose one with --task")
+        task = tasks[0]
+    if task not in tasks:
+        raise ResultsError(f"--task {task}: the tuned sweep holds {tasks}")
+    chosen = choose_configurations(trials[trials["task"] == task])
+    missing = chosen[chosen["group"].isna()]["method"].tolist()
+    if missing:
+        raise ResultsError(f"no evaluated configuration yet for {', '.join(missing)} on {task}; "
+                           "let the tuned sweep finish (or --resume it)")
+    chosen = chosen.assign(method=chosen["method"].str.replace(r" \(tuned on eval\)$", "", regex=True),
+                           params=[json.loads(c) for c in chosen["config"]])
+    return task, chosen
+
+
+def confirmation_config(base_path: Path, task: str, chosen: pd.DataFrame, seeds: list[int]) -> dict:
+    """The confirmation sweep: the base config's fixed settings, one task, the fresh seeds, and a
+    grid of two groups per method (defaults, chosen), validated as any sweep config."""
+    base = load_yaml(base_path)
+    methods = [m for m in _method_order(chosen["method"]) if m in set(base.get("methods", []))]
+    params = dict(zip(chosen["method"], chosen["params"]))
+    data = {key: value for key, value in base.items() if key not in ("name", "search", "num_samples")}
+    overrides = {m: o for m, o in (base.get("overrides") or {}).items() if m in methods}
+    data.update(name=f"{base.get('name', 'tuned')}_confirm_{task}", tasks=[task], seeds=list(seeds),
+                methods=methods, overrides=overrides,
+                search={"grid": {m: [{}, params[m]] for m in methods}})
+    sweep_config_from_dict(data)  # refuse to write a config the sweep would refuse
+    return data
+
+
+def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str], task: str) -> str:
+    """Per method: defaults and the chosen configuration, on the tuning seeds and on fresh seeds."""
+    _, chosen = chosen_configurations(tuned, task)
+    trials, _ = load_results(confirm)
+    trials = trials[(trials["task"] == task) & (trials["status"] == "finished") & trials[REWARD].notna()]
+    if trials.empty:
+        raise ResultsError(f"{', '.join(confirm)}: no evaluated trial on {task} yet")
+    trials = trials.assign(configuration=trials["group"].str.rsplit("/", n=1).str[-1].astype(int))
+    fixed_trials = pd.concat([pd.read_csv(f) if f.endswith(".csv") else load_results([f])[0]
+                              for f in fixed]) if fixed else pd.DataFrame()
+    tuned_trials = load_results(tuned)[0]
+    tuning_seeds = sorted(tuned_trials.loc[tuned_trials["task"] == task, "seed"].unique())
+    fresh_seeds = sorted(trials["seed"].unique())
+    if set(tuning_seeds) & set(fresh_seeds):
+        raise ResultsError(f"the confirmation seeds {fresh_seeds} overlap the tuning seeds "
+                           f"{tuning_seeds}: they are not fresh")
+
+    def cell(rows: pd.DataFrame) -> tuple[str, float]:
+        if rows.empty:
+            return "n/a", float("nan")
+        r, c = rows[REWARD].astype(float), rows[COST].astype(float)
+        value = f"{r.mean():.2f} / {c.mean():.2f}"
+        return (f"**{value}**" if c.mean() <= 1.0 else value), objective(r.mean(), c.mean())
+
+    lines = [f"| method | chosen configuration | defaults, seeds {_seeds(tuning_seeds)} (column (a)) "
+             f"| chosen, seeds {_seeds(tuning_seeds)} (column (b), tuned on eval) "
+             f"| defaults, fresh seeds {_seeds(fresh_seeds)} | chosen, fresh seeds {_seeds(fresh_seeds)} "
+             f"| chosen better on fresh seeds? |", "|---|---|---|---|---|---|---|"]
+    for method in _method_order(chosen["method"]):
+        row = chosen[chosen["method"] == method].iloc[0]
+        mine = trials[trials["method"] == method]
+        column_a = (fixed_trials[(fixed_trials["method"] == method) & (fixed_trials["task"] == task)
+                                 & fixed_trials["seed"].isin(tuning_seeds)
+                                 & (fixed_trials["status"] == "finished")]
+                    if not fixed_trials.empty else fixed_trials)
+        if "diagnostic/oracle_signal" in column_a:
+            column_a = column_a[column_a["diagnostic/oracle_signal"].fillna(0) != 1]
+        a, _ = cell(column_a)
+        b = f"**{row.reward_mean:.2f} / {row.cost_mean:.2f}**" if row.safe else \
+            f"{row.reward_mean:.2f} / {row.cost_mean:.2f}"
+        fresh_default, default_objective = cell(mine[mine["configuration"] == DEFAULTS])
+        fresh_chosen, chosen_objective = cell(mine[mine["configuration"] == CHOSEN])
+        verdict = ("n/a" if pd.isna(default_objective) or pd.isna(chosen_objective) else
+                   "yes" if chosen_objective > default_objective else "no")
+        config = ", ".join(f"{k}={_short(v)}" for k, v in sorted(row.params.items()))
+        lines.append(f"| {method} | {config} | {a} | {b} | {fresh_default} | {fresh_chosen} | {verdict} |")
+    return (f"Normalised reward / cost, mean over seeds; safe (cost <= 1) in bold. \"Better\" compares "
+            f"the objective of the seed means (safe: reward; unsafe: minus the cost; "
+            f"`dspo_ray.analysis.results.objective`).\n\n" + "\n".join(lines) + "\n")
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("config", help="write the confirmation sweep's YAML")
+    c.add_argument("tuned", nargs="+", help="the tuned sweep's results folders")
+    c.add_argument("--base", type=Path, required=True, help="the tuned sweep's YAML (its fixed settings)")
+    c.add_argument("--task", default=None, help="the task (needed when the sweep holds several)")
+    c.add_argument("--seeds", type=int, nargs="+", required=True, help="fresh seeds")
+    c.add_argument("--out", type=Path, required=True, help="the YAML to write")
+    t = sub.add_parser("table", help="defaults against the chosen configuration, tuning and fresh seeds")
+    t.add_argument("tuned", nargs="+", help="the tuned sweep's results folders")
+    t.add_argument("--confirm", nargs="+", required=True, help="the confirmation sweep's folders")
+    t.add_argument("--fixed", nargs="*", default=[],
+                   help="column (a) at the tuning seeds: results folders or a trials.csv")
+    t.add_argument("--task", default=None, help="the task (needed when the sweep holds several)")
+    t.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "config":
+            task, chosen = chosen_configurations(args.tuned, args.task)
+            if not args.base.is_file():
+                raise ResultsError(f"--base {args.base}: no such file")
+            data = confirmation_config(args.base, task, chosen, args.seeds)
+            header = (f"# Column (b)'s chosen configurations on {task}, beside the defaults, on fresh "
+                      f"seeds (benchmarks/confirm_tuned.py).\n# Written by: python "
+                      f"benchmarks/confirm_tuned.py config {' '.join(args.tuned)} --base {args.base} "
+                      f"--seeds {' '.join(map(str, args.seeds))} --out {args.out}\n"
+                      f"# Per method, group 0: the defaults (column (a)); group 1: the configuration "
+                      f"chosen on the simulator's evaluation (sees costs).\n")
+            write_bytes_atomic(args.out, (header + yaml.safe_dump(data, sort_keys=False)).encode())
+            print(f"confirm_tuned: wrote {args.out} ({len(data['methods'])} methods x 2 "
+                  f"configurations x {len(args.seeds)} seeds on {task})")
+        else:
+            task = args.task or chosen_configurations(args.tuned, None)[0]
+            text = confirmation_table(args.tuned, args.confirm, args.fixed, task)
+            sys.stdout.write(text)
+            if args.out is not None:
+                write_bytes_atomic(args.out, text.encode())
+    except (ResultsError, ConfigError) as e:
+        print(f"confirm_tuned: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

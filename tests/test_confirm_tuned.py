@@ -1,0 +1,119 @@
+"""benchmarks/confirm_tuned.py on sweep folders written as Tune writes them (params.json and
+result.json per trial): the chosen configuration per method becomes a confirmation sweep (defaults
+and chosen, on fresh seeds) that the sweep's own validation accepts, and the table sets the two
+side by side on the tuning seeds and the fresh ones."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dspo_ray.distributed.config import load_sweep_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "confirm_tuned.py"
+BASE = ROOT / "experiments" / "configs" / "table1_tuned.yaml"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("confirm_tuned", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_trial(root: Path, method: str, k: int, seed: int, params: dict, reward: float,
+                cost: float) -> None:
+    folder = root / f"run_trial_{method}_{k}_{seed}"
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps(
+        {"method": method, "task": "CarCircle", "seed": seed, "group": f"{method}/CarCircle/{k}",
+         "params": params}))
+    (folder / "result.json").write_text(json.dumps(
+        {"eval/normalized_reward": reward, "eval/normalized_cost": cost}) + "\n")
+
+
+# per method, two configurations: (params, reward, cost); the second is chosen (safe, or less costly)
+TUNED = {
+    "bc_safe": [({"lr": 3e-4}, 0.8, 1.5), ({"lr": 1e-3}, 0.7, 0.5)],
+    "dspo": [({"diffusion.guidance_weight": 1.5, "discriminator.return_bins": 10}, 0.6, 3.0),
+             ({"diffusion.guidance_weight": 2.5, "discriminator.return_bins": 5}, 0.6, 2.0)],
+}
+
+
+@pytest.fixture
+def tuned(tmp_path) -> Path:
+    root = tmp_path / "table1_tuned_CarCircle"
+    for method, configurations in TUNED.items():
+        for k, (params, reward, cost) in enumerate(configurations):
+            for seed in (0, 1, 2):
+                write_trial(root, method, k, seed, params, reward, cost)
+    return root
+
+
+def test_config_runs_defaults_and_the_chosen_configuration_on_fresh_seeds(tuned, tmp_path):
+    ct = load_script()
+    out = tmp_path / "confirm.yaml"
+    assert ct.main(["config", str(tuned), "--base", str(BASE), "--seeds", "3", "4",
+                    "--out", str(out)]) == 0
+    data = yaml.safe_load(out.read_text())
+    assert data["tasks"] == ["CarCircle"] and data["seeds"] == [3, 4]
+    assert data["methods"] == ["bc_safe", "dspo"]  # Table 1's method order
+    assert data["search"]["grid"] == {"bc_safe": [{}, {"lr": 1e-3}],
+                                      "dspo": [{}, TUNED["dspo"][1][0]]}
+    assert set(data["overrides"]) == {"bc_safe", "dspo"}  # the base's fixed settings, kept
+    config = load_sweep_config(out)  # the sweep's own validation accepts it
+    assert config.samples_per_cell("dspo") == 2 and "num_samples" not in data
+
+
+def test_table_sets_tuning_and_fresh_seeds_side_by_side(tuned, tmp_path):
+    ct = load_script()
+    confirm = tmp_path / "confirm"
+    # fresh seeds: bc_safe's chosen lr stays safe and beats its defaults; dspo's does not
+    for seed in (3, 4):
+        write_trial(confirm, "bc_safe", 0, seed, {}, 0.9, 1.8)
+        write_trial(confirm, "bc_safe", 1, seed, {"lr": 1e-3}, 0.6, 0.4 + 0.2 * (seed - 3))
+        write_trial(confirm, "dspo", 0, seed, {}, 0.6, 1.5)
+        write_trial(confirm, "dspo", 1, seed, TUNED["dspo"][1][0], 0.6, 2.5)
+    column_a = tmp_path / "trials.csv"
+    column_a.write_text("method,task,seed,status,eval/normalized_reward,eval/normalized_cost\n"
+                        + "".join(f"bc_safe,CarCircle,{s},finished,0.75,0.5\n" for s in (0, 1, 2))
+                        + "bc_safe,AntRun,0,finished,0.1,9.0\n")
+    table = ct.confirmation_table([str(tuned)], [str(confirm)], [str(column_a)], "CarCircle")
+    bc = next(line for line in table.splitlines() if line.startswith("| bc_safe"))
+    assert bc == ("| bc_safe | lr=0.001 | **0.75 / 0.50** | **0.70 / 0.50** | 0.90 / 1.80 "
+                  "| **0.60 / 0.50** | yes |")
+    dspo = next(line for line in table.splitlines() if line.startswith("| dspo"))
+    assert dspo.endswith("| n/a | 0.60 / 2.00 | 0.60 / 1.50 | 0.60 / 2.50 | no |")
+    assert "seeds 0, 1, 2" in table and "fresh seeds 3, 4" in table
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def assert_one_line_refusal(proc: subprocess.CompletedProcess, message: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("confirm_tuned: ") and message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_refusals_are_one_line(tuned, tmp_path):
+    # "fresh" seeds that the tuning saw
+    confirm = tmp_path / "confirm"
+    write_trial(confirm, "bc_safe", 0, 2, {}, 0.9, 1.8)
+    assert_one_line_refusal(run_cli("table", str(tuned), "--confirm", str(confirm)),
+                            "overlap the tuning seeds")
+    # a method of the tuned sweep with no evaluated configuration: nothing is written
+    write_trial(tuned, "td3bc", 0, 0, {"alpha": 2.5}, 0.1, 0.1)
+    (tuned / "run_trial_td3bc_0_0" / "result.json").write_text(json.dumps({"progress": 1}) + "\n")
+    out = tmp_path / "c.yaml"
+    assert_one_line_refusal(run_cli("config", str(tuned), "--base", str(BASE), "--seeds", "3",
+                                    "--out", str(out)), "no evaluated configuration yet for td3bc")
+    assert not out.exists()
