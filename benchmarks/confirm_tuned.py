@@ -39,16 +39,19 @@ import yaml
 from dspo_ray.analysis.results import COST, REWARD, ResultsError, load_results, objective
 from dspo_ray.analysis.tables import _method_order, choose_configurations
 from dspo_ray.config import ConfigError, load_yaml
-from dspo_ray.distributed.config import sweep_config_from_dict
+from dspo_ray.distributed.config import load_sweep_config, sweep_config_from_dict
 from dspo_ray.io import write_bytes_atomic
 
 DEFAULTS, CHOSEN = 0, 1
 """The confirmation sweep's grid groups per method: its defaults, then the chosen configuration."""
 
 
-def chosen_configurations(tuned: list[str], task: str | None) -> tuple[str, pd.DataFrame]:
-    """The task and, per method, the tuned sweep's chosen configuration (``choose_configurations``'
-    rows with ``params``: the sampled hyperparameters as a dict)."""
+def chosen_configurations(tuned: list[str], task: str | None, methods: list[str] | None = None,
+                          expected: dict[str, int] | None = None) -> tuple[str, pd.DataFrame]:
+    """The task and, per method (all of the sweep's, or ``methods``), the tuned sweep's chosen
+    configuration (``choose_configurations``' rows with ``params``: the sampled hyperparameters as
+    a dict). ``expected`` (method -> its number of tuning trials: configurations x seeds): refuse a
+    method whose tuning is not over, as its choice could still change."""
     trials, _ = load_results(tuned)
     tasks = sorted(trials["task"].unique())
     if task is None:
@@ -57,7 +60,21 @@ def chosen_configurations(tuned: list[str], task: str | None) -> tuple[str, pd.D
         task = tasks[0]
     if task not in tasks:
         raise ResultsError(f"--task {task}: the tuned sweep holds {tasks}")
-    chosen = choose_configurations(trials[trials["task"] == task])
+    trials = trials[trials["task"] == task]
+    if methods:
+        unknown = sorted(set(methods) - set(trials["method"]))
+        if unknown:
+            raise ResultsError(f"--method {unknown[0]}: not in the tuned sweep on {task} "
+                               f"(it holds {sorted(trials['method'].unique())})")
+        trials = trials[trials["method"].isin(methods)]
+    if expected is not None:
+        for method, cell in trials.groupby("method"):
+            done = int(cell["status"].isin(["finished", "error"]).sum())
+            if done < expected.get(method, 0):
+                raise ResultsError(f"{method} on {task}: {done} of {expected[method]} tuning "
+                                   "trials done, so its choice may still change; wait for the "
+                                   "tuned sweep, or choose the finished methods with --method")
+    chosen = choose_configurations(trials)
     missing = chosen[chosen["group"].isna()]["method"].tolist()
     if missing:
         raise ResultsError(f"no evaluated configuration yet for {', '.join(missing)} on {task}; "
@@ -67,7 +84,8 @@ def chosen_configurations(tuned: list[str], task: str | None) -> tuple[str, pd.D
     return task, chosen
 
 
-def confirmation_config(base_path: Path, task: str, chosen: pd.DataFrame, seeds: list[int]) -> dict:
+def confirmation_config(base_path: Path, task: str, chosen: pd.DataFrame, seeds: list[int],
+                        name: str | None = None) -> dict:
     """The confirmation sweep: the base config's fixed settings, one task, the fresh seeds, and a
     grid of two groups per method (defaults, chosen), validated as any sweep config."""
     base = load_yaml(base_path)
@@ -75,7 +93,7 @@ def confirmation_config(base_path: Path, task: str, chosen: pd.DataFrame, seeds:
     params = dict(zip(chosen["method"], chosen["params"]))
     data = {key: value for key, value in base.items() if key not in ("name", "search", "num_samples")}
     overrides = {m: o for m, o in (base.get("overrides") or {}).items() if m in methods}
-    data.update(name=f"{base.get('name', 'tuned')}_confirm_{task}", tasks=[task], seeds=list(seeds),
+    data.update(name=name or f"{base.get('name', 'tuned')}_confirm_{task}", tasks=[task], seeds=list(seeds),
                 methods=methods, overrides=overrides,
                 search={"grid": {m: [{}, params[m]] for m in methods}})
     sweep_config_from_dict(data)  # refuse to write a config the sweep would refuse
@@ -149,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("tuned", nargs="+", help="the tuned sweep's results folders")
     c.add_argument("--base", type=Path, required=True, help="the tuned sweep's YAML (its fixed settings)")
     c.add_argument("--task", default=None, help="the task (needed when the sweep holds several)")
+    c.add_argument("--method", action="append", default=None,
+                   help="only this method (repeat); default: every method of the tuned sweep")
     c.add_argument("--seeds", type=int, nargs="+", required=True, help="fresh seeds")
+    c.add_argument("--name", default=None,
+                   help="the confirmation sweep's name (default: <the base's name>_confirm_<task>)")
     c.add_argument("--out", type=Path, required=True, help="the YAML to write")
     t = sub.add_parser("table", help="defaults against the chosen configuration, tuning and fresh seeds")
     t.add_argument("tuned", nargs="+", help="the tuned sweep's results folders")
@@ -161,14 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.command == "config":
-            task, chosen = chosen_configurations(args.tuned, args.task)
             if not args.base.is_file():
                 raise ResultsError(f"--base {args.base}: no such file")
-            data = confirmation_config(args.base, task, chosen, args.seeds)
+            base = load_sweep_config(args.base)
+            task, chosen = chosen_configurations(args.tuned, args.task, args.method,
+                                                 expected={m: base.samples_per_cell(m) * len(base.seeds)
+                                                           for m in base.methods})
+            data = confirmation_config(args.base, task, chosen, args.seeds, args.name)
+            only = "".join(f" --method {m}" for m in args.method or [])
             header = (f"# Column (b)'s chosen configurations on {task}, beside the defaults, on fresh "
                       f"seeds (benchmarks/confirm_tuned.py).\n# Written by: python "
-                      f"benchmarks/confirm_tuned.py config {' '.join(args.tuned)} --base {args.base} "
-                      f"--seeds {' '.join(map(str, args.seeds))} --out {args.out}\n"
+                      f"benchmarks/confirm_tuned.py config {' '.join(args.tuned)} --base {args.base}"
+                      f"{only} --seeds {' '.join(map(str, args.seeds))}"
+                      f"{f' --name {args.name}' if args.name else ''} --out {args.out}\n"
                       f"# Per method, group 0: the defaults (column (a)); group 1: the configuration "
                       f"chosen on the simulator's evaluation (sees costs).\n")
             write_bytes_atomic(args.out, (header + yaml.safe_dump(data, sort_keys=False)).encode())

@@ -47,6 +47,16 @@ TUNED = {
 
 
 @pytest.fixture
+def base(tmp_path) -> Path:
+    """table1_tuned.yaml with two configurations per cell, as the fixture's sweep ran."""
+    data = yaml.safe_load(BASE.read_text())
+    data["num_samples"] = 2
+    path = tmp_path / "tuned.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
 def tuned(tmp_path) -> Path:
     root = tmp_path / "table1_tuned_CarCircle"
     for method, configurations in TUNED.items():
@@ -56,10 +66,10 @@ def tuned(tmp_path) -> Path:
     return root
 
 
-def test_config_runs_defaults_and_the_chosen_configuration_on_fresh_seeds(tuned, tmp_path):
+def test_config_runs_defaults_and_the_chosen_configuration_on_fresh_seeds(tuned, base, tmp_path):
     ct = load_script()
     out = tmp_path / "confirm.yaml"
-    assert ct.main(["config", str(tuned), "--base", str(BASE), "--seeds", "3", "4",
+    assert ct.main(["config", str(tuned), "--base", str(base), "--seeds", "3", "4",
                     "--out", str(out)]) == 0
     data = yaml.safe_load(out.read_text())
     assert data["tasks"] == ["CarCircle"] and data["seeds"] == [3, 4]
@@ -69,6 +79,13 @@ def test_config_runs_defaults_and_the_chosen_configuration_on_fresh_seeds(tuned,
     assert set(data["overrides"]) == {"bc_safe", "dspo"}  # the base's fixed settings, kept
     config = load_sweep_config(out)  # the sweep's own validation accepts it
     assert config.samples_per_cell("dspo") == 2 and "num_samples" not in data
+    assert config.name == "table1_tuned_confirm_CarCircle"
+    # one method only, under a name of its own
+    assert ct.main(["config", str(tuned), "--base", str(base), "--method", "bc_safe", "--seeds", "3",
+                    "--name", "confirm_bc", "--out", str(out)]) == 0
+    data = yaml.safe_load(out.read_text())
+    assert data["methods"] == ["bc_safe"] and list(data["overrides"]) == ["bc_safe"]
+    assert data["name"] == "confirm_bc" and "--method bc_safe" in out.read_text().splitlines()[1]
 
 
 def test_table_sets_tuning_and_fresh_seeds_side_by_side(tuned, tmp_path):
@@ -104,16 +121,21 @@ def assert_one_line_refusal(proc: subprocess.CompletedProcess, message: str) -> 
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_refusals_are_one_line(tuned, tmp_path):
+def test_refusals_are_one_line(tuned, base, tmp_path):
     # "fresh" seeds that the tuning saw
     confirm = tmp_path / "confirm"
     write_trial(confirm, "bc_safe", 0, 2, {}, 0.9, 1.8)
     assert_one_line_refusal(run_cli("table", str(tuned), "--confirm", str(confirm)),
                             "overlap the tuning seeds")
-    # a method of the tuned sweep with no evaluated configuration: nothing is written
+    # a method whose tuning is not over (1 of 2 x 3 trials; its choice could change): nothing is
+    # written, unless the finished methods are chosen with --method
     write_trial(tuned, "td3bc", 0, 0, {"alpha": 2.5}, 0.1, 0.1)
-    (tuned / "run_trial_td3bc_0_0" / "result.json").write_text(json.dumps({"progress": 1}) + "\n")
     out = tmp_path / "c.yaml"
-    assert_one_line_refusal(run_cli("config", str(tuned), "--base", str(BASE), "--seeds", "3",
-                                    "--out", str(out)), "no evaluated configuration yet for td3bc")
+    assert_one_line_refusal(run_cli("config", str(tuned), "--base", str(base), "--seeds", "3",
+                                    "--out", str(out)), "td3bc on CarCircle: 1 of 6 tuning trials")
     assert not out.exists()
+    proc = run_cli("config", str(tuned), "--base", str(base), "--method", "bc_safe",
+                   "--method", "dspo", "--seeds", "3", "--out", str(out))
+    assert proc.returncode == 0 and out.exists(), proc.stderr
+    assert_one_line_refusal(run_cli("config", str(tuned), "--base", str(base), "--method", "iql",
+                                    "--seeds", "3", "--out", str(out)), "--method iql: not in")
