@@ -1,5 +1,8 @@
 """Fixtures shared by several test files."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -25,3 +28,16 @@ def carcircle_dataset(tmp_path_factory):
     assert sum(e.cost_return <= 10 for e in episodes) >= 5, "the fixture needs 5 safe episodes"
     write_dsrl(folder / dsrl_filename("CarCircle", len(episodes)), episodes)
     return folder
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """Import a script of ``benchmarks/`` (a folder of scripts, not a package) by its name:
+    ``load_benchmark("budget_curves")``."""
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -2,7 +2,6 @@
 result.json per trial): the budget of each grid group, the per-budget table, the refusal of a
 budget list in the wrong order, and the grid's price at each budget."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,13 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "budget_curves.py"
 BUDGETS = (0.25, 1.0, 4.0)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("budget_curves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_trial(root: Path, method: str, k: int, seed: int, reward: float, cost: float,
@@ -51,8 +43,8 @@ def sweep(tmp_path) -> Path:
     return root
 
 
-def test_budgets_from_groups_and_the_table(sweep):
-    bc = load_script()
+def test_budgets_from_groups_and_the_table(load_benchmark, sweep):
+    bc = load_benchmark("budget_curves")
     done = bc.budgeted_trials([str(sweep)], list(BUDGETS))
     assert sorted(done["budget"].unique()) == list(BUDGETS)
     assert done.groupby(["method", "budget"])["train_s"].median().to_dict() == {
@@ -67,8 +59,8 @@ def test_budgets_from_groups_and_the_table(sweep):
     assert "+0.00, -1.00" in dspo_row
 
 
-def test_grid_price_scales_training_not_evaluation(sweep, tmp_path):
-    bc = load_script()
+def test_grid_price_scales_training_not_evaluation(load_benchmark, sweep, tmp_path):
+    bc = load_benchmark("budget_curves")
     done = bc.budgeted_trials([str(sweep)], list(BUDGETS))
     # Table 1 at 1x: bc_safe on two tasks, 100 s training + 40 s evaluation each; DSPO's oracle
     # diagnostic (in Table 1's trials.csv, not in its grid) is left out
@@ -114,8 +106,8 @@ def test_the_command_writes_its_table_and_plot(sweep, tmp_path):
     assert bare.returncode == 0 and "Wall hours" not in bare.stdout and "### CarCircle" in bare.stdout
 
 
-def test_the_1x_trials_beside_table1s(sweep, tmp_path):
-    bc = load_script()
+def test_the_1x_trials_beside_table1s(load_benchmark, sweep, tmp_path):
+    bc = load_benchmark("budget_curves")
     done = bc.budgeted_trials([str(sweep)], list(BUDGETS))
     table1 = tmp_path / "trials.csv"
     pd.DataFrame([{"method": "bc_safe", "task": "CarCircle", "seed": s, "status": "finished",

@@ -3,7 +3,6 @@ result.json per trial): the chosen configuration per method becomes a confirmati
 and chosen, on fresh seeds) that the sweep's own validation accepts, and the table sets the two
 side by side on the tuning seeds and the fresh ones."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,13 +17,6 @@ from dspo_ray.distributed.config import load_sweep_config
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "confirm_tuned.py"
 BASE = ROOT / "experiments" / "configs" / "table1_tuned.yaml"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("confirm_tuned", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_trial(root: Path, method: str, k: int, seed: int, params: dict, reward: float,
@@ -66,8 +58,8 @@ def tuned(tmp_path) -> Path:
     return root
 
 
-def test_config_runs_defaults_and_the_chosen_configuration_on_fresh_seeds(tuned, base, tmp_path):
-    ct = load_script()
+def test_config_runs_defaults_and_chosen_on_fresh_seeds(load_benchmark, tuned, base, tmp_path):
+    ct = load_benchmark("confirm_tuned")
     out = tmp_path / "confirm.yaml"
     assert ct.main(["config", str(tuned), "--base", str(base), "--seeds", "3", "4",
                     "--out", str(out)]) == 0
@@ -88,8 +80,8 @@ def test_config_runs_defaults_and_the_chosen_configuration_on_fresh_seeds(tuned,
     assert data["name"] == "confirm_bc" and "--method bc_safe" in out.read_text().splitlines()[1]
 
 
-def test_table_sets_tuning_and_fresh_seeds_side_by_side(tuned, tmp_path):
-    ct = load_script()
+def test_table_sets_tuning_and_fresh_seeds_side_by_side(load_benchmark, tuned, tmp_path):
+    ct = load_benchmark("confirm_tuned")
     confirm = tmp_path / "confirm"
     # fresh seeds: bc_safe's chosen lr stays safe and beats its defaults; dspo's does not
     for seed in (3, 4):
