@@ -65,7 +65,7 @@ def test_config_runs_defaults_and_chosen_on_fresh_seeds(load_benchmark, tuned, b
                     "--out", str(out)]) == 0
     data = yaml.safe_load(out.read_text())
     assert data["tasks"] == ["CarCircle"] and data["seeds"] == [3, 4]
-    assert data["methods"] == ["bc_safe", "dspo"]  # Table 1's method order
+    assert data["methods"] == ["dspo", "bc_safe"]  # the slowest first
     assert data["search"]["grid"] == {"bc_safe": [{}, {"lr": 1e-3}],
                                       "dspo": [{}, TUNED["dspo"][1][0]]}
     assert set(data["overrides"]) == {"bc_safe", "dspo"}  # the base's fixed settings, kept
