@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 from dspo_ray.analysis.results import COST, REWARD, ResultsError, load_results, objective
-from dspo_ray.analysis.tables import _method_order, choose_configurations
+from dspo_ray.analysis.tables import _method_order, choose_configurations, is_oracle
 from dspo_ray.config import ConfigError, load_yaml
 from dspo_ray.distributed.config import load_sweep_config, sweep_config_from_dict
 from dspo_ray.io import write_bytes_atomic
@@ -47,10 +47,11 @@ DEFAULTS, CHOSEN = 0, 1
 
 
 def chosen_configurations(tuned: list[str], task: str | None, methods: list[str] | None = None,
-                          expected: dict[str, int] | None = None) -> tuple[str, pd.DataFrame]:
-    """The task and, per method (all of the sweep's, or ``methods``), the tuned sweep's chosen
+                          expected: dict[str, int] | None = None
+                          ) -> tuple[str, pd.DataFrame, list[int]]:
+    """The task; per method (all of the sweep's, or ``methods``), the tuned sweep's chosen
     configuration (``choose_configurations``' rows with ``params``: the sampled hyperparameters as
-    a dict). ``expected`` (method -> its number of tuning trials: configurations x seeds): refuse a
+    a dict); and the seeds it was tuned on. ``expected`` (method -> its number of tuning trials: configurations x seeds): refuse a
     method whose tuning is not over, as its choice could still change."""
     trials, _ = load_results(tuned)
     tasks = sorted(trials["task"].unique())
@@ -81,7 +82,7 @@ def chosen_configurations(tuned: list[str], task: str | None, methods: list[str]
                            "let the tuned sweep finish (or --resume it)")
     chosen = chosen.assign(method=chosen["method"].str.replace(r" \(tuned on eval\)$", "", regex=True),
                            params=[json.loads(c) for c in chosen["config"]])
-    return task, chosen
+    return task, chosen, sorted(trials["seed"].unique())
 
 
 def confirmation_config(base_path: Path, task: str, chosen: pd.DataFrame, seeds: list[int],
@@ -105,7 +106,7 @@ def confirmation_config(base_path: Path, task: str, chosen: pd.DataFrame, seeds:
 
 def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str], task: str) -> str:
     """Per method: defaults and the chosen configuration, on the tuning seeds and on fresh seeds."""
-    _, chosen = chosen_configurations(tuned, task)
+    _, chosen, tuning_seeds = chosen_configurations(tuned, task)
     trials, _ = load_results(confirm)
     trials = trials[(trials["task"] == task) & (trials["status"] == "finished") & trials[REWARD].notna()]
     if trials.empty:
@@ -113,8 +114,6 @@ def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str], t
     trials = trials.assign(configuration=trials["group"].str.rsplit("/", n=1).str[-1].astype(int))
     fixed_trials = pd.concat([pd.read_csv(f) if f.endswith(".csv") else load_results([f])[0]
                               for f in fixed]) if fixed else pd.DataFrame()
-    tuned_trials = load_results(tuned)[0]
-    tuning_seeds = sorted(tuned_trials.loc[tuned_trials["task"] == task, "seed"].unique())
     fresh_seeds = sorted(trials["seed"].unique())
     if set(tuning_seeds) & set(fresh_seeds):
         raise ResultsError(f"the confirmation seeds {fresh_seeds} overlap the tuning seeds "
@@ -123,14 +122,13 @@ def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str], t
     def cell(rows: pd.DataFrame) -> tuple[str, float]:
         if rows.empty:
             return "n/a", float("nan")
-        r, c = rows[REWARD].astype(float), rows[COST].astype(float)
-        value = f"{r.mean():.2f} / {c.mean():.2f}"
-        return (f"**{value}**" if c.mean() <= 1.0 else value), objective(r.mean(), c.mean())
+        reward, cost = rows[REWARD].astype(float).mean(), rows[COST].astype(float).mean()
+        return _pair(reward, cost), objective(reward, cost)
 
     lines = [f"| method | chosen configuration | defaults, seeds {_seeds(tuning_seeds)} (column (a)) "
              f"| chosen, seeds {_seeds(tuning_seeds)} (column (b), tuned on eval) "
-             f"| defaults, fresh seeds {_seeds(fresh_seeds)} | chosen, fresh seeds {_seeds(fresh_seeds)} "
-             f"| chosen better on fresh seeds? |", "|---|---|---|---|---|---|---|"]
+             f"| fresh seeds | defaults, fresh seeds | chosen, fresh seeds "
+             f"| chosen better on fresh seeds? |", "|---|---|---|---|---|---|---|---|"]
     for method in _method_order(chosen["method"]):
         row = chosen[chosen["method"] == method].iloc[0]
         mine = trials[trials["method"] == method]
@@ -138,20 +136,24 @@ def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str], t
                                  & fixed_trials["seed"].isin(tuning_seeds)
                                  & (fixed_trials["status"] == "finished")]
                     if not fixed_trials.empty else fixed_trials)
-        if "diagnostic/oracle_signal" in column_a:
-            column_a = column_a[column_a["diagnostic/oracle_signal"].fillna(0) != 1]
-        a, _ = cell(column_a)
-        b = f"**{row.reward_mean:.2f} / {row.cost_mean:.2f}**" if row.safe else \
-            f"{row.reward_mean:.2f} / {row.cost_mean:.2f}"
+        a, _ = cell(column_a[~is_oracle(column_a)])
+        b = _pair(row.reward_mean, row.cost_mean)
         fresh_default, default_objective = cell(mine[mine["configuration"] == DEFAULTS])
         fresh_chosen, chosen_objective = cell(mine[mine["configuration"] == CHOSEN])
         verdict = ("n/a" if pd.isna(default_objective) or pd.isna(chosen_objective) else
                    "yes" if chosen_objective > default_objective else "no")
         config = ", ".join(f"{k}={_short(v)}" for k, v in sorted(row.params.items()))
-        lines.append(f"| {method} | {config} | {a} | {b} | {fresh_default} | {fresh_chosen} | {verdict} |")
+        lines.append(f"| {method} | {config} | {a} | {b} | {_seeds(sorted(mine['seed'].unique()))} "
+                     f"| {fresh_default} | {fresh_chosen} | {verdict} |")
     return (f"Normalised reward / cost, mean over seeds; safe (cost <= 1) in bold. \"Better\" compares "
             f"the objective of the seed means (safe: reward; unsafe: minus the cost; "
             f"`dspo_ray.analysis.results.objective`).\n\n" + "\n".join(lines) + "\n")
+
+
+def _pair(reward: float, cost: float) -> str:
+    """``reward / cost``, in bold when safe (cost <= 1)."""
+    value = f"{reward:.2f} / {cost:.2f}"
+    return f"**{value}**" if cost <= 1.0 else value
 
 
 def _seeds(seeds: list[int]) -> str:
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.base.is_file():
                 raise ResultsError(f"--base {args.base}: no such file")
             base = load_sweep_config(args.base)
-            task, chosen = chosen_configurations(args.tuned, args.task, args.method,
+            task, chosen, _ = chosen_configurations(args.tuned, args.task, args.method,
                                                  expected={m: base.samples_per_cell(m) * len(base.seeds)
                                                            for m in base.methods})
             data = confirmation_config(args.base, task, chosen, args.seeds, args.name)

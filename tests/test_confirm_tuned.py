@@ -95,11 +95,18 @@ def test_table_sets_tuning_and_fresh_seeds_side_by_side(load_benchmark, tuned, t
                         + "bc_safe,AntRun,0,finished,0.1,9.0\n")
     table = ct.confirmation_table([str(tuned)], [str(confirm)], [str(column_a)], "CarCircle")
     bc = next(line for line in table.splitlines() if line.startswith("| bc_safe"))
-    assert bc == ("| bc_safe | lr=0.001 | **0.75 / 0.50** | **0.70 / 0.50** | 0.90 / 1.80 "
+    assert bc == ("| bc_safe | lr=0.001 | **0.75 / 0.50** | **0.70 / 0.50** | 3, 4 | 0.90 / 1.80 "
                   "| **0.60 / 0.50** | yes |")
     dspo = next(line for line in table.splitlines() if line.startswith("| dspo"))
-    assert dspo.endswith("| n/a | 0.60 / 2.00 | 0.60 / 1.50 | 0.60 / 2.50 | no |")
-    assert "seeds 0, 1, 2" in table and "fresh seeds 3, 4" in table
+    assert dspo.endswith("| n/a | 0.60 / 2.00 | 3, 4 | 0.60 / 1.50 | 0.60 / 2.50 | no |")
+    assert "seeds 0, 1, 2" in table
+    # a second confirmation sweep with more fresh seeds for one method: its row only
+    more = tmp_path / "confirm_more"
+    write_trial(more, "dspo", 1, 5, TUNED["dspo"][1][0], 0.6, 0.5)
+    table = ct.confirmation_table([str(tuned)], [str(confirm), str(more)], [], "CarCircle")
+    dspo = next(line for line in table.splitlines() if line.startswith("| dspo"))
+    assert "| 3, 4, 5 | 0.60 / 1.50 | 0.60 / 1.83 |" in dspo
+    assert "| 3, 4 |" in next(line for line in table.splitlines() if line.startswith("| bc_safe"))
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
