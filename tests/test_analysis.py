@@ -177,6 +177,17 @@ def test_plots_and_importances(tmp_path):
     extra["objective"] = 3 * extra["params/a"] + 0.1 * extra["params/b"]
     imp = parameter_importances(extra)
     assert list(imp["parameter"])[0] == "params/a"  # the parameter that drives the objective
+    # a second method with its own knob, and DSPO on a second task where b drives the objective:
+    # one search each, never pooled (pooled, no trial has every parameter and nothing is returned)
+    other = pd.DataFrame({"method": "iql", "task": "CarCircle", "suite": "BulletGym", "seed": 0,
+                          "group": [f"i{i}" for i in range(6)], "status": "finished",
+                          "params/expectile": rng.uniform(0.5, 0.9, 6)})
+    other["objective"] = other["params/expectile"]
+    second_task = extra.assign(task="DroneRun", objective=extra["params/a"] + 3 * extra["params/b"])
+    imp = parameter_importances(pd.concat([extra, other, second_task], ignore_index=True))
+    top = imp.sort_values("importance", ascending=False).groupby(["method", "task"])["parameter"].first()
+    assert top.to_dict() == {("dspo", "CarCircle"): "params/a", ("dspo", "DroneRun"): "params/b",
+                             ("iql", "CarCircle"): "params/expectile"}
 
 
 def test_cli_rejects_missing_results(tmp_path):

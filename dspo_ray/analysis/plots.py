@@ -106,19 +106,31 @@ def swept_parameters(trials: pd.DataFrame) -> list[str]:
 
 
 def parameter_importances(trials: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
-    """Optuna's fANOVA-style importances of the swept parameters for the objective.
+    """Optuna's fANOVA-style importances of the swept parameters for the objective, per
+    (method, task): each is its own search, with its own parameters and objective scale, so
+    importances are never pooled across methods or tasks.
 
-    The finished trials are replayed into an in-memory Optuna study (so this works from the
-    results alone, whatever storage the sweep used). Needs at least 2 parameters that vary.
+    Columns: method, task, parameter, importance. The finished trials are replayed into an
+    in-memory Optuna study (so this works from the results alone, whatever storage the sweep
+    used). A cell needs at least 2 finished trials and one swept parameter.
     """
-    import optuna
-
+    columns = ["method", "task", "parameter", "importance"]
     if OBJECTIVE not in trials:  # no evaluated trial (e.g. a stage-1-only sweep)
-        return pd.DataFrame(columns=["parameter", "importance"])
+        return pd.DataFrame(columns=columns)
     done = trials[(trials["status"] == "finished") & trials[OBJECTIVE].notna()]
     if method is not None:
         done = done[done["method"] == method]
     done = done[np.isfinite(done[OBJECTIVE].astype(float))]
+    cells = [_cell_importances(cell).assign(method=m, task=t)
+             for (m, t), cell in done.groupby(["method", "task"], sort=True)]
+    cells = [c for c in cells if not c.empty]
+    return pd.concat(cells, ignore_index=True)[columns] if cells else pd.DataFrame(columns=columns)
+
+
+def _cell_importances(done: pd.DataFrame) -> pd.DataFrame:
+    """:func:`parameter_importances` of one (method, task)'s finished trials."""
+    import optuna
+
     params = swept_parameters(done)
     if len(done) < 2 or not params:
         return pd.DataFrame(columns=["parameter", "importance"])
