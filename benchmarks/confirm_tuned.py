@@ -20,7 +20,10 @@ script measures by how much, in two steps:
 
        python benchmarks/confirm_tuned.py table results/sweeps/table1_tuned_CarCircle \\
            --confirm results/sweeps/table1_tuned_confirm_CarCircle \\
-           --fixed docs/results/table1/trials.csv --out docs/results/table1_tuned/CarCircle.md
+           --fixed docs/results/table1/trials.csv --out docs/results/table1/column_b_CarCircle/confirm.md
+
+   With ``--out``, the fresh-seed trials themselves (method, configuration, seed, reward, cost) go
+   to ``<out stem>_trials.csv`` beside it, so that any other summary of them can be recomputed.
 
 Everything here reads the simulator's evaluation, costs included: the choice it checks is column
 (b)'s, which sees costs, and the tables say so. The fresh seeds choose nothing.
@@ -37,9 +40,9 @@ import pandas as pd
 import yaml
 
 from dspo_ray.analysis.results import COST, REWARD, ResultsError, load_results, objective
-from dspo_ray.analysis.tables import _method_order, choose_configurations, is_oracle
+from dspo_ray.analysis.tables import TUNED_SUFFIX, _method_order, choose_configurations, is_oracle
 from dspo_ray.config import ConfigError, load_yaml
-from dspo_ray.distributed.config import load_sweep_config, sweep_config_from_dict
+from dspo_ray.distributed.config import DSPO, load_sweep_config, sweep_config_from_dict
 from dspo_ray.io import write_bytes_atomic
 
 DEFAULTS, CHOSEN = 0, 1
@@ -51,8 +54,9 @@ def chosen_configurations(tuned: list[str], task: str | None, methods: list[str]
                           ) -> tuple[str, pd.DataFrame, list[int]]:
     """The task; per method (all of the sweep's, or ``methods``), the tuned sweep's chosen
     configuration (``choose_configurations``' rows with ``params``: the sampled hyperparameters as
-    a dict); and the seeds it was tuned on. ``expected`` (method -> its number of tuning trials: configurations x seeds): refuse a
-    method whose tuning is not over, as its choice could still change."""
+    a dict); and the seeds it was tuned on. ``expected`` (method -> its number of tuning trials:
+    configurations x seeds): refuse a method whose tuning is not over, as its choice could still
+    change."""
     trials, _ = load_results(tuned)
     tasks = sorted(trials["task"].unique())
     if task is None:
@@ -80,7 +84,7 @@ def chosen_configurations(tuned: list[str], task: str | None, methods: list[str]
     if missing:
         raise ResultsError(f"no evaluated configuration yet for {', '.join(missing)} on {task}; "
                            "let the tuned sweep finish (or --resume it)")
-    chosen = chosen.assign(method=chosen["method"].str.replace(r" \(tuned on eval\)$", "", regex=True),
+    chosen = chosen.assign(method=chosen["method"].str.removesuffix(TUNED_SUFFIX),
                            params=[json.loads(c) for c in chosen["config"]])
     return task, chosen, sorted(trials["seed"].unique())
 
@@ -92,7 +96,7 @@ def confirmation_config(base_path: Path, task: str, chosen: pd.DataFrame, seeds:
     base = load_yaml(base_path)
     # DSPO, the slowest by far, first: its trials start first and the sweep's tail is short
     methods = sorted((m for m in _method_order(chosen["method"]) if m in set(base.get("methods", []))),
-                     key=lambda m: m != "dspo")
+                     key=lambda m: m != DSPO)
     params = dict(zip(chosen["method"], chosen["params"]))
     overrides = {m: o for m, o in (base.get("overrides") or {}).items() if m in methods}
     data = {"name": name or f"{base.get('name', 'tuned')}_confirm_{task}", "tasks": [task],
@@ -104,9 +108,11 @@ def confirmation_config(base_path: Path, task: str, chosen: pd.DataFrame, seeds:
     return data
 
 
-def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str], task: str) -> str:
-    """Per method: defaults and the chosen configuration, on the tuning seeds and on fresh seeds."""
-    _, chosen, tuning_seeds = chosen_configurations(tuned, task)
+def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str],
+                       task: str | None) -> tuple[str, pd.DataFrame]:
+    """Per method: defaults and the chosen configuration, on the tuning seeds and on fresh seeds;
+    and the fresh-seed trials the table summarises. ``task`` None: the tuned sweep's one task."""
+    task, chosen, tuning_seeds = chosen_configurations(tuned, task)
     trials, _ = load_results(confirm)
     trials = trials[(trials["task"] == task) & (trials["status"] == "finished") & trials[REWARD].notna()]
     if trials.empty:
@@ -145,9 +151,12 @@ def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str], t
         config = ", ".join(f"{k}={_short(v)}" for k, v in sorted(row.params.items()))
         lines.append(f"| {method} | {config} | {a} | {b} | {_seeds(sorted(mine['seed'].unique()))} "
                      f"| {fresh_default} | {fresh_chosen} | {verdict} |")
-    return (f"Normalised reward / cost, mean over seeds; safe (cost <= 1) in bold. \"Better\" compares "
+    text = (f"Normalised reward / cost, mean over seeds; safe (cost <= 1) in bold. \"Better\" compares "
             f"the objective of the seed means (safe: reward; unsafe: minus the cost; "
             f"`dspo_ray.analysis.results.objective`).\n\n" + "\n".join(lines) + "\n")
+    fresh = trials[["method", "configuration", "seed", REWARD, COST]].sort_values(
+        ["method", "configuration", "seed"]).reset_index(drop=True)
+    return text, fresh
 
 
 def _pair(reward: float, cost: float) -> str:
@@ -207,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"confirm_tuned: wrote {args.out} ({len(data['methods'])} methods x 2 "
                   f"configurations x {len(args.seeds)} seeds on {task})")
         else:
-            task = args.task or chosen_configurations(args.tuned, None)[0]
-            text = confirmation_table(args.tuned, args.confirm, args.fixed, task)
+            text, fresh = confirmation_table(args.tuned, args.confirm, args.fixed, args.task)
             sys.stdout.write(text)
             if args.out is not None:
                 write_bytes_atomic(args.out, text.encode())
+                write_bytes_atomic(args.out.with_name(f"{args.out.stem}_trials.csv"),
+                                   fresh.to_csv(index=False).encode())
     except (ResultsError, ConfigError) as e:
         print(f"confirm_tuned: {e}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -93,7 +94,8 @@ def test_table_sets_tuning_and_fresh_seeds_side_by_side(load_benchmark, tuned, t
     column_a.write_text("method,task,seed,status,eval/normalized_reward,eval/normalized_cost\n"
                         + "".join(f"bc_safe,CarCircle,{s},finished,0.75,0.5\n" for s in (0, 1, 2))
                         + "bc_safe,AntRun,0,finished,0.1,9.0\n")
-    table = ct.confirmation_table([str(tuned)], [str(confirm)], [str(column_a)], "CarCircle")
+    table, fresh = ct.confirmation_table([str(tuned)], [str(confirm)], [str(column_a)], None)
+    assert len(fresh) == 8 and set(fresh["configuration"]) == {0, 1}  # the trials it summarises
     bc = next(line for line in table.splitlines() if line.startswith("| bc_safe"))
     assert bc == ("| bc_safe | lr=0.001 | **0.75 / 0.50** | **0.70 / 0.50** | 3, 4 | 0.90 / 1.80 "
                   "| **0.60 / 0.50** | yes |")
@@ -103,10 +105,17 @@ def test_table_sets_tuning_and_fresh_seeds_side_by_side(load_benchmark, tuned, t
     # a second confirmation sweep with more fresh seeds for one method: its row only
     more = tmp_path / "confirm_more"
     write_trial(more, "dspo", 1, 5, TUNED["dspo"][1][0], 0.6, 0.5)
-    table = ct.confirmation_table([str(tuned)], [str(confirm), str(more)], [], "CarCircle")
+    table, _ = ct.confirmation_table([str(tuned)], [str(confirm), str(more)], [], "CarCircle")
     dspo = next(line for line in table.splitlines() if line.startswith("| dspo"))
     assert "| 3, 4, 5 | 0.60 / 1.50 | 0.60 / 1.83 |" in dspo
     assert "| 3, 4 |" in next(line for line in table.splitlines() if line.startswith("| bc_safe"))
+    # the command writes the table and, beside it, the fresh-seed trials it summarises
+    out = tmp_path / "docs" / "confirm.md"
+    out.parent.mkdir()
+    assert ct.main(["table", str(tuned), "--confirm", str(confirm), str(more), "--out", str(out)]) == 0
+    assert out.read_text() == table
+    trials = pd.read_csv(tmp_path / "docs" / "confirm_trials.csv")
+    assert len(trials) == 9 and trials.loc[trials["seed"] == 5, "eval/normalized_cost"].tolist() == [0.5]
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
