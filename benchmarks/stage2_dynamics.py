@@ -38,61 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from dspo_ray.data import SplitConfig, load_task_data
+from dspo_ray.dspo.dynamics import fit_dynamics, transitions, window_errors
 from dspo_ray.dspo.generate import load_generated
 from dspo_ray.dspo.windows import RaggedTrajectories, ragged_from_data, sample_windows
 from dspo_ray.io import write_bytes_atomic
-
-
-def transitions(traj: RaggedTrajectories, which: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(s, a, s') of every step of the chosen trajectories but their last."""
-    rows = np.concatenate([np.arange(s, s + n - 1) for s, n, w in
-                           zip(traj.starts, traj.lengths, which) if w and n > 1])
-    return traj.observations[rows], traj.actions[rows], traj.observations[rows + 1]
-
-
-class Dynamics(nn.Module):
-    """s' - s predicted from (s, a), inputs and outputs standardised with the training data's."""
-
-    def __init__(self, s: np.ndarray, a: np.ndarray, s_next: np.ndarray, hidden: int = 256):
-        super().__init__()
-        x, d = np.concatenate([s, a], 1), s_next - s
-        self.register_buffer("x_mean", torch.as_tensor(x.mean(0)))
-        self.register_buffer("x_std", torch.as_tensor(x.std(0) + 1e-6))
-        self.register_buffer("d_mean", torch.as_tensor(d.mean(0)))
-        self.register_buffer("d_std", torch.as_tensor(d.std(0) + 1e-6))
-        self.net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                                 nn.SiLU(), nn.Linear(hidden, s.shape[1]))
-
-    def error(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
-        """Per step: the mean over state dimensions of |predicted - actual| step change, in units
-        of that dimension's step-change spread."""
-        pred = self.net((torch.cat([s, a], -1) - self.x_mean) / self.x_std)
-        return (pred - (s_next - s - self.d_mean) / self.d_std).abs().mean(-1)
-
-
-def fit_dynamics(s, a, s_next, steps: int, seed: int) -> Dynamics:
-    torch.manual_seed(seed)
-    model = Dynamics(s, a, s_next)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    rng = np.random.default_rng(seed)
-    s_t, a_t, n_t = (torch.as_tensor(v) for v in (s, a, s_next))
-    for _ in range(steps):
-        idx = torch.as_tensor(rng.integers(0, len(s_t), 256))
-        loss = model.error(s_t[idx], a_t[idx], n_t[idx]).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
-@torch.no_grad()
-def window_errors(model: Dynamics, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """Each (n, horizon, dim) window's mean one-step error over its horizon - 1 transitions."""
-    s, a = torch.as_tensor(observations), torch.as_tensor(actions)
-    return model.error(s[:, :-1], a[:, :-1], s[:, 1:]).mean(-1).numpy()
 
 
 def spread(observations: np.ndarray) -> np.ndarray:

@@ -243,3 +243,45 @@ def test_anchored_windows_start_at_states_of_the_learners_data(carcircle_dataset
         return np.isclose(first[:, None], states[None], atol=1e-4).all(-1).any(1)
 
     assert found_in(chosen).all() and not found_in(other).any()
+
+
+def test_dynamics_rollout_keeps_each_windows_first_state_and_actions_and_follows_the_model(
+        carcircle_dataset, tmp_path):
+    """generation.consistency: dynamics_rollout, from the same stage-1 and diffusion artefacts as
+    a plain run: the same first states and actions, the later states a dynamics model's (fitted
+    on the learner's data with the run's seed), within the data's state range."""
+    import shutil
+
+    from dspo_ray.data import load_task_data
+    from dspo_ray.dspo.dynamics import fit_dynamics, transitions, window_errors
+    from dspo_ray.dspo.generate import load_generated
+    from dspo_ray.dspo.windows import ragged_from_data
+
+    run_dspo(tiny_config(carcircle_dataset, stop_after="generation"), tmp_path / "plain")
+    rolled_dir = tmp_path / "rolled"
+    rolled_dir.mkdir()
+    for stage in ("discriminator", "labels", "diffusion"):  # the plain run's: only generation differs
+        for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
+            shutil.copy2(tmp_path / "plain" / name, rolled_dir / name)
+    config = tiny_config(carcircle_dataset, stop_after="generation",
+                         **{"generation.consistency": "dynamics_rollout", "generation.dynamics_steps": 30})
+    runner = RecordingRunner()
+    result = run_dspo(config, rolled_dir, runner=runner)
+    assert runner.stages == []  # nothing trained again
+
+    plain = load_generated(tmp_path / "plain" / "generated.npz")
+    rolled = load_generated(rolled_dir / "generated.npz")
+    np.testing.assert_array_equal(rolled["actions"], plain["actions"])
+    np.testing.assert_array_equal(rolled["observations"][:, 0], plain["observations"][:, 0])
+    assert not np.allclose(rolled["observations"][:, 1:], plain["observations"][:, 1:])
+    assert result["generation/rollout_state_change"] > 0
+    data, _ = load_task_data(TASK, str(carcircle_dataset), config.split)
+    trajectories = ragged_from_data(data)
+    low, high = trajectories.observations.min(0), trajectories.observations.max(0)
+    assert (rolled["observations"] >= low - 1e-5).all() and (rolled["observations"] <= high + 1e-5).all()
+    model = fit_dynamics(*transitions(trajectories, np.ones(len(trajectories), bool)), steps=30,
+                         seed=config.seed)
+    inside = ((rolled["observations"] > low + 1e-4) & (rolled["observations"] < high - 1e-4)).all((1, 2))
+    assert inside.any()  # the windows no state bound touched follow the model step after step
+    assert window_errors(model, rolled["observations"][inside], rolled["actions"][inside]).max() < 1e-3
+    assert window_errors(model, plain["observations"], plain["actions"]).min() > 1e-2

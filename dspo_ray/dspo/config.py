@@ -241,6 +241,18 @@ class GenerationConfig:
     help (docs/results/stage2_variants/anchor.md). Why a trained model: merely writing the state
     over the first step of a model trained on free windows hardly steers the rest of the window
     (seen on the two-mode toy of tests/test_dspo_diffusion.py while building this)."""
+    consistency: Literal["none", "dynamics_rollout"] = "none"
+    """``none`` (the paper): behaviour cloning sees the generated windows as generated.
+    ``dynamics_rollout``: windows consistent by construction. A one-step dynamics model
+    (dspo_ray/dspo/dynamics.py) is fitted on the learner's trajectories, demonstrations and
+    unlabelled, no cost in them. Each window keeps its first state and its generated actions; its
+    later states are the model's, step after step from the first, kept within the data's state
+    range. Why: at the quick profile the generated states do not follow from the previous state
+    and action (1.6-21x the real windows' one-step error, docs/results/stage2_variants/dynamics.md),
+    so behaviour cloning learns actions at states no policy reaches; rolled out, each generated
+    action is paired with the state the model says it leads to. Label-free."""
+    dynamics_steps: int = bounded(4000, ge=1)
+    """With ``dynamics_rollout``: the dynamics model's training steps (batches of 256 transitions)."""
 
 
 @dataclass(frozen=True)
