@@ -1,6 +1,7 @@
 """Fixtures shared by several test files."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,20 @@ def load_benchmark():
         spec.loader.exec_module(module)
         return module
     return load
+
+
+@pytest.fixture
+def tune_trial():
+    """Write one finished trial as Tune writes it (``params.json`` and a ``result.json`` line)
+    under a sweep folder: ``tune_trial(root, method, k, seed, params, result, task=...)``, its
+    group ``<method>/<task>/<k>`` (the k-th configuration of the cell)."""
+    def write(root: Path, method: str, k: int, seed: int, params: dict, result: dict,
+              task: str = "CarCircle") -> Path:
+        folder = root / f"run_trial_{method}_{task}_{k}_{seed}"
+        folder.mkdir(parents=True)
+        (folder / "params.json").write_text(json.dumps(
+            {"method": method, "task": task, "seed": seed, "group": f"{method}/{task}/{k}",
+             "params": params}))
+        (folder / "result.json").write_text(json.dumps(result) + "\n")
+        return folder
+    return write

@@ -2,7 +2,6 @@
 result.json per trial): the budget of each grid group, the per-budget table, the refusal of a
 budget list in the wrong order, and the grid's price at each budget."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,31 +14,27 @@ SCRIPT = ROOT / "benchmarks" / "budget_curves.py"
 BUDGETS = (0.25, 1.0, 4.0)
 
 
-def write_trial(root: Path, method: str, k: int, seed: int, reward: float, cost: float,
-                trial_s: float, eval_s: float) -> None:
+def budget_trial(tune_trial, root: Path, method: str, k: int, seed: int, reward: float,
+                 cost: float, trial_s: float, eval_s: float) -> None:
+    """A trial at the k-th budget, with its wall times as the method's trainer reports them."""
     step_key = "diffusion.steps" if method == "dspo" else "steps"
     eval_key = "time/evaluation_s" if method == "dspo" else "time/eval_s"
-    folder = root / f"run_trial_{method}_{k}_{seed}"
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps(
-        {"method": method, "task": "CarCircle", "seed": seed, "group": f"{method}/CarCircle/{k}",
-         "params": {step_key: int(2000 * BUDGETS[k])}}))
-    (folder / "result.json").write_text(json.dumps(
-        {"eval/normalized_reward": reward, "eval/normalized_cost": cost, "time/trial_s": trial_s,
-         eval_key: eval_s}) + "\n")
+    tune_trial(root, method, k, seed, {step_key: int(2000 * BUDGETS[k])},
+               {"eval/normalized_reward": reward, "eval/normalized_cost": cost, "time/trial_s": trial_s,
+                eval_key: eval_s})
 
 
 @pytest.fixture
-def sweep(tmp_path) -> Path:
+def sweep(tmp_path, tune_trial) -> Path:
     """bc_safe: reward 0.2, 0.5, 0.6 (+0.1 on seed 1), training 10, 20, 50 s, evaluation 5 s.
     dspo: cost 3, 2, 1, training 100, 300, 1000 s, evaluation 10 s."""
     root = tmp_path / "budget_curves"
     for k, (reward, train) in enumerate([(0.2, 10), (0.5, 20), (0.6, 50)]):
         for seed in (0, 1):
-            write_trial(root, "bc_safe", k, seed, reward + 0.1 * seed, 0.5, train + 5, 5)
+            budget_trial(tune_trial, root, "bc_safe", k, seed, reward + 0.1 * seed, 0.5, train + 5, 5)
     for k, (cost, train) in enumerate([(3.0, 100), (2.0, 300), (1.0, 1000)]):
         for seed in (0, 1):
-            write_trial(root, "dspo", k, seed, 0.7, cost, train + 10, 10)
+            budget_trial(tune_trial, root, "dspo", k, seed, 0.7, cost, train + 10, 10)
     return root
 
 

@@ -3,7 +3,6 @@ result.json per trial): the chosen configuration per method becomes a confirmati
 and chosen, on fresh seeds) that the sweep's own validation accepts, and the table sets the two
 side by side on the tuning seeds and the fresh ones."""
 
-import json
 import os
 import subprocess
 import sys
@@ -20,15 +19,8 @@ SCRIPT = ROOT / "benchmarks" / "confirm_tuned.py"
 BASE = ROOT / "experiments" / "configs" / "table1_tuned.yaml"
 
 
-def write_trial(root: Path, method: str, k: int, seed: int, params: dict, reward: float,
-                cost: float) -> None:
-    folder = root / f"run_trial_{method}_{k}_{seed}"
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps(
-        {"method": method, "task": "CarCircle", "seed": seed, "group": f"{method}/CarCircle/{k}",
-         "params": params}))
-    (folder / "result.json").write_text(json.dumps(
-        {"eval/normalized_reward": reward, "eval/normalized_cost": cost}) + "\n")
+def result(reward: float, cost: float) -> dict:
+    return {"eval/normalized_reward": reward, "eval/normalized_cost": cost}
 
 
 # per method, two configurations: (params, reward, cost); the second is chosen (safe, or less costly)
@@ -50,12 +42,12 @@ def base(tmp_path) -> Path:
 
 
 @pytest.fixture
-def tuned(tmp_path) -> Path:
+def tuned(tmp_path, tune_trial) -> Path:
     root = tmp_path / "table1_tuned_CarCircle"
     for method, configurations in TUNED.items():
         for k, (params, reward, cost) in enumerate(configurations):
             for seed in (0, 1, 2):
-                write_trial(root, method, k, seed, params, reward, cost)
+                tune_trial(root, method, k, seed, params, result(reward, cost))
     return root
 
 
@@ -81,15 +73,15 @@ def test_config_runs_defaults_and_chosen_on_fresh_seeds(load_benchmark, tuned, b
     assert data["name"] == "confirm_bc" and "--method bc_safe" in out.read_text().splitlines()[1]
 
 
-def test_table_sets_tuning_and_fresh_seeds_side_by_side(load_benchmark, tuned, tmp_path):
+def test_table_sets_tuning_and_fresh_seeds_side_by_side(load_benchmark, tuned, tmp_path, tune_trial):
     ct = load_benchmark("confirm_tuned")
     confirm = tmp_path / "confirm"
     # fresh seeds: bc_safe's chosen lr stays safe and beats its defaults; dspo's does not
     for seed in (3, 4):
-        write_trial(confirm, "bc_safe", 0, seed, {}, 0.9, 1.8)
-        write_trial(confirm, "bc_safe", 1, seed, {"lr": 1e-3}, 0.6, 0.4 + 0.2 * (seed - 3))
-        write_trial(confirm, "dspo", 0, seed, {}, 0.6, 1.5)
-        write_trial(confirm, "dspo", 1, seed, TUNED["dspo"][1][0], 0.6, 2.5)
+        tune_trial(confirm, "bc_safe", 0, seed, {}, result(0.9, 1.8))
+        tune_trial(confirm, "bc_safe", 1, seed, {"lr": 1e-3}, result(0.6, 0.4 + 0.2 * (seed - 3)))
+        tune_trial(confirm, "dspo", 0, seed, {}, result(0.6, 1.5))
+        tune_trial(confirm, "dspo", 1, seed, TUNED["dspo"][1][0], result(0.6, 2.5))
     column_a = tmp_path / "trials.csv"
     column_a.write_text("method,task,seed,status,eval/normalized_reward,eval/normalized_cost\n"
                         + "".join(f"bc_safe,CarCircle,{s},finished,0.75,0.5\n" for s in (0, 1, 2))
@@ -104,7 +96,7 @@ def test_table_sets_tuning_and_fresh_seeds_side_by_side(load_benchmark, tuned, t
     assert "seeds 0, 1, 2" in table
     # a second confirmation sweep with more fresh seeds for one method: its row only
     more = tmp_path / "confirm_more"
-    write_trial(more, "dspo", 1, 5, TUNED["dspo"][1][0], 0.6, 0.5)
+    tune_trial(more, "dspo", 1, 5, TUNED["dspo"][1][0], result(0.6, 0.5))
     table, _ = ct.confirmation_table([str(tuned)], [str(confirm), str(more)], [], "CarCircle")
     dspo = next(line for line in table.splitlines() if line.startswith("| dspo"))
     assert "| 3, 4, 5 | 0.60 / 1.50 | 0.60 / 1.83 |" in dspo
@@ -129,15 +121,15 @@ def assert_one_line_refusal(proc: subprocess.CompletedProcess, message: str) -> 
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_refusals_are_one_line(tuned, base, tmp_path):
+def test_refusals_are_one_line(tuned, base, tmp_path, tune_trial):
     # "fresh" seeds that the tuning saw
     confirm = tmp_path / "confirm"
-    write_trial(confirm, "bc_safe", 0, 2, {}, 0.9, 1.8)
+    tune_trial(confirm, "bc_safe", 0, 2, {}, result(0.9, 1.8))
     assert_one_line_refusal(run_cli("table", str(tuned), "--confirm", str(confirm)),
                             "overlap the tuning seeds")
     # a method whose tuning is not over (1 of 2 x 3 trials; its choice could change): nothing is
     # written, unless the finished methods are chosen with --method
-    write_trial(tuned, "td3bc", 0, 0, {"alpha": 2.5}, 0.1, 0.1)
+    tune_trial(tuned, "td3bc", 0, 0, {"alpha": 2.5}, result(0.1, 0.1))
     out = tmp_path / "c.yaml"
     assert_one_line_refusal(run_cli("config", str(tuned), "--base", str(base), "--seeds", "3",
                                     "--out", str(out)), "td3bc on CarCircle: 1 of 6 tuning trials")

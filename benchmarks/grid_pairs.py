@@ -1,0 +1,136 @@
+"""A sweep's fixed configurations (``search.grid``) side by side, paired by seed: does a setting
+change a method's result on the same tasks and seeds?
+
+For a diagnostic sweep that runs each (task, seed) at a few fixed configurations, e.g.
+``experiments/configs/stage2_rollout.yaml`` (DSPO as in Table 1, and with
+``generation.consistency: dynamics_rollout``)::
+
+    python benchmarks/grid_pairs.py results/sweeps/stage2_rollout \\
+        --reference docs/results/table1/trials.csv --reference-method bc_safe dspo \\
+        --metric generation/rollout_state_change --out docs/results/stage2_variants/rollout.md
+
+Per task, one row per configuration (its settings away from the sweep's defaults): normalised
+reward and cost (mean ± std over seeds), each seed's cost, and, against the first configuration,
+the mean change of cost over the seeds both ran and on how many of them the cost fell. Reference
+rows (``--reference``: a ``trials.csv`` written by ``analysis/make_tables.py``) show other methods
+or earlier runs of the same task, each at its configuration in that file. With ``--out``, the
+sweep's trials (method, task, seed, configuration, reward, cost, the ``--metric`` columns) go to
+``<out stem>_trials.csv`` beside it.
+
+It reads the simulator's evaluation, costs included: a report, never a choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dspo_ray.analysis.results import COST, REWARD, ResultsError, load_results
+from dspo_ray.analysis.tables import _task_order, is_oracle
+from dspo_ray.io import write_bytes_atomic
+
+
+def configuration_label(row: pd.Series) -> str:
+    """A trial's settings away from the defaults, ``key=value`` joined; ``defaults`` for none."""
+    params = {k[len("params/"):]: v for k, v in row.items() if k.startswith("params/")
+              and not (v is None or (isinstance(v, float) and np.isnan(v)))}
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in sorted(params.items())) or "defaults"
+
+
+def sweep_trials(folders: list[str], metrics: list[str]) -> pd.DataFrame:
+    """The finished trials: method, task, seed, configuration, reward, cost and ``metrics``."""
+    trials, _ = load_results(folders)
+    trials = trials[trials[COST].notna()].copy()
+    if trials.empty:
+        raise ResultsError(f"no evaluated trial in {', '.join(folders)}: is the sweep finished?")
+    missing = [m for m in metrics if m not in trials]
+    if missing:
+        raise ResultsError(f"no trial reports {', '.join(missing)}; known metrics: "
+                           f"{', '.join(c for c in trials.columns if '/' in c and not c.startswith('params/'))}")
+    trials["configuration"] = trials.apply(configuration_label, axis=1)
+    trials.loc[is_oracle(trials), "configuration"] += " [oracle signal]"
+    return trials[["method", "task", "seed", "group", "configuration", REWARD, COST, *metrics]]
+
+
+def _mean_std(values: pd.Series) -> str:
+    return f"{values.mean():.2f} ± {values.std(ddof=0):.2f}"
+
+
+def pairs_table(trials: pd.DataFrame, reference: pd.DataFrame | None, metrics: list[str]) -> str:
+    header = ["task", "method", "configuration", "seeds", "reward", "cost", "cost per seed",
+              "cost change vs the first configuration (same seeds)", *metrics]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in _task_order(trials["task"].unique()):
+        for method, of_method in trials[trials["task"] == task].groupby("method", sort=False):
+            # configurations in the grid's order (its group number)
+            order = of_method.groupby("configuration")["group"].first().map(
+                lambda g: int(str(g).rsplit("/", 1)[-1]) if str(g).rsplit("/", 1)[-1].isdigit() else 0)
+            first = None
+            for label in order.sort_values().index:
+                runs = of_method[of_method["configuration"] == label].sort_values("seed")
+                costs = runs.set_index("seed")[COST]
+                change = "–"
+                if first is None:
+                    first = costs
+                else:
+                    both = costs.index.intersection(first.index)
+                    delta = costs[both] - first[both]
+                    change = f"{delta.mean():+.2f} (lower on {(delta < 0).sum()} of {len(both)})"
+                cells = [task, method, label, str(len(runs)), _mean_std(runs[REWARD]),
+                         _mean_std(runs[COST]) + (" safe" if runs[COST].mean() <= 1 else ""),
+                         " ".join(f"{c:.2f}" for c in costs), change,
+                         *(f"{runs[m].mean():.3f}" for m in metrics)]
+                rows.append("| " + " | ".join(cells) + " |")
+        if reference is not None:
+            for (method, label), runs in reference[reference["task"] == task].groupby(
+                    ["method", "configuration"], sort=False):
+                runs = runs.sort_values("seed")
+                cells = [task, f"{method} (reference)", label, str(len(runs)), _mean_std(runs[REWARD]),
+                         _mean_std(runs[COST]) + (" safe" if runs[COST].mean() <= 1 else ""),
+                         " ".join(f"{c:.2f}" for c in runs[COST]), "–", *("–" for _ in metrics)]
+                rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweeps", nargs="+", help="sweep folders (Tune experiment folders)")
+    p.add_argument("--reference", help="a trials.csv of analysis/make_tables.py: rows to show beside")
+    p.add_argument("--reference-method", nargs="+", default=["bc_safe"],
+                   help="the reference file's methods to show (default: bc_safe)")
+    p.add_argument("--metric", nargs="*", default=[], help="more trial metrics to average per row")
+    p.add_argument("--out", type=Path, help="write the table here (and <stem>_trials.csv beside it)")
+    args = p.parse_args(argv)
+    try:
+        trials = sweep_trials(args.sweeps, args.metric)
+        reference = None
+        if args.reference:
+            if not Path(args.reference).is_file():
+                raise ResultsError(f"--reference {args.reference}: no such file (a trials.csv "
+                                   f"written by analysis/make_tables.py)")
+            ref = pd.read_csv(args.reference, low_memory=False)
+            ref = ref[ref["method"].isin(args.reference_method) & ref[COST].notna()
+                      & ref["task"].isin(trials["task"].unique())].copy()
+            ref["configuration"] = ref.apply(configuration_label, axis=1)
+            ref.loc[is_oracle(ref), "configuration"] += " [oracle signal]"
+            reference = ref
+    except ResultsError as e:
+        print(f"grid_pairs: {e}", file=sys.stderr)
+        return 1
+    table = pairs_table(trials, reference, args.metric)
+    print(table, end="")
+    if args.out:
+        write_bytes_atomic(args.out, table.encode())
+        csv = args.out.with_name(args.out.stem + "_trials.csv")
+        write_bytes_atomic(csv, trials.drop(columns="group").to_csv(index=False).encode())
+        print(f"wrote {args.out} and {csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

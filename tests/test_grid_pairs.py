@@ -1,0 +1,67 @@
+"""benchmarks/grid_pairs.py on sweep folders written as Tune writes them: a grid's configurations
+side by side per task, paired by seed, with reference rows from a trials.csv."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def result(reward: float, cost: float, change: float | None = None) -> dict:
+    extra = {} if change is None else {"generation/rollout_state_change": change}
+    return {"eval/normalized_reward": reward, "eval/normalized_cost": cost, **extra}
+
+
+def test_configurations_paired_by_seed_with_references(load_benchmark, tune_trial, tmp_path):
+    gp = load_benchmark("grid_pairs")
+    sweep = tmp_path / "stage2_rollout"
+    rolled = {"generation.consistency": "dynamics_rollout"}
+    for seed, (plain_cost, rolled_cost) in enumerate([(2.0, 1.0), (1.0, 1.5), (3.0, 0.5)]):
+        tune_trial(sweep, "dspo", 0, seed, {}, result(0.6, plain_cost, 0.0), task="DroneRun")
+        tune_trial(sweep, "dspo", 1, seed, rolled, result(0.5, rolled_cost, 0.4), task="DroneRun")
+    # seed 3 of the rolled configuration only: no partner, left out of the paired change
+    tune_trial(sweep, "dspo", 1, 3, rolled, result(0.5, 9.0, 0.4), task="DroneRun")
+    reference = tmp_path / "trials.csv"
+    reference.write_text("method,task,seed,status,eval/normalized_reward,eval/normalized_cost\n"
+                         + "".join(f"bc_safe,DroneRun,{s},finished,0.55,{c}\n"
+                                   for s, c in enumerate((1.0, 1.2, 1.1)))
+                         + "bc_safe,AntRun,0,finished,0.1,9.0\n" + "cql,DroneRun,0,finished,0.1,0.0\n")
+    trials = gp.sweep_trials([str(sweep)], ["generation/rollout_state_change"])
+    assert set(trials["configuration"]) == {"defaults", "generation.consistency=dynamics_rollout"}
+    out = tmp_path / "docs" / "rollout.md"
+    assert gp.main([str(sweep), "--reference", str(reference), "--metric",
+                    "generation/rollout_state_change", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    body = [line for line in lines if line.startswith("| DroneRun")]
+    assert body[0] == ("| DroneRun | dspo | defaults | 3 | 0.60 ± 0.00 | 2.00 ± 0.82 | 2.00 1.00 3.00 "
+                       "| – | 0.000 |")
+    # (1.0 - 2.0 + 1.5 - 1.0 + 0.5 - 3.0) / 3 = -1.00 on the three shared seeds
+    assert body[1].startswith("| DroneRun | dspo | generation.consistency=dynamics_rollout | 4 |")
+    assert "| 1.00 1.50 0.50 9.00 | -1.00 (lower on 2 of 3) | 0.400 |" in body[1]
+    assert body[2] == ("| DroneRun | bc_safe (reference) | defaults | 3 | 0.55 ± 0.00 | 1.10 ± 0.08 "
+                       "| 1.00 1.20 1.10 | – | – |")
+    assert len(body) == 3  # no other task's, no other method's reference rows
+    written = pd.read_csv(tmp_path / "docs" / "rollout_trials.csv")
+    assert len(written) == 7 and "generation/rollout_state_change" in written
+
+
+def test_refusals_are_one_line(tune_trial, tmp_path):
+    sweep = tmp_path / "sweep"
+    tune_trial(sweep, "dspo", 0, 0, {}, result(0.6, 1.0))
+
+    def run(*argv):
+        return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grid_pairs.py"), *argv],
+                              capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    for argv, message in [((str(sweep), "--metric", "generation/nothing"), "no trial reports generation/nothing"),
+                          ((str(sweep), "--reference", str(tmp_path / "none.csv")), "no such file"),
+                          ((str(tmp_path / "empty"),), "")]:
+        proc = run(*argv)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith("grid_pairs: ") and message in proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
