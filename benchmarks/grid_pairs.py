@@ -2,12 +2,12 @@
 change a method's result on the same tasks and seeds?
 
 For a diagnostic sweep that runs each (task, seed) at a few fixed configurations, e.g.
-``experiments/configs/stage2_rollout.yaml`` (DSPO as in Table 1, and with
+``experiments/configs/stage2_consistency.yaml`` (DSPO as in Table 1, and with
 ``generation.consistency: dynamics_rollout``)::
 
-    python benchmarks/grid_pairs.py results/sweeps/stage2_rollout \\
+    python benchmarks/grid_pairs.py results/sweeps/stage2_consistency \\
         --reference docs/results/table1/trials.csv --reference-method bc_safe dspo \\
-        --metric generation/rollout_state_change --out docs/results/stage2_variants/rollout.md
+        --metric generation/rollout_state_change --out docs/results/stage2_variants/consistency.md
 
 Per task, one row per configuration (its settings away from the sweep's defaults): normalised
 reward and cost (mean ± std over seeds), each seed's cost, and, against the first configuration,

@@ -4,7 +4,8 @@ rollout follows the system; rolled windows are consistent with the model by cons
 import numpy as np
 import torch
 
-from dspo_ray.dspo.dynamics import fit_dynamics, rollout, transitions, window_errors
+from dspo_ray.dspo.dynamics import (InverseDynamics, fit_dynamics, relabel_actions, rollout,
+                                    transitions, window_errors)
 from dspo_ray.dspo.windows import RaggedTrajectories
 
 torch.set_num_threads(1)
@@ -58,3 +59,16 @@ def test_rollout_of_a_fitted_model_follows_the_true_system_and_stays_in_range():
     pushed = rollout(model, windows_obs[:, 0], np.full_like(windows_act, 50.0), low, high)
     assert (pushed >= low - 1e-6).all() and (pushed <= high + 1e-6).all()
     assert np.isclose(pushed[:, -1], high).any()
+
+
+def test_inverse_model_recovers_the_actions_of_a_known_system():
+    traj = linear_trajectories(100, 20, seed=0)
+    model = fit_dynamics(*transitions(traj, np.ones(100, bool)), steps=1500, seed=0,
+                         model_class=InverseDynamics)
+    test = linear_trajectories(10, 8, seed=1)
+    observations, actions = test.observations.reshape(10, 8, 2), test.actions.reshape(10, 8, 1)
+    relabelled = relabel_actions(model, observations, np.array([-1.0]), np.array([1.0]))
+    assert relabelled.shape == (10, 7, 1) and relabelled.dtype == np.float32  # no action for the last state
+    assert np.abs(relabelled - actions[:, :-1]).max() < 0.1
+    # clipped to the bounds: states no action in [-0.2, 0.2] connects
+    assert np.abs(relabel_actions(model, observations, np.array([-0.2]), np.array([0.2]))).max() <= 0.2 + 1e-6

@@ -285,3 +285,38 @@ def test_dynamics_rollout_keeps_each_windows_first_state_and_actions_and_follows
     assert inside.any()  # the windows no state bound touched follow the model step after step
     assert window_errors(model, rolled["observations"][inside], rolled["actions"][inside]).max() < 1e-3
     assert window_errors(model, plain["observations"], plain["actions"]).min() > 1e-2
+
+
+def test_inverse_dynamics_keeps_the_generated_states_and_infers_their_actions(carcircle_dataset, tmp_path):
+    """generation.consistency: inverse_dynamics: the plain run's generated states (each window
+    but its last step), the actions an inverse model fitted on the learner's data with the run's
+    seed gives for each step, within the action bounds."""
+    import shutil
+
+    from dspo_ray.data import load_task_data
+    from dspo_ray.dspo.dynamics import InverseDynamics, fit_dynamics, relabel_actions, transitions
+    from dspo_ray.dspo.generate import load_generated
+    from dspo_ray.dspo.windows import ragged_from_data
+    from dspo_ray.tasks import action_bounds
+
+    run_dspo(tiny_config(carcircle_dataset, stop_after="generation"), tmp_path / "plain")
+    relabelled_dir = tmp_path / "relabelled"
+    relabelled_dir.mkdir()
+    for stage in ("discriminator", "labels", "diffusion"):
+        for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
+            shutil.copy2(tmp_path / "plain" / name, relabelled_dir / name)
+    config = tiny_config(carcircle_dataset, stop_after="generation",
+                         **{"generation.consistency": "inverse_dynamics", "generation.dynamics_steps": 30})
+    result = run_dspo(config, relabelled_dir)
+    plain = load_generated(tmp_path / "plain" / "generated.npz")
+    relabelled = load_generated(relabelled_dir / "generated.npz")
+    np.testing.assert_array_equal(relabelled["observations"], plain["observations"][:, :-1])
+    data, _ = load_task_data(TASK, str(carcircle_dataset), config.split)
+    trajectories = ragged_from_data(data)
+    low, high = action_bounds(TASK)
+    model = fit_dynamics(*transitions(trajectories, np.ones(len(trajectories), bool)), steps=30,
+                         seed=config.seed, model_class=InverseDynamics)
+    np.testing.assert_allclose(relabelled["actions"],
+                               relabel_actions(model, plain["observations"], low, high), atol=1e-6)
+    assert not np.allclose(relabelled["actions"], plain["actions"][:, :-1])
+    assert result["generation/relabel_action_change"] > 0 and result["generation/n_windows"] == 8

@@ -241,7 +241,7 @@ class GenerationConfig:
     help (docs/results/stage2_variants/anchor.md). Why a trained model: merely writing the state
     over the first step of a model trained on free windows hardly steers the rest of the window
     (seen on the two-mode toy of tests/test_dspo_diffusion.py while building this)."""
-    consistency: Literal["none", "dynamics_rollout"] = "none"
+    consistency: Literal["none", "dynamics_rollout", "inverse_dynamics"] = "none"
     """``none`` (the paper): behaviour cloning sees the generated windows as generated.
     ``dynamics_rollout``: windows consistent by construction. A one-step dynamics model
     (dspo_ray/dspo/dynamics.py) is fitted on the learner's trajectories, demonstrations and
@@ -250,9 +250,15 @@ class GenerationConfig:
     range. Why: at the quick profile the generated states do not follow from the previous state
     and action (1.6-21x the real windows' one-step error, docs/results/stage2_variants/dynamics.md),
     so behaviour cloning learns actions at states no policy reaches; rolled out, each generated
-    action is paired with the state the model says it leads to. Label-free."""
+    action is paired with the state the model says it leads to. ``inverse_dynamics``: the other
+    way round, the generated states are kept and each step's action is replaced by the one an
+    inverse dynamics model (s, s') -> a, fitted on the same trajectories, says leads to the next
+    generated state; each window loses its last step (no next state). As Decision Diffuser (Ajay
+    et al. 2023) takes its actions. Label-free. Measured on the four Bullet and Safety-Gymnasium
+    tasks where DSPO is unsafe: docs/results/stage2_variants/consistency.md."""
     dynamics_steps: int = bounded(4000, ge=1)
-    """With ``dynamics_rollout``: the dynamics model's training steps (batches of 256 transitions)."""
+    """With ``consistency`` not ``none``: the dynamics model's training steps (batches of 256
+    transitions)."""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
-"""A one-step dynamics model fitted on the learner's trajectories (no cost anywhere in them).
+"""One-step dynamics models fitted on the learner's trajectories (no cost anywhere in them).
 
-Two uses. ``benchmarks/stage2_dynamics.py`` scores generated windows by how far each step is from
-what the model predicts (a window the simulator could not have produced scores far above the real
-windows). ``generation.consistency: dynamics_rollout`` makes the generated windows consistent by
-construction: each window keeps its first state and its actions, and its later states are those
-the model predicts from them, step after step (``rollout``).
+The forward model (s, a) -> s' has two uses. ``benchmarks/stage2_dynamics.py`` scores generated
+windows by how far each step is from what the model predicts (a window the simulator could not
+have produced scores far above the real windows). ``generation.consistency: dynamics_rollout``
+makes the generated windows consistent by construction: each window keeps its first state and its
+actions, and its later states are those the model predicts from them, step after step
+(``rollout``). The inverse model (s, s') -> a serves ``generation.consistency: inverse_dynamics``,
+the other way round: the generated states are kept and each step's action is the one that leads
+from a state to the next (``relabel_actions``; Decision Diffuser, Ajay et al. 2023, generates
+states only and takes its actions from such a model).
 """
 
 from __future__ import annotations
@@ -49,10 +53,37 @@ class Dynamics(nn.Module):
         return s + self.d_mean + self.d_std * self._standardised_step(s, a)
 
 
-def fit_dynamics(s: np.ndarray, a: np.ndarray, s_next: np.ndarray, steps: int, seed: int) -> Dynamics:
-    """Adam on the squared standardised error, batches of 256 transitions drawn with ``seed``."""
+class InverseDynamics(nn.Module):
+    """a predicted from (s, s' - s), inputs and output standardised with the training data's."""
+
+    def __init__(self, s: np.ndarray, a: np.ndarray, s_next: np.ndarray, hidden: int = 256):
+        super().__init__()
+        x = np.concatenate([s, s_next - s], 1)
+        self.register_buffer("x_mean", torch.as_tensor(x.mean(0)))
+        self.register_buffer("x_std", torch.as_tensor(x.std(0) + 1e-6))
+        self.register_buffer("a_mean", torch.as_tensor(a.mean(0)))
+        self.register_buffer("a_std", torch.as_tensor(a.std(0) + 1e-6))
+        self.net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                                 nn.SiLU(), nn.Linear(hidden, a.shape[1]))
+
+    def error(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
+        """Per step: the mean over action dimensions of |predicted - actual| action, in units of
+        that dimension's spread."""
+        pred = self.net((torch.cat([s, s_next - s], -1) - self.x_mean) / self.x_std)
+        return (pred - (a - self.a_mean) / self.a_std).abs().mean(-1)
+
+    def action(self, s: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
+        return self.a_mean + self.a_std * self.net((torch.cat([s, s_next - s], -1) - self.x_mean)
+                                                   / self.x_std)
+
+
+def fit_dynamics(s: np.ndarray, a: np.ndarray, s_next: np.ndarray, steps: int, seed: int,
+                 model_class: type[Dynamics] | type[InverseDynamics] = Dynamics
+                 ) -> Dynamics | InverseDynamics:
+    """Adam on the squared standardised error, batches of 256 transitions drawn with ``seed``.
+    ``model_class``: the forward model (``Dynamics``) or the inverse one."""
     torch.manual_seed(seed)
-    model = Dynamics(s, a, s_next)
+    model = model_class(s, a, s_next)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(seed)
     s_t, a_t, n_t = (torch.as_tensor(v) for v in (s, a, s_next))
@@ -84,3 +115,13 @@ def rollout(model: Dynamics, first_states: np.ndarray, actions: np.ndarray,
     for t in range(a.shape[1] - 1):
         states.append(torch.clamp(model.next_state(states[-1], a[:, t]), low, high))
     return torch.stack(states, 1).numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def relabel_actions(model: InverseDynamics, observations: np.ndarray, action_low: np.ndarray,
+                    action_high: np.ndarray) -> np.ndarray:
+    """(n, horizon - 1, act_dim): for each step of each window but the last (it has no next
+    state), the action the inverse model says leads to the next state, clipped to the bounds."""
+    s = torch.as_tensor(observations)
+    actions = model.action(s[:, :-1], s[:, 1:]).numpy()
+    return np.clip(actions, action_low, action_high).astype(np.float32)

@@ -48,7 +48,8 @@ from dspo_ray.dspo.diffusion import train_diffusion
 from dspo_ray.dspo.discriminator import (discriminator_metrics, heldout_demo_metrics,
                                          load_discriminator, rerank_signals,
                                          score_trajectories, train_discriminator)
-from dspo_ray.dspo.dynamics import fit_dynamics, rollout, transitions
+from dspo_ray.dspo.dynamics import (InverseDynamics, fit_dynamics, relabel_actions, rollout,
+                                    transitions)
 from dspo_ray.dspo.generate import generate, load_generated, save_generated
 from dspo_ray.dspo.stage_cache import StageCache, artefact_key, file_identity, settings_values
 from dspo_ray.dspo.windows import (RaggedTrajectories, ragged_from_data, sample_windows,
@@ -218,9 +219,9 @@ def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str,
     if config.generation.signal_filter_quantile is not None:
         generated, metrics = filter_by_signal(run, generated, draw)
     n = len(generated["observations"])  # 0 where a filter let no window through
-    if config.generation.consistency == "dynamics_rollout" and n:
-        generated, rollout_metrics = roll_through_dynamics(run, generated)
-        metrics.update(rollout_metrics)
+    if config.generation.consistency != "none" and n:
+        generated, consistency_metrics = make_consistent(run, generated)
+        metrics.update(consistency_metrics)
     mean = lambda x: float(np.mean(x)) if n else float("nan")  # noqa: E731
     return generated, {"generation/n_windows": n,
                        "generation/return_condition_mean": mean(generated["return_condition"]),
@@ -229,20 +230,30 @@ def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str,
                        **metrics}
 
 
-def roll_through_dynamics(run: StageInputs, generated: dict[str, np.ndarray]
-                          ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The windows with their states after the first replaced by a one-step dynamics model's,
-    fitted on all the learner's trajectories (``generation.consistency``)."""
+def make_consistent(run: StageInputs, generated: dict[str, np.ndarray]
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The windows made consistent with a dynamics model fitted on all the learner's trajectories
+    (``generation.consistency``): their states after the first rolled out from the generated
+    actions (``dynamics_rollout``), or their actions inferred from the generated states
+    (``inverse_dynamics``)."""
     traj, config = run.trajectories, run.config
-    model = fit_dynamics(*transitions(traj, np.ones(len(traj), bool)),
-                         steps=config.generation.dynamics_steps, seed=config.seed)
-    states = rollout(model, generated["observations"][:, 0], generated["actions"],
-                     traj.observations.min(0), traj.observations.max(0))
-    # how far the generated states were from consistent ones, in units of each state
-    # dimension's spread in the data (0: the generator's windows already followed the model)
-    moved = np.abs(states - generated["observations"]) / (traj.observations.std(0) + 1e-6)
-    return {**generated, "observations": states}, {
-        "generation/rollout_state_change": float(np.median(moved.mean((1, 2))))}
+    data = transitions(traj, np.ones(len(traj), bool))
+    steps, seed = config.generation.dynamics_steps, config.seed
+    if config.generation.consistency == "dynamics_rollout":
+        states = rollout(fit_dynamics(*data, steps=steps, seed=seed),
+                         generated["observations"][:, 0], generated["actions"],
+                         traj.observations.min(0), traj.observations.max(0))
+        # how far the generated states were from consistent ones, in units of each state
+        # dimension's spread in the data (0: the generator's windows already followed the model)
+        moved = np.abs(states - generated["observations"]) / (traj.observations.std(0) + 1e-6)
+        return {**generated, "observations": states}, {
+            "generation/rollout_state_change": float(np.median(moved.mean((1, 2))))}
+    actions = relabel_actions(fit_dynamics(*data, steps=steps, seed=seed, model_class=InverseDynamics),
+                              generated["observations"], run.action_low, run.action_high)
+    # the same for the actions, in units of each action dimension's spread in the data
+    moved = np.abs(actions - generated["actions"][:, :-1]) / (traj.actions.std(0) + 1e-6)
+    return {**generated, "observations": generated["observations"][:, :-1], "actions": actions}, {
+        "generation/relabel_action_change": float(np.median(moved.mean((1, 2))))}
 
 
 def filter_by_signal(run: StageInputs, first: dict[str, np.ndarray],
