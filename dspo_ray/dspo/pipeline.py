@@ -196,8 +196,8 @@ def train_stage2(run: StageInputs) -> tuple[Any, dict[str, Any]]:
 
 
 # 4. generation (optionally kept only where the stage-1 signal rates a window as safe as the
-# demonstrations' windows: generation.signal_filter_quantile; then optionally rolled through a
-# dynamics model fitted on the learner's data: generation.consistency)
+# demonstrations' windows: generation.signal_filter_quantile; then optionally made consistent
+# with a dynamics model fitted on the learner's data: generation.consistency)
 def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     config = run.config
     artefact = torch.load(run.artefact("diffusion"), map_location="cpu", weights_only=False)
