@@ -61,6 +61,11 @@ def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.2f} ± {values.std(ddof=0):.2f}"
 
 
+def _metric(values: pd.Series) -> str:
+    """The mean over the runs that report it; a dash where none does (another configuration's)."""
+    return "–" if values.isna().all() else f"{values.mean():.3f}"
+
+
 def pairs_table(trials: pd.DataFrame, reference: pd.DataFrame | None, metrics: list[str]) -> str:
     header = ["task", "method", "configuration", "seeds", "reward", "cost", "cost per seed",
               "cost change vs the first configuration (same seeds)", *metrics]
@@ -84,7 +89,7 @@ def pairs_table(trials: pd.DataFrame, reference: pd.DataFrame | None, metrics: l
                 cells = [task, method, label, str(len(runs)), _mean_std(runs[REWARD]),
                          _mean_std(runs[COST]) + (" safe" if runs[COST].mean() <= 1 else ""),
                          " ".join(f"{c:.2f}" for c in costs), change,
-                         *(f"{runs[m].mean():.3f}" for m in metrics)]
+                         *(_metric(runs[m]) for m in metrics)]
                 rows.append("| " + " | ".join(cells) + " |")
         if reference is not None:
             for (method, label), runs in reference[reference["task"] == task].groupby(
