@@ -52,6 +52,17 @@ class RecordingRunner(LocalRunner):
         return super().run(stage, train_fn, workdir, **kwargs)
 
 
+def copy_trained_stages(source, target):
+    """A finished run's stage-1 and diffusion artefacts (with their sidecars) into ``target``, so
+    that a run there with other generation settings trains nothing again."""
+    import shutil
+
+    target.mkdir(exist_ok=True)
+    for stage in ("discriminator", "labels", "diffusion"):
+        for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
+            shutil.copy2(source / name, target / name)
+
+
 def test_end_to_end_then_resume_skips_finished_stages(carcircle_dataset, tmp_path):
     assert find_dataset(TASK, carcircle_dataset).exists()
     config = tiny_config(carcircle_dataset)
@@ -153,7 +164,6 @@ def test_signal_filter_keeps_the_windows_the_discriminator_rates_as_safe_as_the_
     """generation.signal_filter_quantile: from the same discriminator and diffusion model, only
     the generated windows whose signal reaches the threshold go on, the unfiltered generation's
     own windows first, topped up by more draws; the oracle run (no discriminator) refuses it."""
-    import shutil
 
     from dspo_ray.config import ConfigError
     from dspo_ray.dspo.discriminator import load_discriminator, score_trajectories
@@ -163,10 +173,7 @@ def test_signal_filter_keeps_the_windows_the_discriminator_rates_as_safe_as_the_
 
     run_dspo(tiny_config(carcircle_dataset, stop_after="generation"), tmp_path / "plain")
     filtered = tmp_path / "filtered"
-    filtered.mkdir()
-    for stage in ("discriminator", "labels", "diffusion"):  # the plain run's: only generation differs
-        for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
-            shutil.copy2(tmp_path / "plain" / name, filtered / name)
+    copy_trained_stages(tmp_path / "plain", filtered)  # only generation differs
     model = load_discriminator(torch.load(filtered / "discriminator.pt", weights_only=False))
     signal = lambda windows: score_trajectories(model, windows, window=16)  # noqa: E731
     plain = load_generated(tmp_path / "plain" / "generated.npz")
@@ -250,7 +257,6 @@ def test_dynamics_rollout_keeps_each_windows_first_state_and_actions_and_follows
     """generation.consistency: dynamics_rollout, from the same stage-1 and diffusion artefacts as
     a plain run: the same first states and actions, the later states a dynamics model's (fitted
     on the learner's data with the run's seed), within the data's state range."""
-    import shutil
 
     from dspo_ray.data import load_task_data
     from dspo_ray.dspo.dynamics import fit_dynamics, transitions, window_errors
@@ -259,10 +265,7 @@ def test_dynamics_rollout_keeps_each_windows_first_state_and_actions_and_follows
 
     run_dspo(tiny_config(carcircle_dataset, stop_after="generation"), tmp_path / "plain")
     rolled_dir = tmp_path / "rolled"
-    rolled_dir.mkdir()
-    for stage in ("discriminator", "labels", "diffusion"):  # the plain run's: only generation differs
-        for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
-            shutil.copy2(tmp_path / "plain" / name, rolled_dir / name)
+    copy_trained_stages(tmp_path / "plain", rolled_dir)  # only generation differs
     config = tiny_config(carcircle_dataset, stop_after="generation",
                          **{"generation.consistency": "dynamics_rollout", "generation.dynamics_steps": 30})
     runner = RecordingRunner()
@@ -291,7 +294,6 @@ def test_inverse_dynamics_keeps_the_generated_states_and_infers_their_actions(ca
     """generation.consistency: inverse_dynamics: the plain run's generated states (each window
     but its last step), the actions an inverse model fitted on the learner's data with the run's
     seed gives for each step, within the action bounds."""
-    import shutil
 
     from dspo_ray.data import load_task_data
     from dspo_ray.dspo.dynamics import InverseDynamics, fit_dynamics, relabel_actions, transitions
@@ -301,10 +303,7 @@ def test_inverse_dynamics_keeps_the_generated_states_and_infers_their_actions(ca
 
     run_dspo(tiny_config(carcircle_dataset, stop_after="generation"), tmp_path / "plain")
     relabelled_dir = tmp_path / "relabelled"
-    relabelled_dir.mkdir()
-    for stage in ("discriminator", "labels", "diffusion"):
-        for name in (ARTEFACTS[stage], ARTEFACTS[stage] + ".metrics.json"):
-            shutil.copy2(tmp_path / "plain" / name, relabelled_dir / name)
+    copy_trained_stages(tmp_path / "plain", relabelled_dir)
     config = tiny_config(carcircle_dataset, stop_after="generation",
                          **{"generation.consistency": "inverse_dynamics", "generation.dynamics_steps": 30})
     result = run_dspo(config, relabelled_dir)

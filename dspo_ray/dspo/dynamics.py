@@ -27,54 +27,58 @@ def transitions(traj: RaggedTrajectories, which: np.ndarray) -> tuple[np.ndarray
     return traj.observations[rows], traj.actions[rows], traj.observations[rows + 1]
 
 
-class Dynamics(nn.Module):
-    """s' - s predicted from (s, a), inputs and outputs standardised with the training data's."""
+class _StandardisedMLP(nn.Module):
+    """An MLP from x to y, both standardised with the training data's mean and spread."""
 
-    def __init__(self, s: np.ndarray, a: np.ndarray, s_next: np.ndarray, hidden: int = 256):
+    def __init__(self, x: np.ndarray, y: np.ndarray, hidden: int):
         super().__init__()
-        x, d = np.concatenate([s, a], 1), s_next - s
         self.register_buffer("x_mean", torch.as_tensor(x.mean(0)))
         self.register_buffer("x_std", torch.as_tensor(x.std(0) + 1e-6))
-        self.register_buffer("d_mean", torch.as_tensor(d.mean(0)))
-        self.register_buffer("d_std", torch.as_tensor(d.std(0) + 1e-6))
+        self.register_buffer("y_mean", torch.as_tensor(y.mean(0)))
+        self.register_buffer("y_std", torch.as_tensor(y.std(0) + 1e-6))
         self.net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                                 nn.SiLU(), nn.Linear(hidden, s.shape[1]))
+                                 nn.SiLU(), nn.Linear(hidden, y.shape[1]))
 
-    def _standardised_step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return self.net((torch.cat([s, a], -1) - self.x_mean) / self.x_std)
+    def _standardised(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.x_mean) / self.x_std)
+
+    def _error(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per row: the mean over y's dimensions of |predicted - actual|, in units of each
+        dimension's spread."""
+        return (self._standardised(x) - (y - self.y_mean) / self.y_std).abs().mean(-1)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.y_mean + self.y_std * self._standardised(x)
+
+
+class Dynamics(_StandardisedMLP):
+    """s' - s predicted from (s, a)."""
+
+    def __init__(self, s: np.ndarray, a: np.ndarray, s_next: np.ndarray, hidden: int = 256):
+        super().__init__(np.concatenate([s, a], 1), s_next - s, hidden)
 
     def error(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
         """Per step: the mean over state dimensions of |predicted - actual| step change, in units
         of that dimension's step-change spread."""
-        pred = self._standardised_step(s, a)
-        return (pred - (s_next - s - self.d_mean) / self.d_std).abs().mean(-1)
+        return self._error(torch.cat([s, a], -1), s_next - s)
 
     def next_state(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return s + self.d_mean + self.d_std * self._standardised_step(s, a)
+        return s + self._predict(torch.cat([s, a], -1))
 
 
-class InverseDynamics(nn.Module):
-    """a predicted from (s, s' - s), inputs and output standardised with the training data's."""
+class InverseDynamics(_StandardisedMLP):
+    """a predicted from (s, s' - s)."""
 
     def __init__(self, s: np.ndarray, a: np.ndarray, s_next: np.ndarray, hidden: int = 256):
-        super().__init__()
-        x = np.concatenate([s, s_next - s], 1)
-        self.register_buffer("x_mean", torch.as_tensor(x.mean(0)))
-        self.register_buffer("x_std", torch.as_tensor(x.std(0) + 1e-6))
-        self.register_buffer("a_mean", torch.as_tensor(a.mean(0)))
-        self.register_buffer("a_std", torch.as_tensor(a.std(0) + 1e-6))
-        self.net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                                 nn.SiLU(), nn.Linear(hidden, a.shape[1]))
+        super().__init__(np.concatenate([s, s_next - s], 1), a, hidden)
 
     def error(self, s: torch.Tensor, a: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
         """Per step: the mean over action dimensions of |predicted - actual| action, in units of
         that dimension's spread."""
-        pred = self.net((torch.cat([s, s_next - s], -1) - self.x_mean) / self.x_std)
-        return (pred - (a - self.a_mean) / self.a_std).abs().mean(-1)
+        return self._error(torch.cat([s, s_next - s], -1), a)
 
     def action(self, s: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
-        return self.a_mean + self.a_std * self.net((torch.cat([s, s_next - s], -1) - self.x_mean)
-                                                   / self.x_std)
+        return self._predict(torch.cat([s, s_next - s], -1))
 
 
 def fit_dynamics(s: np.ndarray, a: np.ndarray, s_next: np.ndarray, steps: int, seed: int,
