@@ -42,23 +42,39 @@ def configuration_label(row: pd.Series) -> str:
                      for k, v in sorted(params.items())) or "defaults"
 
 
+def with_configuration(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with a ``configuration`` column: each trial's label, the oracle runs marked."""
+    trials = trials.copy()
+    trials["configuration"] = trials.apply(configuration_label, axis=1)
+    trials.loc[is_oracle(trials), "configuration"] += " [oracle signal]"
+    return trials
+
+
 def sweep_trials(folders: list[str], metrics: list[str]) -> pd.DataFrame:
     """The finished trials: method, task, seed, configuration, reward, cost and ``metrics``."""
     trials, _ = load_results(folders)
-    trials = trials[trials[COST].notna()].copy()
+    trials = trials[trials[COST].notna()]
     if trials.empty:
         raise ResultsError(f"no evaluated trial in {', '.join(folders)}: is the sweep finished?")
     missing = [m for m in metrics if m not in trials]
     if missing:
         raise ResultsError(f"no trial reports {', '.join(missing)}; known metrics: "
                            f"{', '.join(c for c in trials.columns if '/' in c and not c.startswith('params/'))}")
-    trials["configuration"] = trials.apply(configuration_label, axis=1)
-    trials.loc[is_oracle(trials), "configuration"] += " [oracle signal]"
+    trials = with_configuration(trials)
     return trials[["method", "task", "seed", "group", "configuration", REWARD, COST, *metrics]]
 
 
 def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.2f} ± {values.std(ddof=0):.2f}"
+
+
+def _row(task: str, method: str, label: str, runs: pd.DataFrame, change: str,
+         metric_cells: list[str]) -> str:
+    """One markdown row: the runs' reward and cost over seeds, each seed's cost (in seed order)."""
+    cells = [task, method, label, str(len(runs)), _mean_std(runs[REWARD]),
+             _mean_std(runs[COST]) + (" safe" if runs[COST].mean() <= 1 else ""),
+             " ".join(f"{c:.2f}" for c in runs[COST]), change, *metric_cells]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _metric(values: pd.Series) -> str:
@@ -86,19 +102,13 @@ def pairs_table(trials: pd.DataFrame, reference: pd.DataFrame | None, metrics: l
                     both = costs.index.intersection(first.index)
                     delta = costs[both] - first[both]
                     change = f"{delta.mean():+.2f} (lower on {(delta < 0).sum()} of {len(both)})"
-                cells = [task, method, label, str(len(runs)), _mean_std(runs[REWARD]),
-                         _mean_std(runs[COST]) + (" safe" if runs[COST].mean() <= 1 else ""),
-                         " ".join(f"{c:.2f}" for c in costs), change,
-                         *(_metric(runs[m]) for m in metrics)]
-                rows.append("| " + " | ".join(cells) + " |")
+                rows.append(_row(task, method, label, runs, change,
+                                 [_metric(runs[m]) for m in metrics]))
         if reference is not None:
             for (method, label), runs in reference[reference["task"] == task].groupby(
                     ["method", "configuration"], sort=False):
-                runs = runs.sort_values("seed")
-                cells = [task, f"{method} (reference)", label, str(len(runs)), _mean_std(runs[REWARD]),
-                         _mean_std(runs[COST]) + (" safe" if runs[COST].mean() <= 1 else ""),
-                         " ".join(f"{c:.2f}" for c in runs[COST]), "–", *("–" for _ in metrics)]
-                rows.append("| " + " | ".join(cells) + " |")
+                rows.append(_row(task, f"{method} (reference)", label, runs.sort_values("seed"),
+                                 "–", ["–"] * len(metrics)))
     return "\n".join(rows) + "\n"
 
 
@@ -119,11 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ResultsError(f"--reference {args.reference}: no such file (a trials.csv "
                                    f"written by analysis/make_tables.py)")
             ref = pd.read_csv(args.reference, low_memory=False)
-            ref = ref[ref["method"].isin(args.reference_method) & ref[COST].notna()
-                      & ref["task"].isin(trials["task"].unique())].copy()
-            ref["configuration"] = ref.apply(configuration_label, axis=1)
-            ref.loc[is_oracle(ref), "configuration"] += " [oracle signal]"
-            reference = ref
+            reference = with_configuration(ref[ref["method"].isin(args.reference_method)
+                                               & ref[COST].notna()
+                                               & ref["task"].isin(trials["task"].unique())])
     except ResultsError as e:
         print(f"grid_pairs: {e}", file=sys.stderr)
         return 1
