@@ -257,7 +257,7 @@ class GenerationConfig:
     et al. 2023) takes its actions. Label-free. Measured at the quick profile on the four shipped
     tasks where DSPO is unsafe (docs/results/stage2_variants/consistency.md): the rolled-out
     windows follow the dynamics and lower DroneRun's cost on all 5 seeds (7.59 -> 3.10) but raise
-    CarCircle's (1.43 -> 3.99); inferred actions help on none; no setting makes DSPO safe."""
+    CarCircle's (1.32 -> 3.09); inferred actions help on none; no setting makes DSPO safe."""
     dynamics_steps: int = bounded(4000, ge=1)
     """With ``consistency`` not ``none``: the dynamics model's training steps (batches of 256
     transitions)."""
