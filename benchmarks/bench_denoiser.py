@@ -1,5 +1,7 @@
 """The denoiser's training speed on this machine at the paper profile's shapes, against the CPU's
-own fp32 matmul peak, for each CPU option: torch threads, Adam's fused step, ``torch.compile``.
+own fp32 matmul peak, for each CPU option: torch threads, Adam's fused step, ``torch.compile``,
+and bfloat16 (this CPU has avx512_bf16 and AMX): autocast as ``diffusion.autocast: bf16`` does on a
+GPU, or oneDNN's bf16 arithmetic behind fp32 tensors (``torch.backends.mkldnn.*.fp32_precision``).
 
     python benchmarks/bench_denoiser.py [--channels 10 88] [--steps 20]
 
@@ -28,18 +30,20 @@ from pathlib import Path
 from dspo_ray.io import write_bytes_atomic
 
 OUT = Path(__file__).parent / "results" / "denoiser_cpu.md"
-VARIANTS = {  # name: (threads, fused Adam, compile)
-    "eager, 1 thread": (1, False, False),
-    "eager, 2 threads": (2, False, False),
-    "eager + fused Adam, 2 threads": (2, True, False),
-    "torch.compile + fused Adam, 2 threads": (2, True, True),
+VARIANTS = {  # name: (threads, fused Adam, compile, bf16: "off" | "autocast" | "onednn")
+    "eager, 1 thread": (1, False, False, "off"),
+    "eager, 2 threads": (2, False, False, "off"),
+    "eager + fused Adam, 2 threads": (2, True, False, "off"),
+    "torch.compile + fused Adam, 2 threads": (2, True, True, "off"),
+    "bf16 autocast + fused Adam, 2 threads": (2, True, False, "autocast"),
+    "oneDNN bf16 arithmetic + fused Adam, 2 threads": (2, True, False, "onednn"),
 }
 
 
-def matmul_gflops(threads: int) -> float:
+def matmul_gflops(threads: int, dtype: str = "float32") -> float:
     import torch
     torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = (torch.randn(2048, 2048, dtype=getattr(torch, dtype)) for _ in range(2))
     best = 0.0
     for _ in range(5):
         start = time.perf_counter()
@@ -48,9 +52,13 @@ def matmul_gflops(threads: int) -> float:
     return best
 
 
-def paper_denoiser(channels: int, threads: int, fused: bool = False, compiled: bool = False):
+def paper_denoiser(channels: int, threads: int, fused: bool = False, compiled: bool = False,
+                   bf16: str = "off"):
     """(the model, one training step on a fixed random batch, FLOPs of a step) at the paper
-    profile's shapes, seeded."""
+    profile's shapes, seeded. ``bf16="autocast"``: the forward pass under CPU bf16 autocast;
+    ``"onednn"``: fp32 tensors, oneDNN's convolutions and matmuls computing in bf16."""
+    import contextlib
+
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -69,9 +77,15 @@ def paper_denoiser(channels: int, threads: int, fused: bool = False, compiled: b
     if compiled:
         model.unet.compile()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=fused or None)
+    if bf16 == "onednn":
+        torch.backends.mkldnn.conv.fp32_precision = "bf16"
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    precision = (torch.autocast("cpu", dtype=torch.bfloat16) if bf16 == "autocast"
+                 else contextlib.nullcontext())
 
     def step() -> None:
-        loss = model(x, condition)
+        with precision:
+            loss = model(x, condition)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -83,9 +97,9 @@ def paper_denoiser(channels: int, threads: int, fused: bool = False, compiled: b
 def measure(channels: int, variant: str, steps: int) -> dict:
     from dspo_ray.dspo.config import profile_config
 
-    threads, fused, compiled = VARIANTS[variant]
+    threads, fused, compiled, bf16 = VARIANTS[variant]
     cfg = profile_config("paper").diffusion
-    model, step, flops = paper_denoiser(channels, threads, fused, compiled)
+    model, step, flops = paper_denoiser(channels, threads, fused, compiled, bf16)
     start = time.perf_counter()
     for _ in range(3):
         step()
@@ -120,6 +134,7 @@ def profile_ops(channels: int, steps: int = 10) -> list[str]:
 def conv_as_matmul(threads: int = 1) -> list[str]:
     """Each Conv1d shape of the U-Net (forward + backward, batch 64): torch's (oneDNN) kernel vs
     the same convolution written as im2col + one matmul (equal to 1e-5)."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -140,31 +155,35 @@ def conv_as_matmul(threads: int = 1) -> list[str]:
             fn()
         return (time.perf_counter() - start) / n * 1000
 
-    rows, totals = [], [0.0, 0.0]
+    rows, totals = [], np.zeros(4)
     # (in, out, length): the U-Net's kernel-5 convolutions at horizon 32, dim 64, mults 1-2-4-8
     for c_in, c_out, length in [(10, 64, 32), (64, 64, 32), (64, 128, 16), (128, 128, 16),
                                 (128, 256, 8), (256, 256, 8), (256, 512, 4), (512, 512, 4),
                                 (1024, 256, 8), (512, 128, 16)]:
-        x = torch.randn(64, c_in, length, requires_grad=True)
-        conv = torch.nn.Conv1d(c_in, c_out, 5, padding=2)
-        grad = torch.randn(64, c_out, length)
-        assert torch.allclose(conv(x), im2col_conv(x, conv.weight, conv.bias), atol=1e-5)
+        times = []
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.randn(64, c_in, length, dtype=dtype, requires_grad=True)
+            conv = torch.nn.Conv1d(c_in, c_out, 5, padding=2).to(dtype)
+            grad = torch.randn(64, c_out, length, dtype=dtype)
+            if dtype == torch.float32:
+                assert torch.allclose(conv(x), im2col_conv(x, conv.weight, conv.bias), atol=1e-5)
 
-        def native():
-            x.grad = None
-            conv.zero_grad()
-            conv(x).backward(grad)
+            def native():
+                x.grad = None
+                conv.zero_grad()
+                conv(x).backward(grad)
 
-        def matmul():
-            x.grad = None
-            conv.zero_grad()
-            im2col_conv(x, conv.weight, conv.bias).backward(grad)
+            def matmul():
+                x.grad = None
+                conv.zero_grad()
+                im2col_conv(x, conv.weight, conv.bias).backward(grad)
 
-        a, b = per_call_ms(native), per_call_ms(matmul)
-        totals[0] += a
-        totals[1] += b
-        rows.append(f"| {c_in} -> {c_out}, length {length} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
-    rows.append(f"| all ten shapes | {totals[0]:.1f} | {totals[1]:.1f} | {totals[0] / totals[1]:.2f}x |")
+            times += [per_call_ms(native), per_call_ms(matmul)]
+        totals += times
+        rows.append(f"| {c_in} -> {c_out}, length {length} | "
+                    + " | ".join(f"{t:.2f}" for t in times) + f" | {times[0] / min(times):.2f}x |")
+    rows.append("| all ten shapes | " + " | ".join(f"{t:.1f}" for t in totals)
+                + f" | {totals[0] / totals.min():.2f}x |")
     return rows
 
 
@@ -197,6 +216,8 @@ def main() -> None:
             print(rows[-1], flush=True)
     ops = profile_ops(args.channels[0])
     convs = conv_as_matmul()
+    fp32_peak = {t: matmul_gflops(t) for t in (1, 2)}
+    bf16_peak = {t: matmul_gflops(t, "bfloat16") for t in (1, 2)}
     text = "\n".join([
         "# The denoiser's CPU training speed (paper profile shapes)",
         "",
@@ -208,7 +229,9 @@ def main() -> None:
         f"- model: the paper profile's TemporalUnet (dim 64, mults 1-2-4-8, attention), "
         f"{r['params'] / 1e6:.1f} M parameters, {r['gflop_per_step']:.1f} GFLOP per training "
         f"step (forward + backward, flop_counter); {args.steps} timed steps after 3 warm-up ones",
-        "- peak: the best of 5 float32 2048x2048 matmuls on the same threads",
+        "- peak: the best of 5 float32 2048x2048 matmuls on the same threads; the same in "
+        f"bfloat16: {bf16_peak[1]:.0f} GFLOP/s on 1 thread, {bf16_peak[2]:.0f} on 2 "
+        f"(float32: {fp32_peak[1]:.0f}, {fp32_peak[2]:.0f})",
         "",
         "| batch x horizon x channels | variant | ms/step | CPU ms/step | windows/s | GFLOP/s "
         "| matmul peak GFLOP/s | share of peak | warm-up s |",
@@ -219,11 +242,12 @@ def main() -> None:
         "| operator | share of the step | calls per step |",
         "|---|---|---|",
         *ops, "",
-        "## A convolution as im2col + matmul instead of torch's kernel (1 thread, forward + "
-        "backward, batch 64)",
+        "## A convolution as im2col + matmul instead of torch's kernel, fp32 and bf16 tensors "
+        "(1 thread, forward + backward, batch 64)",
         "",
-        "| shape | torch Conv1d ms | im2col + matmul ms | speed-up |",
-        "|---|---|---|---|",
+        "| shape | torch Conv1d ms | im2col + matmul ms | bf16 Conv1d ms | bf16 im2col + matmul ms "
+        "| best over fp32 Conv1d |",
+        "|---|---|---|---|---|---|",
         *convs, "",
     ])
     OUT.parent.mkdir(parents=True, exist_ok=True)
