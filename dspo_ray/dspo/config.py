@@ -181,7 +181,9 @@ class DiffusionConfig:
     autocast: Literal["off", "bf16"] = "off"
     """The U-Net's forward passes (training and sampling) in bfloat16 autocast; the diffusion
     arithmetic around them stays fp32. CUDA only: on a CPU it is a no-op with one line on stderr
-    (fp32 is the reference there; bf16's effect on samples is not yet measured: no GPU).
+    (fp32 is the reference there; on our 2-core CPU bf16 autocast trains the paper-profile
+    denoiser only 1.05-1.2x faster, benchmarks/results/denoiser_cpu.md; bf16's effect on a GPU's
+    samples is not yet measured).
     Channels-last is not offered: the denoiser is Conv1d over (batch, channels, horizon) tensors,
     and torch's channels-last format is 4-D only."""
     compile: bool = False
