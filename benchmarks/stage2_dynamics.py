@@ -22,8 +22,8 @@ generated windows are copies of one window (a collapsed generator), however cons
 RUN: finished DSPO run folders (their config.json, generated.npz). ``--also``: folders of reruns
 (benchmarks/stage2_variants.py ``--out``) whose ``<run name>-<variant>/generated.npz`` are scored
 as well, with the same dynamics model. Prints one markdown row per (run, windows), then one per
-(task, stage-2 setting: the diffusion model's prediction target, ``generation.anchor`` and
-``generation.consistency``) over
+(task, stage-2 setting: the diffusion model's prediction target, ``generation.anchor``,
+``generation.consistency`` and a sampler other than DDPM) over
 the runs' own generated windows, with their distance from the real windows, |log(error ratio)| +
 |log(spread ratio)| (0: like the real ones), and the runs' normalised cost beside it;
 ``--label-free`` leaves the cost out (it is not read), for choosing between settings by the
@@ -112,12 +112,17 @@ def main() -> None:
                 cost = (() if args.label_free else
                         (json.loads((run / "result.json").read_text())["eval/normalized_cost"],))
                 setting = config["diffusion"].get("prediction", "epsilon")
-                anchor = config["generation"].get("anchor", "none")
+                generation = config["generation"]
+                anchor = generation.get("anchor", "none")
                 if anchor != "none":
                     setting += f", anchored at {anchor}"
-                consistency = config["generation"].get("consistency", "none")
+                consistency = generation.get("consistency", "none")
                 if consistency != "none":
                     setting += f", {consistency.replace('_', ' ')}"
+                if generation.get("sampler", "ddpm") != "ddpm":
+                    steps = (generation.get("sampling_steps")
+                             or config["diffusion"]["n_diffusion_steps"])
+                    setting += f", {generation['sampler']}-{steps}"
                 per_task.setdefault((config["task"], setting), []).append(
                     (ratio, above, spread_ratio, distance, *cost))
     # per task and stage-2 setting: the as-run generated windows, and the runs' own evaluation
