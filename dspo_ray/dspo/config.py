@@ -215,7 +215,8 @@ class GenerationConfig:
     sampler: Literal["ddpm", "ddim"] = "ddpm"
     """``ddpm``: ancestral sampling over all ``diffusion.n_diffusion_steps`` (the paper, appendix
     B). ``ddim`` (Song et al. 2021): ``sampling_steps`` evenly spaced steps, noise scale ``eta``;
-    the speed/quality trade is measured in benchmarks/results/sampler.md."""
+    the speed/quality trade is measured in benchmarks/results/sampler.md (speed, windows) and
+    docs/results/sampler_policy (the final policy, 4 tasks x 3 seeds)."""
     sampling_steps: int | None = bounded(None, ge=1)
     """Denoising steps of ``ddim`` (None: all ``diffusion.n_diffusion_steps``); ``ddpm`` refuses
     any other count than all of them."""
