@@ -5,7 +5,7 @@ windows with the run's own discriminator.
 A diagnostic for issue 14 ("is the conditioning rule what makes DSPO unsafe?"). Everything before
 generation is the finished run's (its discriminator, labels and diffusion model are copied, their
 settings are unchanged), so the variants differ in generation/BC only; a variant that changes
-a diffusion setting (``diffusion_x4``, ``diffusion_x8``, ``epsilon``, ``v``) retrains the diffusion model on the run's labels. The variants were chosen
+a diffusion setting (``diffusion_x4``, ``diffusion_x8``, ``diffusion_x16``, ``epsilon``, ``v``) retrains the diffusion model on the run's labels. The variants were chosen
 after seeing the runs' costs: nothing here is a label-free selection, and the simulator's costs are
 read (the evaluation, as every DSPO run's).
 
@@ -58,6 +58,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     # a diffusion model trained 4x longer (retrained: the only variant that does not reuse it)
     "diffusion_x4": {"diffusion.steps": 10_000, "diffusion.ema_start": 2000},
     "diffusion_x8": {"diffusion.steps": 20_000, "diffusion.ema_start": 4000},
+    # 20% of the paper's 200k steps: about 50 CPU-minutes of diffusion training on one core
+    "diffusion_x16": {"diffusion.steps": 40_000, "diffusion.ema_start": 8000},
     # the paper's epsilon prediction instead of the quick profile's x0 (retrained, same budget):
     # on MetaDrive the x0 model's windows are copies of one (docs/results/stage2_variants/dynamics.md)
     "epsilon": {"diffusion.prediction": "epsilon"},
