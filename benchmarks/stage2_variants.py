@@ -55,7 +55,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cond_unsafe": {"generation.safety_condition": 0.0},
     # fewer generated windows (100 x 16 rows beside the demonstrations' ~4,500-15,000)
     "windows_100": {"generation.n_windows": 100, "generation.batch_size": 100},
-    # a diffusion model trained 4x longer (retrained: the only variant that does not reuse it)
+    # a diffusion model trained 4x / 8x / 16x longer (retrained on the run's labels)
     "diffusion_x4": {"diffusion.steps": 10_000, "diffusion.ema_start": 2000},
     "diffusion_x8": {"diffusion.steps": 20_000, "diffusion.ema_start": 4000},
     # 20% of the paper's 200k steps: about 50 CPU-minutes of diffusion training on one core
