@@ -39,7 +39,9 @@ def test_unet_shapes_with_attention():
     assert out.shape == x.shape
 
 
-@pytest.mark.parametrize("prediction,steps", [("epsilon", 1500), ("x0", 600), ("v", 1500)])
+# the fewest steps with a margin, measured 2026-12-03 (epsilon at 1000: 0.94 of the DDIM draws in
+# the requested mode, against 0.89 at 800; the limit is 0.85)
+@pytest.mark.parametrize("prediction,steps", [("epsilon", 1000), ("x0", 600), ("v", 1000)])
 def test_fits_two_modes_and_guidance_selects_mode(tmp_path, prediction, steps):
     traj, signals = two_mode_trajectories()
     cfg = DiffusionConfig(horizon=8, n_diffusion_steps=20, dim=16, dim_mults=(1, 2), attention=False,
@@ -71,7 +73,9 @@ def test_fits_two_modes_and_guidance_selects_mode(tmp_path, prediction, steps):
         assert (sign * d[..., 0].mean(1) > 0).float().mean() > 0.85
 
 
-@pytest.mark.parametrize("prediction,steps", [("x0", 600), ("v", 1500)])
+# one prediction: anchoring acts on the windows, whatever the network predicts (each prediction's
+# conversion to windows is checked above); x0 learns this toy in the fewest steps
+@pytest.mark.parametrize("prediction,steps", [("x0", 600)])
 def test_a_model_trained_on_given_first_states_continues_from_them(tmp_path, prediction, steps):
     """diffusion.first_state_given: windows start at the given state and stay in its mode, with
     no condition (w = 0), where the unanchored model draws both modes (the test above)."""
