@@ -1,0 +1,65 @@
+"""benchmarks/window_truth.py (reporting only: it reads the hidden cost) on the shipped CarCircle
+data: its state cost rule reproduces the dataset's costs, windows are scored by it, and a task
+without a rule is refused in one line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dspo_ray.data import SplitConfig, load_task_data
+from dspo_ray.dspo.generate import save_generated
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_folder(folder: Path, task: str, observations: np.ndarray) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"task": task, "split": {"seed": 0}}))
+    n, horizon, _ = observations.shape
+    save_generated(folder / "generated.npz", {
+        "observations": observations, "actions": np.zeros((n, horizon, 2), np.float32),
+        "return_condition": np.ones(n, np.float32), "safety_condition": np.full(n, 0.5, np.float32),
+        "guidance_weight": np.float32(2.0)})
+    return folder
+
+
+def run(*argv):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "window_truth.py"), *map(str, argv)],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_generated_windows_are_scored_by_the_state_cost_rule(tmp_path):
+    data, truth = load_task_data("CarCircle", None, SplitConfig(seed=0))
+    unsafe = [t for t, s in zip(data.unlabelled, truth.unlabelled_is_safe) if not s]
+    # "generated" windows cut from the unsafe trajectories: some of their states cost
+    windows = np.stack([t.observations[start:start + 16] for t in unsafe[:20]
+                        for start in range(0, len(t.observations) - 16, 50)])
+    expected = np.abs(windows[..., 0]) > 0.6
+    assert 0 < expected.mean() < 1
+    folder = run_folder(tmp_path / "dspo-CarCircle-0-seed0-test", "CarCircle", windows)
+    table = tmp_path / "truth.md"
+    proc = run(folder, "--table", table)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in table.read_text().splitlines()[2:]}
+    generated = rows["generated (as run)"]
+    assert generated[2] == str(expected.size)  # three decimals in the table
+    assert float(generated[3]) == pytest.approx(expected.mean(), abs=5e-4)
+    assert float(generated[4]) == pytest.approx(expected.any(1).mean(), abs=5e-4)
+    assert float(rows["(the rule against the dataset's costs: agreement)"][3]) == 1.0
+    # the hidden truth's two sides differ as they must: the safe demonstrations rarely cost
+    assert float(rows["safe demonstrations"][3]) < 0.05 < float(rows["unlabelled, unsafe (truth)"][3])
+
+
+def test_a_task_without_a_rule_is_refused_in_one_line(tmp_path):
+    folder = run_folder(tmp_path / "dspo-DroneRun-0-seed0-test", "DroneRun",
+                        np.zeros((2, 16, 3), np.float32))
+    proc = run(folder)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("window_truth: ") and "no state cost rule" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
