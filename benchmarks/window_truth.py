@@ -67,14 +67,14 @@ def main() -> None:
                      f"{agreement:.4f} of steps; fix STATE_COST_RULES[{task!r}]")
         horizon = load_generated(run / "generated.npz")["observations"].shape[1]
         safe = truth.unlabelled_is_safe
-        sets = {"safe demonstrations": (data.safe_demos, None),
-                "unlabelled, safe (truth)": ([t for t, s in zip(data.unlabelled, safe) if s], None),
-                "unlabelled, unsafe (truth)": ([t for t, s in zip(data.unlabelled, safe) if not s], None)}
+        real = {"safe demonstrations": data.safe_demos,
+                "unlabelled, safe (truth)": [t for t, s in zip(data.unlabelled, safe) if s],
+                "unlabelled, unsafe (truth)": [t for t, s in zip(data.unlabelled, safe) if not s]}
         generated = {"generated (as run)": run / "generated.npz"}
         for folder in args.also:
             for rerun in sorted(folder.glob(f"{run.name}-*/generated.npz")):
                 generated[f"generated ({rerun.parent.name[len(run.name) + 1:]})"] = rerun
-        for name, (trajectories, _) in sets.items():
+        for name, trajectories in real.items():
             obs = [t.observations for t in trajectories]
             states = beyond(np.concatenate(obs), task)
             # real trajectories cut into the generated windows' length, for a like-for-like share
