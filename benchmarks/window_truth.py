@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dspo_ray.data import SplitConfig, load_task_data, task_dataset_file
+from dspo_ray.data import (CostLabelFreeData, HiddenTruth, SplitConfig, load_task_data,
+                           task_dataset_file)
 from dspo_ray.data.dsrl import read_dsrl
 from dspo_ray.dspo.generate import load_generated
 from dspo_ray.io import write_bytes_atomic
@@ -41,6 +42,45 @@ def beyond(observations: np.ndarray, task: str) -> np.ndarray:
     return np.abs(observations[..., index]) > bound
 
 
+def checked_task_data(run: Path) -> tuple[str, CostLabelFreeData, HiddenTruth, int, float]:
+    """The run's task, its cost-label-free data and hidden truth, once the state cost rule is
+    checked against every transition of the dataset (the cost of a step is its next state's), the
+    number of transitions and the rule's agreement; exits with a one-line message for a task
+    without a rule or a rule that disagrees."""
+    config = json.loads((run / "config.json").read_text())
+    task = config["task"]
+    if task not in STATE_COST_RULES:
+        sys.exit(f"{Path(sys.argv[0]).stem}: {run}: task {task!r} has no state cost rule (this "
+                 f"diagnostic knows {', '.join(STATE_COST_RULES)}); pass runs of those tasks")
+    data, truth = load_task_data(task, config.get("dataset"), SplitConfig(**config["split"]))
+    columns = read_dsrl(task_dataset_file(task, config.get("dataset")), task)
+    agreement = float((beyond(columns["next_observations"], task) == (columns["costs"] > 0)).mean())
+    if agreement < 0.999:
+        sys.exit(f"{Path(sys.argv[0]).stem}: {run}: the state cost rule agrees with the dataset's "
+                 f"costs on only {agreement:.4f} of steps; fix STATE_COST_RULES[{task!r}]")
+    return task, data, truth, len(columns["costs"]), agreement
+
+
+def real_sets(data: CostLabelFreeData, truth: HiddenTruth) -> dict[str, list]:
+    """The real trajectories the generated windows are compared with: the safe demonstrations and
+    the unlabelled trajectories split by the hidden truth."""
+    safe = truth.unlabelled_is_safe
+    return {"safe demonstrations": data.safe_demos,
+            "unlabelled, safe (truth)": [t for t, s in zip(data.unlabelled, safe) if s],
+            "unlabelled, unsafe (truth)": [t for t, s in zip(data.unlabelled, safe) if not s]}
+
+
+def real_shares(trajectories: list, task: str, horizon: int) -> tuple[int, float, float]:
+    """States, the share of them that cost, and the share of ``horizon``-step stretches (the
+    trajectories cut into the generated windows' length, for a like-for-like share) with a costly
+    state."""
+    obs = [t.observations for t in trajectories]
+    states = beyond(np.concatenate(obs), task)
+    stretches = np.concatenate([beyond(o[: len(o) // horizon * horizon], task)
+                                .reshape(-1, horizon).any(1) for o in obs])
+    return len(states), float(states.mean()), float(stretches.mean())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="finished DSPO run folders")
@@ -52,36 +92,16 @@ def main() -> None:
             "with a costly state | safety condition asked for (median) | the policy's normalised cost "
             "(evaluated) |", "|---|---|---|---|---|---|---|"]
     for run in args.runs:
-        config = json.loads((run / "config.json").read_text())
-        task = config["task"]
-        if task not in STATE_COST_RULES:
-            sys.exit(f"window_truth: {run}: task {task!r} has no state cost rule (this diagnostic knows "
-                     f"{', '.join(STATE_COST_RULES)}); pass runs of those tasks")
-        data, truth = load_task_data(task, config.get("dataset"), SplitConfig(**config["split"]))
-        # the rule must give the dataset's own costs (the cost of a step is its next state's)
-        columns = read_dsrl(task_dataset_file(task, config.get("dataset")), task)
-        costs = columns["costs"]
-        agreement = float((beyond(columns["next_observations"], task) == (costs > 0)).mean())
-        if agreement < 0.999:
-            sys.exit(f"window_truth: {run}: the state cost rule agrees with the dataset's costs on only "
-                     f"{agreement:.4f} of steps; fix STATE_COST_RULES[{task!r}]")
+        task, data, truth, n_steps, agreement = checked_task_data(run)
         horizon = load_generated(run / "generated.npz")["observations"].shape[1]
-        safe = truth.unlabelled_is_safe
-        real = {"safe demonstrations": data.safe_demos,
-                "unlabelled, safe (truth)": [t for t, s in zip(data.unlabelled, safe) if s],
-                "unlabelled, unsafe (truth)": [t for t, s in zip(data.unlabelled, safe) if not s]}
+        real = real_sets(data, truth)
         generated = {"generated (as run)": run / "generated.npz"}
         for folder in args.also:
             for rerun in sorted(folder.glob(f"{run.name}-*/generated.npz")):
                 generated[f"generated ({rerun.parent.name[len(run.name) + 1:]})"] = rerun
         for name, trajectories in real.items():
-            obs = [t.observations for t in trajectories]
-            states = beyond(np.concatenate(obs), task)
-            # real trajectories cut into the generated windows' length, for a like-for-like share
-            stretches = np.concatenate([beyond(o[: len(o) // horizon * horizon], task)
-                                        .reshape(-1, horizon).any(1) for o in obs])
-            rows.append(f"| {run.name} | {name} | {len(states)} | {states.mean():.3f} | "
-                        f"{stretches.mean():.3f} | | |")
+            n, state_share, stretch_share = real_shares(trajectories, task, horizon)
+            rows.append(f"| {run.name} | {name} | {n} | {state_share:.3f} | {stretch_share:.3f} | | |")
             print(rows[-1], flush=True)
         for name, path in generated.items():
             g = load_generated(path)
@@ -94,7 +114,7 @@ def main() -> None:
                         f"{'' if cost is None else f'{cost:.2f}'} |")
             print(rows[-1], flush=True)
         rows.append(f"| {run.name} | (the rule against the dataset's costs: agreement) | "
-                    f"{len(costs)} | {agreement:.4f} | | | |")
+                    f"{n_steps} | {agreement:.4f} | | | |")
     if args.table:
         write_bytes_atomic(args.table, ("\n".join(rows) + "\n").encode())
 
