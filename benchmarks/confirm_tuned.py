@@ -49,6 +49,13 @@ DEFAULTS, CHOSEN = 0, 1
 """The confirmation sweep's grid groups per method: its defaults, then the chosen configuration."""
 
 
+def read_trials(sources: list[str]) -> pd.DataFrame:
+    """The trials of sweep results folders and of trials CSVs written by ``make_tables.py`` (a
+    sweep's committed ``trials.csv`` stands in for its folder once that is gone)."""
+    return pd.concat([pd.read_csv(s) if s.endswith(".csv") else load_results([s])[0]
+                      for s in sources], ignore_index=True)
+
+
 def chosen_configurations(tuned: list[str], task: str | None, methods: list[str] | None = None,
                           expected: dict[str, int] | None = None
                           ) -> tuple[str, pd.DataFrame, list[int]]:
@@ -57,7 +64,7 @@ def chosen_configurations(tuned: list[str], task: str | None, methods: list[str]
     a dict); and the seeds it was tuned on. ``expected`` (method -> its number of tuning trials:
     configurations x seeds): refuse a method whose tuning is not over, as its choice could still
     change."""
-    trials, _ = load_results(tuned)
+    trials = read_trials(tuned)
     tasks = sorted(trials["task"].unique())
     if task is None:
         if len(tasks) != 1:
@@ -113,13 +120,12 @@ def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str],
     """Per method: defaults and the chosen configuration, on the tuning seeds and on fresh seeds;
     and the fresh-seed trials the table summarises. ``task`` None: the tuned sweep's one task."""
     task, chosen, tuning_seeds = chosen_configurations(tuned, task)
-    trials, _ = load_results(confirm)
+    trials = read_trials(confirm)
     trials = trials[(trials["task"] == task) & (trials["status"] == "finished") & trials[REWARD].notna()]
     if trials.empty:
         raise ResultsError(f"{', '.join(confirm)}: no evaluated trial on {task} yet")
     trials = trials.assign(configuration=trials["group"].str.rsplit("/", n=1).str[-1].astype(int))
-    fixed_trials = pd.concat([pd.read_csv(f) if f.endswith(".csv") else load_results([f])[0]
-                              for f in fixed]) if fixed else pd.DataFrame()
+    fixed_trials = read_trials(fixed) if fixed else pd.DataFrame()
     fresh_seeds = sorted(trials["seed"].unique())
     if set(tuning_seeds) & set(fresh_seeds):
         raise ResultsError(f"the confirmation seeds {fresh_seeds} overlap the tuning seeds "
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("config", help="write the confirmation sweep's YAML")
-    c.add_argument("tuned", nargs="+", help="the tuned sweep's results folders")
+    c.add_argument("tuned", nargs="+", help="the tuned sweep's results folders (or its trials.csv)")
     c.add_argument("--base", type=Path, required=True, help="the tuned sweep's YAML (its fixed settings)")
     c.add_argument("--task", default=None, help="the task (needed when the sweep holds several)")
     c.add_argument("--method", action="append", default=None,
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the confirmation sweep's name (default: <the base's name>_confirm_<task>)")
     c.add_argument("--out", type=Path, required=True, help="the YAML to write")
     t = sub.add_parser("table", help="defaults against the chosen configuration, tuning and fresh seeds")
-    t.add_argument("tuned", nargs="+", help="the tuned sweep's results folders")
+    t.add_argument("tuned", nargs="+", help="the tuned sweep's results folders (or its trials.csv)")
     t.add_argument("--confirm", nargs="+", required=True, help="the confirmation sweep's folders")
     t.add_argument("--fixed", nargs="*", default=[],
                    help="column (a) at the tuning seeds: results folders or a trials.csv")

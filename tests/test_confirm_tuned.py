@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from dspo_ray.analysis.results import load_results
 from dspo_ray.distributed.config import load_sweep_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +95,10 @@ def test_table_sets_tuning_and_fresh_seeds_side_by_side(load_benchmark, tuned, t
     dspo = next(line for line in table.splitlines() if line.startswith("| dspo"))
     assert dspo.endswith("| n/a | 0.60 / 2.00 | 3, 4 | 0.60 / 1.50 | 0.60 / 2.50 | no |")
     assert "seeds 0, 1, 2" in table
+    # the tuned sweep's trials.csv (as analysis/make_tables.py writes it) stands in for its folder
+    tuned_csv = tmp_path / "tuned_trials.csv"
+    tuned_csv.write_text(load_results([str(tuned)])[0].to_csv(index=False))
+    assert ct.confirmation_table([str(tuned_csv)], [str(confirm)], [str(column_a)], None)[0] == table
     # a second confirmation sweep with more fresh seeds for one method: its row only
     more = tmp_path / "confirm_more"
     tune_trial(more, "dspo", 1, 5, TUNED["dspo"][1][0], result(0.6, 0.5))
