@@ -53,6 +53,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     "w1": {"diffusion.guidance_weight": 1.0},
     # is the safety condition heard at all? the unsafe label as the condition
     "cond_unsafe": {"generation.safety_condition": 0.0},
+    # the largest signal a safe demonstration got instead of the smallest (appendix D's rule), at
+    # the run's guidance weight and at 4: on CarCircle the smallest asks for windows about as
+    # costly as the unconditional model's, the largest for windows near the demonstrations'
+    # (docs/results/stage2_variants/condition_response.md)
+    "demo_max": {"generation.safety_condition_quantile": 1.0},
+    "demo_max_w4": {"generation.safety_condition_quantile": 1.0, "diffusion.guidance_weight": 4.0},
     # fewer generated windows (100 x 16 rows beside the demonstrations' ~4,500-15,000)
     "windows_100": {"generation.n_windows": 100, "generation.batch_size": 100},
     # a diffusion model trained 4x / 8x / 16x longer (retrained on the run's labels)
