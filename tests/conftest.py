@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,15 @@ def carcircle_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def load_benchmark():
     """Import a script of ``benchmarks/`` (a folder of scripts, not a package) by its name:
-    ``load_benchmark("budget_curves")``."""
+    ``load_benchmark("budget_curves")``. The folder goes on ``sys.path`` first, as it is for a
+    script run from it, so that a script importing a sibling (``from window_truth import ...``)
+    loads."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+
     def load(name: str):
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        path = folder / f"{name}.py"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

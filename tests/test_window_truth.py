@@ -63,3 +63,25 @@ def test_a_task_without_a_rule_is_refused_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("window_truth: ") and "no state cost rule" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_condition_response_asks_for_conditions_from_the_runs_own_signals(load_benchmark, tmp_path):
+    cr = load_benchmark("condition_response")
+    signal = np.array([0.9, 0.6, 0.7] + list(np.linspace(0.0, 1.0, 101)))
+    is_demo = np.arange(len(signal)) < 3
+    asked = cr.conditions({"safety_signal": signal, "is_demo": is_demo})
+    assert asked == pytest.approx({"low": 0.05, "as run": 0.6, "high": 0.9})
+    # paired shares: b is a everywhere but 10% of windows; the interval holds the mean and not 0
+    rng = np.random.default_rng(0)
+    a = rng.random(500)
+    b = a + (rng.random(500) < 0.1) * 0.5
+    mean, lo, hi = cr.paired_difference(a, b)
+    assert mean == pytest.approx(float((a - b).mean())) and lo < mean < hi < 0
+    assert cr.paired_difference(a, a) == (0.0, 0.0, 0.0)
+    # a folder that is not a finished run: one line, no traceback
+    (tmp_path / "run").mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "condition_response.py"),
+                           str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1 and proc.stderr.startswith("condition_response: ")
+    assert "not a finished DSPO run folder" in proc.stderr and "Traceback" not in proc.stderr
