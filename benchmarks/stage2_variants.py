@@ -59,6 +59,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     # (docs/results/stage2_variants/condition_response.md)
     "demo_max": {"generation.safety_condition_quantile": 1.0},
     "demo_max_w4": {"generation.safety_condition_quantile": 1.0, "diffusion.guidance_weight": 4.0},
+    # the same windows rolled out through a dynamics model fitted on the learner's data (their
+    # first state and generated actions; generation.consistency): possible by construction
+    "demo_max_rollout": {"generation.safety_condition_quantile": 1.0,
+                         "generation.consistency": "dynamics_rollout"},
+    "demo_max_w4_rollout": {"generation.safety_condition_quantile": 1.0, "diffusion.guidance_weight": 4.0,
+                            "generation.consistency": "dynamics_rollout"},
     # fewer generated windows (100 x 16 rows beside the demonstrations' ~4,500-15,000)
     "windows_100": {"generation.n_windows": 100, "generation.batch_size": 100},
     # a diffusion model trained 4x / 8x / 16x longer (retrained on the run's labels)
