@@ -51,7 +51,8 @@ from dspo_ray.tasks import action_bounds
 from window_truth import beyond, checked_task_data, real_sets, real_shares  # benchmarks/
 
 GUIDANCE_WEIGHTS = (0.0, 1.0, None, 4.0)
-"""None: the run's own ``diffusion.guidance_weight``."""
+"""None: the run's own ``diffusion.guidance_weight``. Weight 0 is the unconditional model, so its
+cells are drawn once per condition on purpose: equal rows check that the condition is dropped."""
 BOOTSTRAP = 2000
 
 
