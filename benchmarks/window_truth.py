@@ -21,6 +21,7 @@ trajectories split by the hidden truth, and each set of generated windows.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -46,18 +47,25 @@ def checked_task_data(run: Path) -> tuple[str, CostLabelFreeData, HiddenTruth, i
     """The run's task, its cost-label-free data and hidden truth, once the state cost rule is
     checked against every transition of the dataset (the cost of a step is its next state's), the
     number of transitions and the rule's agreement; exits with a one-line message for a task
-    without a rule or a rule that disagrees."""
+    without a rule or a rule that disagrees. Runs that share a dataset and split read it once."""
     config = json.loads((run / "config.json").read_text())
     task = config["task"]
     if task not in STATE_COST_RULES:
         sys.exit(f"{Path(sys.argv[0]).stem}: {run}: task {task!r} has no state cost rule (this "
                  f"diagnostic knows {', '.join(STATE_COST_RULES)}); pass runs of those tasks")
-    data, truth = load_task_data(task, config.get("dataset"), SplitConfig(**config["split"]))
-    columns = read_dsrl(task_dataset_file(task, config.get("dataset")), task)
+    return _checked_task_data(task, config.get("dataset"), json.dumps(config["split"], sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _checked_task_data(task: str, dataset: str | None, split: str
+                       ) -> tuple[str, CostLabelFreeData, HiddenTruth, int, float]:
+    data, truth = load_task_data(task, dataset, SplitConfig(**json.loads(split)))
+    columns = read_dsrl(task_dataset_file(task, dataset), task)
     agreement = float((beyond(columns["next_observations"], task) == (columns["costs"] > 0)).mean())
     if agreement < 0.999:
-        sys.exit(f"{Path(sys.argv[0]).stem}: {run}: the state cost rule agrees with the dataset's "
-                 f"costs on only {agreement:.4f} of steps; fix STATE_COST_RULES[{task!r}]")
+        sys.exit(f"{Path(sys.argv[0]).stem}: {task_dataset_file(task, dataset)}: the state cost rule "
+                 f"agrees with the dataset's costs on only {agreement:.4f} of steps; fix "
+                 f"STATE_COST_RULES[{task!r}]")
     return task, data, truth, len(columns["costs"]), agreement
 
 
