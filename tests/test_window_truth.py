@@ -85,3 +85,37 @@ def test_condition_response_asks_for_conditions_from_the_runs_own_signals(load_b
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1 and proc.stderr.startswith("condition_response: ")
     assert "not a finished DSPO run folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_condition_response_end_to_end_on_a_tiny_real_run(carcircle_dataset, tmp_path):
+    """A tiny DSPO run on a CarCircle dataset recorded in the simulator (to its diffusion model),
+    then the script: 3 conditions x 4 guidance weights, the unconditional cells alike, the real
+    rows, the paired differences, written atomically to --table."""
+    from dspo_ray.dspo.config import profile_config
+    from dspo_ray.dspo.pipeline import run_dspo
+
+    config = profile_config("quick", task="CarCircle", dataset=str(carcircle_dataset), eval_workers=1,
+                            stop_after="diffusion",
+                            **{"split.n_safe": 5, "split.n_unlabelled": 40, "discriminator.steps": 6,
+                               "diffusion.steps": 10})
+    run = tmp_path / "dspo-CarCircle-tiny"
+    run_dspo(config, run)
+    table = tmp_path / "response.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "condition_response.py"),
+                           str(run), "--windows", "4", "--table", str(table)],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    grid_text, paired_text = table.read_text().split("\n\n")
+    grid = [line.split(" | ") for line in grid_text.splitlines()[2:]]
+    generated = [row for row in grid if row[1] == "learned"]
+    assert len(generated) == 12 and {row[3] for row in generated} == {"0", "1", "2", "4"}
+    unconditional = {(row[4], row[5], row[6]) for row in generated if row[3] == "0"}
+    assert len(unconditional) == 1  # weight 0 drops the condition: the same windows whatever it asks
+    assert all(0 <= float(row[4]) <= 1 for row in generated)
+    assert [row[2].rsplit(" (", 1)[0] for row in grid if row[1] == "real"] == [
+        "safe demonstrations", "unlabelled, safe (truth)", "unlabelled, unsafe (truth)"]
+    paired = paired_text.splitlines()[2:]
+    assert len(paired) == 6  # weights 1, 2 (the run's own) and 4, two pairs each
+    assert {tuple(line.split(" | ")[2:4]) for line in paired} == {
+        (w, pair) for w in ("1", "2", "4") for pair in ("high - low", "as run - low")}
