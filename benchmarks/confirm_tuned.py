@@ -49,13 +49,6 @@ DEFAULTS, CHOSEN = 0, 1
 """The confirmation sweep's grid groups per method: its defaults, then the chosen configuration."""
 
 
-def read_trials(sources: list[str]) -> pd.DataFrame:
-    """The trials of sweep results folders and of trials CSVs written by ``make_tables.py`` (a
-    sweep's committed ``trials.csv`` stands in for its folder once that is gone)."""
-    return pd.concat([pd.read_csv(s) if s.endswith(".csv") else load_results([s])[0]
-                      for s in sources], ignore_index=True)
-
-
 def chosen_configurations(tuned: list[str], task: str | None, methods: list[str] | None = None,
                           expected: dict[str, int] | None = None
                           ) -> tuple[str, pd.DataFrame, list[int]]:
@@ -64,7 +57,7 @@ def chosen_configurations(tuned: list[str], task: str | None, methods: list[str]
     a dict); and the seeds it was tuned on. ``expected`` (method -> its number of tuning trials:
     configurations x seeds): refuse a method whose tuning is not over, as its choice could still
     change."""
-    trials = read_trials(tuned)
+    trials = load_results(tuned)[0]
     tasks = sorted(trials["task"].unique())
     if task is None:
         if len(tasks) != 1:
@@ -120,12 +113,12 @@ def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str],
     """Per method: defaults and the chosen configuration, on the tuning seeds and on fresh seeds;
     and the fresh-seed trials the table summarises. ``task`` None: the tuned sweep's one task."""
     task, chosen, tuning_seeds = chosen_configurations(tuned, task)
-    trials = read_trials(confirm)
+    trials = load_results(confirm)[0]
     trials = trials[(trials["task"] == task) & (trials["status"] == "finished") & trials[REWARD].notna()]
     if trials.empty:
         raise ResultsError(f"{', '.join(confirm)}: no evaluated trial on {task} yet")
     trials = trials.assign(configuration=trials["group"].str.rsplit("/", n=1).str[-1].astype(int))
-    fixed_trials = read_trials(fixed) if fixed else pd.DataFrame()
+    fixed_trials = load_results(fixed)[0] if fixed else pd.DataFrame()
     fresh_seeds = sorted(trials["seed"].unique())
     if set(tuning_seeds) & set(fresh_seeds):
         raise ResultsError(f"the confirmation seeds {fresh_seeds} overlap the tuning seeds "

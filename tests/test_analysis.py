@@ -77,6 +77,16 @@ def test_partial_results_are_flagged_not_hidden():
     assert "2/3 seeds, 1 failed" in md
 
 
+def test_tasks_run_on_different_numbers_of_seeds_say_theirs():
+    """CarCircle ran 3 seeds (one failed), DroneRun 2: each row names its number; a table whose
+    tasks all ran the same number names none."""
+    md = table1(crafted_trials(), "md")
+    assert "| CarCircle (3 seeds) |" in md and "| DroneRun (2 seeds) |" in md
+    two_seeds = crafted_trials().query("seed < 2")
+    md = table1(two_seeds, "md")
+    assert "| CarCircle |" in md and "| DroneRun |" in md and " seeds) |" not in md
+
+
 @pytest.mark.parametrize("fmt, safe_mark, unsafe_mark, best_mark", [
     ("md", "**0.22 ± 0.02 / 0.60 ± 0.10**", "0.93 ± 0.02 / 2.75 ± 0.25 ⚠unsafe",
      "**0.40 ± 0.00 / 0.80 ± 0.00** ★"),

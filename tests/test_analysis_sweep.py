@@ -108,6 +108,30 @@ def test_cli_every_format(sweep_results, tmp_path, fmt, ext):
             assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
+def test_a_trials_csv_stands_in_for_its_sweep(sweep_results, tmp_path):
+    """The trials.csv the tables wrote, read back (as a committed one is once its sweep folder is
+    gone), gives the same Table 1, and joins a sweep folder's trials; a CSV that is not one is a
+    one-line error with exit 2."""
+    folder_trials = load_results(str(sweep_results))[0]
+    csv = tmp_path / "trials.csv"
+    folder_trials.to_csv(csv, index=False)
+    trials, reports = load_results(str(csv))
+    assert reports.empty and len(trials) == 8
+    assert table1(trials, "md") == table1(folder_trials, "md")
+    # the CSV's trials as more seeds of the same configurations (another sweep): one cell, 4 seeds
+    more = folder_trials.assign(sweep="more", seed=folder_trials["seed"] + 2)
+    more.to_csv(csv, index=False)
+    both = choose_configurations(load_results([str(sweep_results), str(csv)])[0])
+    assert (both["seeds"] == 4).all()
+    bad = tmp_path / "other.csv"
+    bad.write_text("a,b\n1,2\n")
+    out = subprocess.run([sys.executable, str(REPO / "analysis/make_tables.py"), "--results",
+                          str(bad), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "not a trials.csv of dspo-tables" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "out").exists()
+
+
 def test_notebook_runs_top_to_bottom(sweep_results, tmp_path):
     nb = nbformat.read(REPO / "analysis/notebooks/results.ipynb", as_version=4)
     nb.cells[0].source = f"RESULTS = {str(sweep_results)!r}\nOUT = {str(tmp_path / 'out')!r}"

@@ -141,8 +141,34 @@ def _has_error(fs, trial_dir: str) -> bool:
     return fs.get_file_info(f"{trial_dir}/error.txt").type == pyarrow.fs.FileType.File
 
 
+def read_trials_csv(uri: str) -> pd.DataFrame:
+    """The ``trials`` of a ``trials.csv`` that the tables wrote (``dspo-tables``): a committed
+    one stands in for its sweeps' folders once those are gone. It holds no training rows."""
+    fs, path = _filesystem(uri)
+    try:
+        with fs.open_input_stream(path) as f:
+            trials = pd.read_csv(f)
+    except (FileNotFoundError, OSError) as e:
+        raise ResultsError(f"{uri}: cannot read it ({e}); pass a trials.csv written by "
+                           "dspo-tables, or a sweep's results folder") from None
+    missing = [c for c in ("method", "task", "seed", "status") if c not in trials]
+    if missing:
+        raise ResultsError(f"{uri}: not a trials.csv of dspo-tables (no column {missing[0]!r}); "
+                           "pass the trials.csv that dspo-tables wrote, or a sweep's results folder")
+    # a hand-made or older file may lack the bookkeeping columns: fill them as a folder would
+    defaults = {"sweep": PurePosixPath(path).name, "trial": None, "trial_id": None,
+                "group": trials["method"],
+                "suite": [TASKS[t].suite if t in TASKS else "custom" for t in trials["task"]]}
+    for column, value in defaults.items():
+        if column not in trials:
+            trials[column] = value
+    return trials
+
+
 def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All trials of one or more sweeps: ``(trials, reports)``.
+    """All trials of one or more sweeps: ``(trials, reports)``. A ``uri`` ending in ``.csv`` is
+    a ``trials.csv`` written by the tables (:func:`read_trials_csv`): its trials join the others,
+    with no reports (so no learning curves).
 
     ``trials``: one row per trial: sweep, trial, method, task, suite, seed, group, status
     (:func:`trial_status`), trial_id (Tune's), ``params/<key>`` for each sampled hyperparameter,
@@ -153,8 +179,11 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves), with ``trial``, ``group`` and ``report`` (its index).
     """
     uris = [uris] if isinstance(uris, str) else list(uris)
-    rows, report_rows = [], []
+    rows, report_rows, tables = [], [], []
     for uri in uris:
+        if uri.endswith(".csv"):
+            tables.append(read_trials_csv(uri))
+            continue
         trial_dirs = find_trial_dirs(uri)
         if not trial_dirs:
             raise ResultsError(f"{uri}: no trial folders (params.json) found; is this a sweep's "
@@ -185,6 +214,9 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
                                     "seed": config.get("seed"), "group": row["group"], "report": i,
                                     **{k: v for k, v in rep.items() if _is_metric(k, v)}})
     trials = pd.DataFrame(rows, columns=None if rows else KEY_COLUMNS)
+    if tables:
+        trials = pd.concat([t for t in [trials, *tables] if not t.empty] or [trials],
+                           ignore_index=True)
     ordered = KEY_COLUMNS + sorted(c for c in trials.columns if c not in KEY_COLUMNS)
     trials = trials[ordered].sort_values(["method", "task", "group", "seed"]).reset_index(drop=True)
     return trials, pd.DataFrame(report_rows)

@@ -210,12 +210,17 @@ def table1(trials: pd.DataFrame, fmt: str = "md") -> str:
                          notes=notes, cost=row["cost_mean"])
 
     lookup = {(r["task"], r["method"]): r for _, r in cells.iterrows()}
+    # tasks run on different numbers of seeds (e.g. more seeds where the data ship): each task's
+    # row names its number, so that no reader compares a 5-seed mean with a 3-seed one unawares
+    task_seeds = cells.groupby("task")["seeds_expected"].max()
+    label = ({t: f"{t} ({n} seeds)" for t, n in task_seeds.items()} if task_seeds.nunique() > 1
+             else {t: t for t in task_seeds.index})
     body: list[list[str]] = []
     for suite in [s for s in SUITES if s in set(cells["suite"])] + sorted(
             set(cells["suite"]) - set(SUITES)):
         suite_tasks = _task_order(cells.loc[cells["suite"] == suite, "task"].unique())
         for task in suite_tasks:
-            body.append([task, *[render(lookup.get((task, m))) for m in methods]])
+            body.append([label[task], *[render(lookup.get((task, m))) for m in methods]])
         avg = ranks.loc[suite] if suite in ranks.index else pd.Series(dtype=float)
         body.append([f"{suite} average rank",
                      *[_fmt_text(fmt, f"{avg[m]:.2f}" if m in avg and pd.notna(avg[m]) else "-")

@@ -8,6 +8,8 @@ per task), oracle.<ext> (only when the results hold oracle-signal runs: DSPO lea
 BC-Safe, a diagnostic kept out of Table 1),
 hyperparameters.<ext> (Optuna importances), trials.csv (the tidy DataFrame) and the PNG plots
 (reward vs cost per task, learning curves, objective vs each swept parameter).
+A --results that is a trials.csv written here before (e.g. a committed one) adds its trials, so
+more seeds can join a table whose sweep folders are gone.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def _write(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_repeatable(parser, "--results", required=True,
-                   help="a sweep's results folder or URI; repeat to combine sweeps")
+                   help="a sweep's results folder or URI, or a trials.csv this command wrote "
+                        "(it stands in for sweep folders that are gone; no learning curves "
+                        "from it); repeat to combine")
     parser.add_argument("--format", choices=FORMATS, default="md", help="table format")
     parser.add_argument("--out", default="analysis_out", help="folder for tables, CSV and plots")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
