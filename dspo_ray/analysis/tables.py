@@ -210,11 +210,7 @@ def table1(trials: pd.DataFrame, fmt: str = "md") -> str:
                          notes=notes, cost=row["cost_mean"])
 
     lookup = {(r["task"], r["method"]): r for _, r in cells.iterrows()}
-    # tasks run on different numbers of seeds (e.g. more seeds where the data ship): each task's
-    # row names its number, so that no reader compares a 5-seed mean with a 3-seed one unawares
-    task_seeds = cells.groupby("task")["seeds_expected"].max()
-    label = ({t: f"{t} ({n} seeds)" for t, n in task_seeds.items()} if task_seeds.nunique() > 1
-             else {t: t for t in task_seeds.index})
+    label = _task_labels(cells)
     body: list[list[str]] = []
     for suite in [s for s in SUITES if s in set(cells["suite"])] + sorted(
             set(cells["suite"]) - set(SUITES)):
@@ -231,6 +227,16 @@ def table1(trials: pd.DataFrame, fmt: str = "md") -> str:
         "of each task is blue (★ in Markdown). Ranks: safe above unsafe, then higher reward. "
         f"A method marked '{TUNED_SUFFIX.strip()}' is the best of several configurations by the "
         "simulator's evaluation, a choice that sees the simulator's costs."))
+
+
+def _task_labels(cells: pd.DataFrame) -> dict[str, str]:
+    """Task -> its row's label. Tasks run on different numbers of seeds (e.g. more seeds where
+    the data ship) each name their number, so that no reader compares a 5-seed mean with a
+    3-seed one unawares; when all ran the same number, the label is the task."""
+    task_seeds = cells.groupby("task")["seeds_expected"].max()
+    if task_seeds.nunique() > 1:
+        return {t: f"{t} ({n} seeds)" for t, n in task_seeds.items()}
+    return {t: t for t in task_seeds.index}
 
 
 def _mean_std(values: pd.Series) -> tuple[float, float, int]:
@@ -336,6 +342,8 @@ def oracle_table(trials: pd.DataFrame, fmt: str = "md") -> str | None:
     if fmt == "csv":
         return pd.concat([c.assign(column=name) for name, c in columns.items()]).to_csv(index=False)
     tasks = _task_order(trials.loc[oracle, "task"].unique())
+    label = _task_labels(pd.concat([c[c["task"].isin(tasks)] for c in columns.values()
+                                    if not c.empty]))
     body = []
     for task in tasks:
         cells = []
@@ -351,7 +359,7 @@ def oracle_table(trials: pd.DataFrame, fmt: str = "md") -> str | None:
                                    notes=[f"{r['seeds']}/{r['seeds_expected']} seeds"]
                                    if r["seeds"] < r["seeds_expected"] else [],
                                    cost=r["cost_mean"]))
-        body.append([_fmt_text(fmt, task), *cells])
+        body.append([_fmt_text(fmt, label[task]), *cells])
     return _render_table(fmt, ["Task", *columns], body, caption=(
         "Diagnostic, not Table 1: DSPO with its learned stage-1 signal, DSPO with the hidden truth "
         "as its signal (an upper bound on what a better stage 1 can give the rest of DSPO), and "
