@@ -39,8 +39,8 @@ def defaults_rows(trials: pd.DataFrame, source: str) -> pd.DataFrame:
     trials = trials[~is_oracle(trials) & trials[COST].notna()]
     groups = trials.groupby(["method", "task"])["group"].nunique()
     if (groups > 1).any():
-        method, task = groups[groups > 1].index[0]
-        raise ResultsError(f"{source}: {method} on {task} has {groups.max()} configurations; "
+        (method, task), count = next(iter(groups[groups > 1].items()))
+        raise ResultsError(f"{source}: {method} on {task} has {count} configurations; "
                            "pass sweeps that run one configuration per method and task")
     return trials[KEYS + [REWARD, COST]]
 
