@@ -68,6 +68,9 @@ def test_tidy_frame_from_a_real_sweep(sweep_results):
     assert trials["suite"].eq("BulletGym").all() and trials["params/lr"].nunique() == 4
     assert trials["eval/normalized_reward"].notna().all() and "time/trial_s" in trials
     assert not reports.empty and "losses/bc" in reports
+    # each trial names its data and its machine (provenance), one dataset for the task
+    assert trials["data/sha256"].nunique() == 1 and trials["data/sha256"].str.len().eq(16).all()
+    assert trials["machine/cpu_capability"].notna().all() and trials["machine/torch"].notna().all()
     # training rows every log_every (20) of the 60 steps, as the trial trained: steps 1 to 60
     rows = reports[reports["train/step"].notna()]
     for trial, r in rows.groupby("trial"):
@@ -123,6 +126,14 @@ def test_a_trials_csv_stands_in_for_its_sweep(sweep_results, tmp_path):
     more.to_csv(csv, index=False)
     both = choose_configurations(load_results([str(sweep_results), str(csv)])[0])
     assert (both["seeds"] == 4).all()
+    # the same trials on a rebuilt dataset (another digest) must not be pooled with these
+    rebuilt = tmp_path / "rebuilt.csv"
+    more.assign(**{"data/sha256": "0123456789abcdef"}).to_csv(rebuilt, index=False)
+    out = subprocess.run([sys.executable, str(REPO / "analysis/make_tables.py"), "--results",
+                          str(sweep_results), "--results", str(rebuilt), "--out", str(tmp_path / "mixed")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "task DroneRun: the results come from 2 different datasets" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "mixed").exists()
     bad = tmp_path / "other.csv"
     bad.write_text("a,b\n1,2\n")
     out = subprocess.run([sys.executable, str(REPO / "analysis/make_tables.py"), "--results",

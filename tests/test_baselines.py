@@ -19,6 +19,7 @@ from dspo_ray.data import (CostLabelFreeData, SplitConfig, Trajectory, load_task
 from dspo_ray.data.rollout import record_episode
 from dspo_ray.envs import make_env
 from dspo_ray.policies import save_policy
+from dspo_ray.provenance import dataset_sha256
 from dspo_ray.saved_policies import load_policy
 from dspo_ray.tasks import get_task
 
@@ -315,6 +316,10 @@ def test_train_cli_writes_result_json(real_dataset, tmp_path):
     for key in ("eval/normalized_reward", "eval/normalized_cost", "eval/safe", "time/train_s"):
         assert key in result
     assert result["config/hidden"] == [32, 32] and result["train/steps"] == 30
+    # which data and which machine made the numbers: a rebuilt dataset gets another digest
+    assert result["data/file"] == real_dataset.name
+    assert result["data/sha256"] == dataset_sha256(real_dataset)[:16]
+    assert result["machine/cpu_capability"] in {"DEFAULT", "NO AVX", "AVX2", "AVX512", "ZVECTOR", "SVE256"}
     assert load_policy(out / "policy.pt").act(np.zeros(8, np.float32)).shape == (2,)
     assert not list(out.glob(".*tmp*"))
 

@@ -54,6 +54,24 @@ def test_hdf5_round_trip(tmp_path, episodes):
     assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
 
 
+def test_dataset_digest_names_the_data_not_the_file(tmp_path, episodes):
+    """Results name their dataset by dspo_ray.provenance.dataset_sha256: the same columns in two
+    files (written apart, so their bytes may differ) share it; one changed cost changes it."""
+    from dataclasses import replace
+
+    from dspo_ray.provenance import dataset_sha256
+
+    first = write_dsrl(tmp_path / "a" / "SafetyCarCircle-v0-100-40.hdf5", episodes)
+    second = write_dsrl(tmp_path / "b" / "SafetyCarCircle-v0-100-40.hdf5", episodes)
+    edited = list(episodes)
+    edited[0] = replace(edited[0], costs=edited[0].costs + 1.0)
+    other = write_dsrl(tmp_path / "c" / "SafetyCarCircle-v0-100-40.hdf5", edited)
+    assert dataset_sha256(first) == dataset_sha256(second)
+    assert dataset_sha256(first) != dataset_sha256(other)
+    with pytest.raises(DatasetError, match="no such file"):
+        dataset_sha256(tmp_path / "missing.hdf5")
+
+
 def test_reads_dsrl_column_vectors_and_finds_file(tmp_path, episodes, monkeypatch):
     path = write_dsrl(tmp_path / "SafetyCarCircle-v0-100-40.hdf5", episodes)
     with h5py.File(path, "a") as f:  # DSRL stores some columns as (N, 1)

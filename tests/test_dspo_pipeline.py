@@ -219,13 +219,17 @@ def shipped_tasks():
 def test_end_to_end_on_a_shipped_dataset(task, tmp_path):
     """The paper's split (15 demonstrations + Table 3's unlabelled count) of a shipped dataset, tiny
     training budgets: DSPO produces an evaluated policy."""
+    from dspo_ray.data import task_dataset_file
     from dspo_ray.data.shipping import SHIPPED_DATASET_DIR
+    from dspo_ray.provenance import dataset_sha256
 
     config = profile_config("quick", task=task, dataset=str(SHIPPED_DATASET_DIR), eval_episodes=2,
                             eval_workers=1, **{"discriminator.steps": 4, "diffusion.steps": 4,
                                                "generation.n_windows": 4, "bc.steps": 20})
     result = run_dspo(config, tmp_path / "run")
     assert result["data/n_safe_demos"] == 15 and result["eval/episodes"] == 2
+    read = task_dataset_file(task, SHIPPED_DATASET_DIR)  # the pack, unpacked once per machine
+    assert (result["data/file"], result["data/sha256"]) == (read.name, dataset_sha256(read)[:16])
     assert np.isfinite(result["eval/normalized_reward"]) and np.isfinite(result["discriminator/recall"])
     assert load_policy(tmp_path / "run" / "policy.pt") is not None
 

@@ -30,6 +30,7 @@ from pathlib import PurePosixPath
 import pandas as pd
 
 from dspo_ray.policies import POLICY_FILE
+from dspo_ray.provenance import KEYS as PROVENANCE_KEYS
 from dspo_ray.tasks import TASKS
 
 REWARD = "eval/normalized_reward"
@@ -219,6 +220,7 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
                            ignore_index=True)
     ordered = KEY_COLUMNS + sorted(c for c in trials.columns if c not in KEY_COLUMNS)
     trials = trials[ordered].sort_values(["method", "task", "group", "seed"]).reset_index(drop=True)
+    check_one_dataset_per_task(trials)
     return trials, pd.DataFrame(report_rows)
 
 
@@ -231,4 +233,22 @@ _TUNE_BOOKKEEPING = {"done", "training_iteration", "trial_id", "date", "timestam
 def _is_metric(key: str, value) -> bool:
     if key in _TUNE_BOOKKEEPING:
         return False
-    return isinstance(value, (int, float, bool)) or (key == "stage" and isinstance(value, str))
+    return isinstance(value, (int, float, bool)) or (
+        isinstance(value, str) and (key == "stage" or key in PROVENANCE_KEYS))
+
+
+def check_one_dataset_per_task(trials: pd.DataFrame) -> None:
+    """A ResultsError when one task's trials name two datasets (``data/sha256``, written since
+    2026-12-03): a rebuilt dataset is other data, and a table cell must not pool the two. Trials
+    that name none (older results) are not checked."""
+    if "data/sha256" not in trials:
+        return
+    named = trials.dropna(subset=["data/sha256"])
+    for task, rows in named.groupby("task"):
+        digests = rows.groupby("data/sha256")["sweep"].unique()
+        if len(digests) > 1:
+            which = "; ".join(f"{digest} in {', '.join(map(str, sweeps))}"
+                              for digest, sweeps in digests.items())
+            raise ResultsError(f"task {task}: the results come from {len(digests)} different "
+                               f"datasets ({which}); make each dataset's tables apart (one "
+                               "--out per dataset, passing only its sweeps)")

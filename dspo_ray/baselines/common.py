@@ -334,13 +334,15 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     ``evaluation_seed(seed)``, as DSPO's do. ``split``: a :class:`~dspo_ray.data.SplitConfig`
     (default: the paper's Table 3 split).
     """
-    from dspo_ray.data import load_task_data
+    from dspo_ray.data import load_task_data, task_dataset_file
+    from dspo_ray.provenance import run_provenance
     from dspo_ray.evaluation import evaluate, evaluation_seed, start_evaluation_workers
     from dspo_ray.policies import POLICY_FILE, save_policy
 
     config_cls, train_fn = get_method(method)
     config = config_from_dict(config_cls, {**(overrides or {}), "seed": seed})
-    data, _hidden_truth_not_for_learners = load_task_data(task, dataset, split)
+    dataset_file = task_dataset_file(task, dataset)
+    data, _hidden_truth_not_for_learners = load_task_data(task, dataset_file, split)
     del _hidden_truth_not_for_learners
     start_evaluation_workers(data.task, eval_workers)  # ready when training ends
     workdir = Path(workdir)
@@ -366,6 +368,7 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     metrics.update({"time/train_s": train_s, "time/eval_s": eval_s, "train/steps": config.steps,
                     "data/n_safe_demos": len(data.safe_demos),
                     "data/n_unlabelled": len(data.unlabelled)})
+    metrics.update(run_provenance(dataset_file))
     metrics.update({f"config/{k}": (list(v) if isinstance(v, tuple) else v)
                     for k, v in dataclasses.asdict(config).items()})
     return metrics

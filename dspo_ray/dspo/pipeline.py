@@ -57,6 +57,7 @@ from dspo_ray.dspo.windows import (RaggedTrajectories, ragged_from_data, sample_
 from dspo_ray.evaluation import evaluate, evaluation_seed, start_evaluation_workers
 from dspo_ray.io import ArtefactError, unreadable, write_json_atomic
 from dspo_ray.policies import POLICY_FILE, save_policy
+from dspo_ray.provenance import run_provenance
 from dspo_ray.saved_policies import load_policy
 from dspo_ray.tasks import action_bounds
 from dspo_ray.training import LocalRunner, StageRunner, resolve_device, save_atomic
@@ -408,7 +409,8 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
                StageCache(Path(stage_cache), stage_keys(config, dataset_file))))
     metrics: dict[str, Any] = {"task": data.task.name, "seed": config.seed,
                                "data/n_safe_demos": len(data.safe_demos),
-                               "data/n_unlabelled": len(data.unlabelled)}
+                               "data/n_unlabelled": len(data.unlabelled),
+                               **run_provenance(dataset_file)}
 
     for stage in TRAINING_STAGES:
         if not (stage.skipped_by_oracle and config.stage1_oracle):
