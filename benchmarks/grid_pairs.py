@@ -34,19 +34,27 @@ from dspo_ray.analysis.tables import _task_order, is_oracle
 from dspo_ray.io import write_bytes_atomic
 
 
-def configuration_label(row: pd.Series) -> str:
-    """A trial's settings away from the defaults, ``key=value`` joined; ``defaults`` for none."""
+def configuration_label(row: pd.Series, digits: int = 3) -> str:
+    """A trial's settings away from the defaults, ``key=value`` joined (floats to ``digits``
+    significant digits); ``defaults`` for none."""
     params = {k[len("params/"):]: v for k, v in row.items() if k.startswith("params/")
               and not (v is None or (isinstance(v, float) and np.isnan(v)))}
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+    return ", ".join(f"{k}={v:.{digits}g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in sorted(params.items())) or "defaults"
 
 
 def with_configuration(trials: pd.DataFrame) -> pd.DataFrame:
-    """``trials`` with a ``configuration`` column: each trial's label, the oracle runs marked."""
+    """``trials`` with a ``configuration`` column: each trial's label, the oracle runs marked.
+    Labels get more digits until no two configurations (``group``s) of a method and task share
+    one: two sampled learning rates can agree to three digits, and must not become one row."""
     trials = trials.copy()
-    trials["configuration"] = trials.apply(configuration_label, axis=1)
-    trials.loc[is_oracle(trials), "configuration"] += " [oracle signal]"
+    keys = ["task", "method"] + (["group"] if "group" in trials else [])
+    for digits in (3, 6, 17):
+        trials["configuration"] = trials.apply(configuration_label, axis=1, digits=digits)
+        trials.loc[is_oracle(trials), "configuration"] += " [oracle signal]"
+        if "group" not in trials or not trials.drop_duplicates(keys).duplicated(
+                ["task", "method", "configuration"]).any():
+            break
     return trials
 
 
