@@ -1,5 +1,6 @@
 """Analysis: the rank rule on a crafted frame, every table format, plots, the CLI."""
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,23 @@ def test_table1_formats_mark_safety(fmt, safe_mark, unsafe_mark, best_mark):
     text = table1(crafted_trials(), fmt)
     assert safe_mark in text and unsafe_mark in text and best_mark in text
     assert "BulletGym average rank" in text
+
+
+def test_provenance_counts_trials_per_dataset_and_machine():
+    """One row per (task, dataset digest, machine); results from before it was recorded say so."""
+    from dspo_ray.analysis import provenance_table
+
+    trials = crafted_trials()
+    recorded = trials.index[:3]
+    trials.loc[recorded, "data/sha256"] = "c43997893e33e6c7"
+    trials.loc[recorded, "machine/cpu_capability"] = "AVX512"
+    csv = pd.read_csv(io.StringIO(provenance_table(trials, "csv")))
+    assert csv["trials"].sum() == len(trials)
+    assert csv.loc[csv["data/sha256"] == "c43997893e33e6c7", "trials"].sum() == 3
+    assert set(csv.loc[csv["data/sha256"] == "not recorded", "machine/cpu_capability"]) == {"not recorded"}
+    assert "c43997893e33e6c7 | not recorded | AVX512" in provenance_table(trials, "md")
+    with pytest.raises(ValueError, match="unknown format"):
+        provenance_table(trials, "pdf")
 
 
 def test_table1_csv_and_bad_format():

@@ -106,6 +106,8 @@ def test_cli_every_format(sweep_results, tmp_path, fmt, ext):
     assert (tmp_path / f"table1.{ext}").stat().st_size > 0 and (tmp_path / f"table2.{ext}").exists()
     assert (tmp_path / "trials.csv").exists() and (tmp_path / "hyperparameters.csv").exists()
     assert "8 trials (8 finished)" in out.stdout
+    digest = load_results(str(sweep_results))[0]["data/sha256"].iloc[0]
+    assert digest in (tmp_path / f"provenance.{ext}").read_text()  # the data and machine, per task
     if plots:
         for name in ("reward_vs_cost_DroneRun", "hparam_lr", "learning_curves_DroneRun"):
             assert (tmp_path / f"{name}.png").stat().st_size > 1000

@@ -4,9 +4,9 @@ from dspo_ray.analysis.plots import (hyperparameter_plots, learning_curves, para
                                      reward_cost_plots)
 from dspo_ray.analysis.results import ResultsError, load_results
 from dspo_ray.analysis.tables import (FORMATS, average_ranks, choose_configurations, oracle_table,
-                                      rank_methods, stage1_frame, table1, table2)
+                                      provenance_table, rank_methods, stage1_frame, table1, table2)
 
 __all__ = ["FORMATS", "ResultsError", "average_ranks", "choose_configurations",
            "hyperparameter_plots", "learning_curves", "load_results", "oracle_table",
-           "parameter_importances", "rank_methods", "reward_cost_plots", "stage1_frame", "table1",
-           "table2"]
+           "parameter_importances", "provenance_table", "rank_methods", "reward_cost_plots",
+           "stage1_frame", "table1", "table2"]

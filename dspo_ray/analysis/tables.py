@@ -366,6 +366,28 @@ def oracle_table(trials: pd.DataFrame, fmt: str = "md") -> str | None:
         "BC-Safe. Normalised reward / cost, mean ± std over seeds; safe (cost <= 1) in bold."))
 
 
+def provenance_table(trials: pd.DataFrame, fmt: str = "md") -> str:
+    """Which dataset (by content digest) and which kind of machine made the trials, per task:
+    one row per (task, dataset, CPU, kernel level, torch) with its number of trials. Trials made
+    before results recorded this (2026-12-03) say "not recorded"."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    keys = ["data/file", "data/sha256", "machine/cpu_model", "machine/cpu_capability", "machine/torch"]
+    frame = trials.reindex(columns=["task", *keys]).astype(object)
+    frame[keys] = frame[keys].where(frame[keys].notna(), "not recorded")
+    counts = frame.groupby(["task", *keys], sort=False).size().rename("trials").reset_index()
+    counts["order"] = counts["task"].map({t: i for i, t in enumerate(_task_order(counts["task"].unique()))})
+    counts = counts.sort_values(["order", "data/sha256"]).drop(columns="order")
+    if fmt == "csv":
+        return counts.to_csv(index=False)
+    header = ["Task", "Dataset file", "Data digest", "CPU", "Kernels", "torch", "Trials"]
+    body = [[_fmt_text(fmt, str(v)) for v in row] for row in counts.itertuples(index=False)]
+    return _render_table(fmt, header, body, caption=(
+        "Where the trials' numbers come from: the dataset by the SHA-256 of its columns (a "
+        "rebuilt dataset is other data; one task's results from two datasets are never pooled) "
+        "and the machine (the same code and seed give other digits on another CPU)."))
+
+
 def ablation_variant(row: pd.Series) -> str:
     """The Table 2 / Figure 4 name of a DSPO trial's discriminator configuration."""
     def param(key, default):

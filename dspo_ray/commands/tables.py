@@ -5,8 +5,8 @@
 
 Prints Table 1 and writes, in --out (default: ./analysis_out): table1.<ext>, table2.<ext> (stage 1
 per task), oracle.<ext> (only when the results hold oracle-signal runs: DSPO learned vs oracle vs
-BC-Safe, a diagnostic kept out of Table 1),
-hyperparameters.<ext> (Optuna importances), trials.csv (the tidy DataFrame) and the PNG plots
+BC-Safe, a diagnostic kept out of Table 1), provenance.<ext> (each task's dataset by content
+digest and the machines, with their numbers of trials), hyperparameters.<ext> (Optuna importances), trials.csv (the tidy DataFrame) and the PNG plots
 (reward vs cost per task, learning curves, objective vs each swept parameter).
 A --results that is a trials.csv written here before (e.g. a committed one) adds its trials, so
 more seeds can join a table whose sweep folders are gone.
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from dspo_ray.analysis import (FORMATS, hyperparameter_plots, learning_curves,
-                               load_results, oracle_table, parameter_importances,
+                               load_results, oracle_table, parameter_importances, provenance_table,
                                reward_cost_plots, table1, table2)
 from dspo_ray.cli import add_repeatable, run_cli
 from dspo_ray.io import write_bytes_atomic
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     oracle = oracle_table(trials, args.format)
     if oracle is not None:
         _write(out / f"oracle.{ext}", oracle)
+    _write(out / f"provenance.{ext}", provenance_table(trials, args.format))
     importances = parameter_importances(trials)
     _write(out / "hyperparameters.csv", importances.to_csv(index=False))
     _write(out / "trials.csv", trials.to_csv(index=False))
