@@ -4,7 +4,8 @@ Two runs of one config and seed can differ for two reasons a config does not sho
 rebuilt from its recipe is other data (the simulators' episodes differ: ``datasets/DATASETS.md``),
 so each result names its dataset file by content. And the CPU picks the math kernels (torch's
 vectorised level, Intel MKL's code path), which changes the digits of a trained policy and so of
-its evaluation (``docs/results/table1/five_seeds/README.md``), so each result names the CPU.
+its evaluation (``docs/results/table1/five_seeds/README.md``), so each result names the CPU and
+``MKL_CBWR`` (set to ``AVX2`` it pins MKL's path at no speed cost: ``benchmarks/mkl_cbwr.py``).
 A table may pool runs of one dataset only; a reader may ask which machine made a cell.
 """
 
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from pathlib import Path
 
 import numpy as np
 
-KEYS = ("data/file", "data/sha256", "machine/cpu_model", "machine/cpu_capability", "machine/torch")
+KEYS = ("data/file", "data/sha256", "machine/cpu_model", "machine/cpu_capability",
+        "machine/mkl_cbwr", "machine/torch")
 """The result fields :func:`run_provenance` writes (text, not numbers)."""
 
 DIGEST_CHARS = 16
@@ -57,4 +60,6 @@ def run_provenance(dataset_file: str | Path) -> dict[str, str]:
             "data/sha256": dataset_sha256(dataset_file)[:DIGEST_CHARS],
             "machine/cpu_model": cpu_model(),
             "machine/cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            # unset by default: Intel MKL then picks its code path by CPU (benchmarks/mkl_cbwr.py)
+            "machine/mkl_cbwr": os.environ.get("MKL_CBWR", "unset"),
             "machine/torch": torch.__version__}

@@ -115,7 +115,7 @@ def test_provenance_counts_trials_per_dataset_and_machine():
     assert csv["trials"].sum() == len(trials)
     assert csv.loc[csv["data/sha256"] == "c43997893e33e6c7", "trials"].sum() == 3
     assert set(csv.loc[csv["data/sha256"] == "not recorded", "machine/cpu_capability"]) == {"not recorded"}
-    assert "c43997893e33e6c7 | not recorded | AVX512" in provenance_table(trials, "md")
+    assert "c43997893e33e6c7 | not recorded | AVX512 | not recorded" in provenance_table(trials, "md")
     with pytest.raises(ValueError, match="unknown format"):
         provenance_table(trials, "pdf")
 
