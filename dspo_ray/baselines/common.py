@@ -335,9 +335,9 @@ def run_method(method: str, task: str, seed: int = 0, overrides: dict[str, Any] 
     (default: the paper's Table 3 split).
     """
     from dspo_ray.data import load_task_data, task_dataset_file
-    from dspo_ray.provenance import run_provenance
     from dspo_ray.evaluation import evaluate, evaluation_seed, start_evaluation_workers
     from dspo_ray.policies import POLICY_FILE, save_policy
+    from dspo_ray.provenance import run_provenance
 
     config_cls, train_fn = get_method(method)
     config = config_from_dict(config_cls, {**(overrides or {}), "seed": seed})
