@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dspo_ray.analysis.results import COST, OBJECTIVE, ORACLE, REWARD, objective
+from dspo_ray.provenance import KEYS as PROVENANCE_KEYS
 from dspo_ray.tasks import SUITES, TASKS
 
 FORMATS = ("md", "latex", "html", "csv")
@@ -372,8 +373,7 @@ def provenance_table(trials: pd.DataFrame, fmt: str = "md") -> str:
     before results recorded this (2026-12-03) say "not recorded"."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-    keys = ["data/file", "data/sha256", "machine/cpu_model", "machine/cpu_capability",
-            "machine/mkl_cbwr", "machine/torch"]
+    keys = list(PROVENANCE_KEYS)
     frame = trials.reindex(columns=["task", *keys]).astype(object)
     frame[keys] = frame[keys].where(frame[keys].notna(), "not recorded")
     counts = frame.groupby(["task", *keys], sort=False).size().rename("trials").reset_index()
@@ -382,6 +382,7 @@ def provenance_table(trials: pd.DataFrame, fmt: str = "md") -> str:
     if fmt == "csv":
         return counts.to_csv(index=False)
     header = ["Task", "Dataset file", "Data digest", "CPU", "Kernels", "MKL_CBWR", "torch", "Trials"]
+    assert len(header) == len(keys) + 2, "a provenance key without its column header"
     body = [[_fmt_text(fmt, str(v)) for v in row] for row in counts.itertuples(index=False)]
     return _render_table(fmt, header, body, caption=(
         "Where the trials' numbers come from: the dataset by the SHA-256 of its columns (a "

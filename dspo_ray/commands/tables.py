@@ -6,8 +6,9 @@
 Prints Table 1 and writes, in --out (default: ./analysis_out): table1.<ext>, table2.<ext> (stage 1
 per task), oracle.<ext> (only when the results hold oracle-signal runs: DSPO learned vs oracle vs
 BC-Safe, a diagnostic kept out of Table 1), provenance.<ext> (each task's dataset by content
-digest and the machines, with their numbers of trials), hyperparameters.<ext> (Optuna importances), trials.csv (the tidy DataFrame) and the PNG plots
-(reward vs cost per task, learning curves, objective vs each swept parameter).
+digest and the machines, with their numbers of trials), hyperparameters.<ext> (Optuna
+importances), trials.csv (the tidy DataFrame) and the PNG plots (reward vs cost per task,
+learning curves, objective vs each swept parameter).
 A --results that is a trials.csv written here before (e.g. a committed one) adds its trials, so
 more seeds can join a table whose sweep folders are gone.
 """
