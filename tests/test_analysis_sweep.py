@@ -154,6 +154,7 @@ def test_notebook_runs_top_to_bottom(sweep_results, tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "DroneRun" in html and "average rank" in html
+    assert "Data digest" in html  # the provenance table, as dspo-tables writes it
     assert (tmp_path / "out" / "reward_vs_cost_DroneRun.png").exists()
 
 
