@@ -45,16 +45,19 @@ def configuration_label(row: pd.Series, digits: int = 3) -> str:
 
 def with_configuration(trials: pd.DataFrame) -> pd.DataFrame:
     """``trials`` with a ``configuration`` column: each trial's label, the oracle runs marked.
-    Labels get more digits until no two configurations (``group``s) of a method and task share
-    one: two sampled learning rates can agree to three digits, and must not become one row."""
+    A method's labels on a task get more digits until no two of its configurations (``group``s)
+    share one: two sampled learning rates can agree to three digits, and must not become one row;
+    the other methods keep three."""
     trials = trials.copy()
-    keys = ["task", "method"] + (["group"] if "group" in trials else [])
-    for digits in (3, 6, 17):
-        trials["configuration"] = trials.apply(configuration_label, axis=1, digits=digits)
-        trials.loc[is_oracle(trials), "configuration"] += " [oracle signal]"
-        if "group" not in trials or not trials.drop_duplicates(keys).duplicated(
-                ["task", "method", "configuration"]).any():
-            break
+    labels = []
+    for _, of_method in trials.groupby(["task", "method"], sort=False):
+        for digits in (3, 6, 17):
+            label = of_method.apply(configuration_label, axis=1, digits=digits)
+            if "group" not in of_method or label.groupby(of_method["group"]).first().is_unique:
+                break
+        labels.append(label)
+    trials["configuration"] = pd.concat(labels) if labels else pd.Series(dtype=str)
+    trials.loc[is_oracle(trials), "configuration"] += " [oracle signal]"
     return trials
 
 

@@ -52,13 +52,14 @@ def test_configurations_paired_by_seed_with_references(load_benchmark, tune_tria
 
 def test_configurations_equal_to_three_digits_stay_apart(load_benchmark, tune_trial, tmp_path):
     """Two sampled learning rates that agree to three significant digits are two rows, labelled
-    with the digits that tell them apart; a configuration over two seeds stays one row."""
+    with the digits that tell them apart; a configuration over two seeds stays one row; another
+    method's labels keep three digits."""
     gp = load_benchmark("grid_pairs")
     sweep = tmp_path / "tuned"
     for seed in (0, 1):
         tune_trial(sweep, "bc_all", 0, seed, {"lr": 0.000107213}, result(0.4, 0.8))
         tune_trial(sweep, "bc_all", 1, seed, {"lr": 0.000107491}, result(0.5, 1.2))
-    tune_trial(sweep, "bc_safe", 0, 0, {"lr": 0.00301}, result(0.7, 0.5))
+    tune_trial(sweep, "bc_safe", 0, 0, {"lr": 0.0030123}, result(0.7, 0.5))
     trials = gp.sweep_trials([str(sweep)], [])
     labels = trials.groupby("group")["configuration"].unique().map(list).to_dict()
     assert labels == {"bc_all/CarCircle/0": ["lr=0.000107213"], "bc_all/CarCircle/1": ["lr=0.000107491"],
