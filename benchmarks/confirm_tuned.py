@@ -22,6 +22,11 @@ script measures by how much, in two steps:
            --confirm results/sweeps/table1_tuned_confirm_CarCircle \\
            --fixed docs/results/table1/trials.csv --out docs/results/table1/column_b_CarCircle/confirm.md
 
+   The three sources must have run on one dataset of the task (``data/sha256``): a rebuilt dataset
+   is other data, so its column (a) comes from its runs on the rebuilt file (``--fixed
+   docs/results/table1/five_seeds_built/trials.csv``); a source that names none (results older
+   than 2026-12-03) is noted under the table as not checked.
+
    With ``--out``, the fresh-seed trials themselves (method, configuration, seed, reward, cost) go
    to ``<out stem>_trials.csv`` beside it, so that any other summary of them can be recomputed.
 
@@ -39,7 +44,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dspo_ray.analysis.results import COST, REWARD, ResultsError, load_results, objective
+from dspo_ray.analysis.results import (COST, REWARD, ResultsError, check_sources_share_dataset,
+                                       load_results, objective)
 from dspo_ray.analysis.tables import TUNED_SUFFIX, _method_order, choose_configurations, is_oracle
 from dspo_ray.config import ConfigError, load_yaml
 from dspo_ray.distributed.config import DSPO, load_sweep_config, sweep_config_from_dict
@@ -119,6 +125,14 @@ def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str],
         raise ResultsError(f"{', '.join(confirm)}: no evaluated trial on {task} yet")
     trials = trials.assign(configuration=trials["group"].str.rsplit("/", n=1).str[-1].astype(int))
     fixed_trials = load_results(fixed)[0] if fixed else pd.DataFrame()
+    if not fixed_trials.empty:
+        fixed_trials = fixed_trials[fixed_trials["task"] == task]
+    tuned_trials = load_results(tuned)[0]
+    # a rebuilt dataset is other data: the three sources must have run on one
+    unchecked = check_sources_share_dataset(
+        {"the tuned sweep": tuned_trials[tuned_trials["task"] == task], "--confirm": trials,
+         "--fixed": fixed_trials},
+        fix="pass results of one dataset (for a rebuilt task, --fixed from its runs on the rebuilt data)")
     fresh_seeds = sorted(trials["seed"].unique())
     if set(tuning_seeds) & set(fresh_seeds):
         raise ResultsError(f"the confirmation seeds {fresh_seeds} overlap the tuning seeds "
@@ -152,7 +166,8 @@ def confirmation_table(tuned: list[str], confirm: list[str], fixed: list[str],
                      f"| {fresh_default} | {fresh_chosen} | {verdict} |")
     text = (f"Normalised reward / cost, mean over seeds; safe (cost <= 1) in bold. \"Better\" compares "
             f"the objective of the seed means (safe: reward; unsafe: minus the cost; "
-            f"`dspo_ray.analysis.results.objective`).\n\n" + "\n".join(lines) + "\n")
+            f"`dspo_ray.analysis.results.objective`).\n\n" + "\n".join(lines) + "\n"
+            + "".join(f"\nNot checked: {note}.\n" for note in unchecked))
     fresh = trials[["method", "configuration", "seed", REWARD, COST]].sort_values(
         ["method", "configuration", "seed"]).reset_index(drop=True)
     return text, fresh

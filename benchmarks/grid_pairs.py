@@ -13,7 +13,9 @@ Per task, one row per configuration (its settings away from the sweep's defaults
 reward and cost (mean ± std over seeds), each seed's cost, and, against the first configuration,
 the mean change of cost over the seeds both ran and on how many of them the cost fell. Reference
 rows (``--reference``: a ``trials.csv`` written by ``analysis/make_tables.py``) show other methods
-or earlier runs of the same task, each at its configuration in that file. With ``--out``, the
+or earlier runs of the same task, each at its configuration in that file; a reference that ran on
+another dataset of the task (``data/sha256``: a rebuilt dataset) is refused, and one that names
+none (older results) is noted under the table. With ``--out``, the
 sweep's trials (method, task, seed, configuration, reward, cost, the ``--metric`` columns) go to
 ``<out stem>_trials.csv`` beside it.
 
@@ -29,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dspo_ray.analysis.results import COST, REWARD, ResultsError, load_results
+from dspo_ray.analysis.results import (COST, REWARD, ResultsError, check_sources_share_dataset,
+                                       load_results)
 from dspo_ray.analysis.tables import _task_order, is_oracle
 from dspo_ray.io import write_bytes_atomic
 
@@ -72,7 +75,8 @@ def sweep_trials(folders: list[str], metrics: list[str]) -> pd.DataFrame:
         raise ResultsError(f"no trial reports {', '.join(missing)}; known metrics: "
                            f"{', '.join(c for c in trials.columns if '/' in c and not c.startswith('params/'))}")
     trials = with_configuration(trials)
-    return trials[["method", "task", "seed", "group", "configuration", REWARD, COST, *metrics]]
+    digest = ["data/sha256"] if "data/sha256" in trials else []  # which dataset each ran on
+    return trials[["method", "task", "seed", "group", "configuration", REWARD, COST, *metrics, *digest]]
 
 
 def _mean_std(values: pd.Series) -> str:
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         trials = sweep_trials(args.sweeps, args.metric)
-        reference = None
+        reference, unchecked = None, []
         if args.reference:
             if not Path(args.reference).is_file():
                 raise ResultsError(f"--reference {args.reference}: no such file (a trials.csv "
@@ -143,10 +147,15 @@ def main(argv: list[str] | None = None) -> int:
             reference = with_configuration(ref[ref["method"].isin(args.reference_method)
                                                & ref[COST].notna()
                                                & ref["task"].isin(trials["task"].unique())])
+            # a rebuilt dataset is other data: a reference row must have run on the sweep's
+            unchecked = check_sources_share_dataset(
+                {"the sweeps": trials, "--reference": reference},
+                fix="pass a --reference of the same dataset (for a rebuilt task, its runs on the rebuilt data)")
     except ResultsError as e:
         print(f"grid_pairs: {e}", file=sys.stderr)
         return 1
-    table = pairs_table(trials, reference, args.metric)
+    table = pairs_table(trials, reference, args.metric) + "".join(
+        f"\nNot checked: {note}.\n" for note in unchecked)
     print(table, end="")
     if args.out:
         write_bytes_atomic(args.out, table.encode())

@@ -144,3 +144,39 @@ def test_refusals_are_one_line(tuned, base, tmp_path, tune_trial):
     assert proc.returncode == 0 and out.exists(), proc.stderr
     assert_one_line_refusal(run_cli("config", str(tuned), "--base", str(base), "--method", "iql",
                                     "--seeds", "3", "--out", str(out)), "--method iql: not in")
+
+
+def test_column_a_of_another_dataset_is_refused(load_benchmark, tmp_path, tune_trial):
+    """A rebuilt dataset is other data: column (a) from another build of the task is refused, and
+    one that names no dataset (older results) is printed as not checked under the table."""
+    ct = load_benchmark("confirm_tuned")
+    rebuilt = "bf27254561370290"
+    tuned_on_rebuilt = tmp_path / "tuned_rebuilt"
+    for k, (params, reward, cost) in enumerate(TUNED["bc_safe"]):
+        for seed in (0, 1, 2):
+            tune_trial(tuned_on_rebuilt, "bc_safe", k, seed, params,
+                       {**result(reward, cost), "data/sha256": rebuilt})
+    confirm = tmp_path / "confirm"
+    for seed in (3, 4):
+        tune_trial(confirm, "bc_safe", 0, seed, {}, {**result(0.9, 1.8), "data/sha256": rebuilt})
+    header = "method,task,seed,status,eval/normalized_reward,eval/normalized_cost,data/sha256\n"
+    first_build = tmp_path / "first_build.csv"
+    first_build.write_text(header + "".join(f"bc_safe,CarCircle,{s},finished,0.75,0.5,0123456789abcdef\n"
+                                            for s in (0, 1, 2)))
+    proc = run_cli("table", str(tuned_on_rebuilt), "--confirm", str(confirm), "--fixed", str(first_build))
+    assert_one_line_refusal(proc, "task CarCircle: the results come from 2 different datasets")
+    assert "0123456789abcdef in --fixed" in proc.stderr and "--fixed from its runs on the rebuilt" in proc.stderr
+    # the same build: accepted, nothing noted
+    same = tmp_path / "same_build.csv"
+    same.write_text(first_build.read_text().replace("0123456789abcdef", rebuilt))
+    table, _ = ct.confirmation_table([str(tuned_on_rebuilt)], [str(confirm)], [str(same)], None)
+    assert "**0.75 / 0.50**" in table and "Not checked" not in table
+    # no digest at all (results older than 2026-12-03): shown, and said to be unchecked
+    older = tmp_path / "older.csv"
+    older.write_text("\n".join(line.rsplit(",", 1)[0] for line in first_build.read_text().splitlines()) + "\n")
+    table, _ = ct.confirmation_table([str(tuned_on_rebuilt)], [str(confirm)], [str(older)], None)
+    assert "**0.75 / 0.50**" in table
+    assert table.rstrip().endswith(f"Not checked: --fixed names no dataset for CarCircle (results older "
+                                   f"than 2026-12-03), the others name {rebuilt}: check that it ran "
+                                   "on the same data.")
+

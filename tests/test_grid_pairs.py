@@ -84,3 +84,28 @@ def test_refusals_are_one_line(tune_trial, tmp_path):
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.startswith("grid_pairs: ") and message in proc.stderr
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_reference_of_another_dataset_is_refused(load_benchmark, tune_trial, tmp_path):
+    """A rebuilt dataset is other data: a reference row from another build of the task is refused;
+    one that names no dataset (older results) is noted under the table as not checked."""
+    gp = load_benchmark("grid_pairs")
+    sweep = tmp_path / "tuned"
+    for seed in (0, 1):
+        tune_trial(sweep, "dspo", 0, seed, {}, {**result(0.6, 1.0), "data/sha256": "bf27254561370290"})
+    header = "method,task,seed,status,eval/normalized_reward,eval/normalized_cost"
+    other, older, out = tmp_path / "other.csv", tmp_path / "older.csv", tmp_path / "pairs.md"
+    other.write_text(f"{header},data/sha256\nbc_safe,CarCircle,0,finished,0.5,0.2,0123456789abcdef\n")
+    older.write_text(f"{header}\nbc_safe,CarCircle,0,finished,0.5,0.2\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grid_pairs.py"), str(sweep),
+                           "--reference", str(other), "--out", str(out)], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1 and proc.stderr.startswith("grid_pairs: task CarCircle: the results "
+                                                           "come from 2 different datasets")
+    assert "Traceback" not in proc.stderr and not out.exists()
+    assert gp.main([str(sweep), "--reference", str(older), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| CarCircle | bc_safe (reference) | defaults | 1 |" in text
+    assert text.rstrip().endswith("Not checked: --reference names no dataset for CarCircle (results "
+                                  "older than 2026-12-03), the others name bf27254561370290: check "
+                                  "that it ran on the same data.")

@@ -237,10 +237,12 @@ def _is_metric(key: str, value) -> bool:
         isinstance(value, str) and (key == "stage" or key in PROVENANCE_KEYS))
 
 
-def check_one_dataset_per_task(trials: pd.DataFrame) -> None:
+def check_one_dataset_per_task(trials: pd.DataFrame,
+                               fix: str = "make each dataset's tables apart (one --out per "
+                                          "dataset, passing only its sweeps)") -> None:
     """A ResultsError when one task's trials name two datasets (``data/sha256``, written since
     2026-12-03): a rebuilt dataset is other data, and a table cell must not pool the two. Trials
-    that name none (older results) are not checked."""
+    that name none (older results) are not checked. ``fix``: what the message tells to do."""
     if "data/sha256" not in trials:
         return
     named = trials.dropna(subset=["data/sha256"])
@@ -250,5 +252,25 @@ def check_one_dataset_per_task(trials: pd.DataFrame) -> None:
             which = "; ".join(f"{digest} in {', '.join(map(str, sweeps))}"
                               for digest, sweeps in digests.items())
             raise ResultsError(f"task {task}: the results come from {len(digests)} different "
-                               f"datasets ({which}); make each dataset's tables apart (one "
-                               "--out per dataset, passing only its sweeps)")
+                               f"datasets ({which}); {fix}")
+
+
+def check_sources_share_dataset(sources: dict[str, pd.DataFrame], fix: str) -> list[str]:
+    """Trials read from several sources for one comparison (a tuned sweep, its fresh-seed check,
+    the column-(a) reference: ``label -> trials``) must name one dataset per task: a ResultsError
+    (``check_one_dataset_per_task``) where they name two. Returns a note per source and task that
+    names no dataset where another source names one (results older than 2026-12-03): unchecked,
+    and a rebuilt dataset's older results are other data."""
+    frames = [pd.DataFrame({"task": trials["task"].to_numpy(), "sweep": label,
+                            "data/sha256": (trials["data/sha256"].to_numpy() if "data/sha256" in trials
+                                            else None)})
+              for label, trials in sources.items() if not trials.empty]
+    if not frames:
+        return []
+    rows = pd.concat(frames, ignore_index=True)
+    check_one_dataset_per_task(rows, fix)
+    named = rows.dropna(subset=["data/sha256"]).groupby("task")["data/sha256"].first()
+    return [f"{label} names no dataset for {task} (results older than 2026-12-03), the others "
+            f"name {named[task]}: check that it ran on the same data"
+            for (label, task), of_source in rows.groupby(["sweep", "task"])
+            if task in named and of_source["data/sha256"].isna().all()]
