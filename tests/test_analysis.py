@@ -273,3 +273,66 @@ def test_table2_names_every_stage1_variant_and_option():
         "negatives, score window 10]")
     # the vCLUB sampling means nothing without the term
     assert name(return_agnostic=False, vclub_samples="batch") == "w/o return-agnostic"
+
+
+
+def _tables(capsys, *args):
+    """dspo-tables in this process (as its command runs it): exit status, stdout, stderr."""
+    from dspo_ray.cli import run_cli
+    from dspo_ray.commands.tables import main
+
+    status = run_cli(main, [str(a) for a in args])
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_committed_tables_are_what_the_code_makes_of_their_committed_trials(capsys):
+    """Issue 14.5: Table 1's column (b) (gathered by sources.txt) and the 5-seed column (a) of the
+    built tasks are regenerated from the committed trials.csv files, byte for byte. The
+    importances too: they need the CSV's floats to the last digit (read round-trip)."""
+    for folder in ("column_b_all", "five_seeds_built"):
+        status, out, err = _tables(capsys, "--regenerate", ROOT / "docs/results/table1" / folder, "--check")
+        assert status == 0, out + err
+        assert "tables are what the code makes of their trials" in out
+
+
+def test_regenerate_finds_a_changed_table_and_rewrites_it(tmp_path, capsys):
+    import shutil
+
+    source = ROOT / "docs/results/table1/column_b_PointGoal1_rgm_cdtv"
+    folder = tmp_path / "notes" / "one_task"
+    folder.mkdir(parents=True)
+    for name in ("table1.md", "table2.md", "hyperparameters.csv", "trials.csv"):
+        shutil.copy(source / name, folder / name)
+    gathered = tmp_path / "notes" / "gathered"  # a folder made from another's trials
+    gathered.mkdir()
+    (gathered / "sources.txt").write_text("# the one task\n../one_task/trials.csv\n")
+    shutil.copy(source / "table1.md", gathered / "table1.md")
+    original = (folder / "table1.md").read_text()
+    (folder / "table1.md").write_text(original.replace("0.", "9.", 1))
+    (gathered / "table1.md").write_text("stale\n")
+
+    status, out, _ = _tables(capsys, "--regenerate", tmp_path / "notes", "--check")
+    assert status == 1
+    assert "2 committed tables are not what the code makes" in out
+    assert str(folder / "table1.md") in out and str(gathered / "table1.md") in out
+    assert (gathered / "table1.md").read_text() == "stale\n"  # --check writes nothing
+    assert sorted(p.name for p in gathered.iterdir()) == ["sources.txt", "table1.md"]
+
+    status, _, err = _tables(capsys, "--regenerate", tmp_path / "notes", "--no-plots")
+    assert status == 0, err
+    assert (folder / "table1.md").read_text() == original
+    assert (gathered / "table1.md").read_text() == original
+    assert not (gathered / "trials.csv").exists()  # only the tables a folder holds
+    assert _tables(capsys, "--regenerate", tmp_path / "notes", "--check")[0] == 0
+
+
+def test_regenerate_rejects_bad_input_in_one_line(tmp_path, capsys):
+    for args, message in [(["--regenerate", tmp_path / "nope"], "no such folder"),
+                          (["--regenerate", tmp_path], "no folder under it holds a trials.csv"),
+                          (["--check"], "--check goes with --regenerate"),
+                          ([], "pass --results"),
+                          (["--regenerate", tmp_path, "--results", tmp_path], "takes no --results")]:
+        status, _, err = _tables(capsys, *args)
+        assert status == 2 and message in err, (args, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -148,7 +148,9 @@ def read_trials_csv(uri: str) -> pd.DataFrame:
     fs, path = _filesystem(uri)
     try:
         with fs.open_input_stream(path) as f:
-            trials = pd.read_csv(f)
+            # round_trip: the values as written, to the last digit (the default parser may
+            # differ in the 16th, which moves what is computed from them, e.g. importances)
+            trials = pd.read_csv(f, float_precision="round_trip")
     except (FileNotFoundError, OSError) as e:
         raise ResultsError(f"{uri}: cannot read it ({e}); pass a trials.csv written by "
                            "dspo-tables, or a sweep's results folder") from None

@@ -2,6 +2,7 @@
 
     dspo-tables --results results/quick [--results s3://bucket/sweeps/paper]
                 [--format md|latex|html|csv] [--out DIR]      (= python analysis/make_tables.py ...)
+    dspo-tables --regenerate docs/results/table1 [--check]
 
 Prints Table 1 and writes, in --out (default: ./analysis_out): table1.<ext>, table2.<ext> (stage 1
 per task), oracle.<ext> (only when the results hold oracle-signal runs: DSPO learned vs oracle vs
@@ -11,6 +12,15 @@ importances), trials.csv (the tidy DataFrame) and the PNG plots (reward vs cost 
 learning curves, objective vs each swept parameter).
 A --results that is a trials.csv written here before (e.g. a committed one) adds its trials, so
 more seeds can join a table whose sweep folders are gone.
+
+--regenerate DIR remakes, from committed files alone, every folder under DIR that this command
+wrote: a folder holding a trials.csv written here, or a sources.txt naming (one per line,
+relative to the folder) the trials.csv files it gathers. The Markdown tables, hyperparameters.csv
+and trials.csv that the folder holds, and, where it has them, its reward-vs-cost and
+hyperparameter plots, are written again in place; learning curves stay as they are (they need the
+sweeps' training rows).
+With --check nothing is written: each table that would change is named and the exit status is
+1, so a committed table that the code no longer makes from its trials is found.
 """
 
 from __future__ import annotations
@@ -19,50 +29,122 @@ import argparse
 import sys
 from pathlib import Path
 
-from dspo_ray.analysis import (FORMATS, hyperparameter_plots, learning_curves,
-                               load_results, oracle_table, parameter_importances, provenance_table,
-                               reward_cost_plots, table1, table2)
-from dspo_ray.cli import add_repeatable, run_cli
+from dspo_ray.analysis import (FORMATS, ResultsError, hyperparameter_plots, learning_curves,
+                               load_results, oracle_table, parameter_importances,
+                               provenance_table, reward_cost_plots, table1, table2)
+from dspo_ray.cli import UsageError, add_repeatable, run_cli
 from dspo_ray.io import write_bytes_atomic
 
 EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv"}
+SOURCES = "sources.txt"
 
 
 def _write(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def table_texts(trials, fmt: str) -> dict[str, str]:
+    """Every text file the tables write, by file name."""
+    ext = EXTENSIONS[fmt]
+    texts = {f"table1.{ext}": table1(trials, fmt), f"table2.{ext}": table2(trials, fmt)}
+    oracle = oracle_table(trials, fmt)
+    if oracle is not None:
+        texts[f"oracle.{ext}"] = oracle
+    texts[f"provenance.{ext}"] = provenance_table(trials, fmt)
+    texts["hyperparameters.csv"] = parameter_importances(trials).to_csv(index=False)
+    texts["trials.csv"] = trials.to_csv(index=False)
+    return texts
+
+
+def made_here(folder: Path) -> list[str] | None:
+    """The ``--results`` that remake ``folder`` (see --regenerate), or None when this command
+    did not write it."""
+    if (folder / SOURCES).is_file():
+        lines = [line.strip() for line in (folder / SOURCES).read_text().splitlines()]
+        return [str(folder / line) for line in lines if line and not line.startswith("#")]
+    csv = folder / "trials.csv"
+    if csv.is_file():
+        header = csv.open().readline().strip().split(",")
+        if all(c in header for c in ("method", "task", "seed", "status")):
+            return [str(csv)]
+    return None
+
+
+def regenerate(root: Path, check: bool, plots: bool) -> int:
+    if not root.is_dir():
+        raise UsageError(f"--regenerate {root}: no such folder; pass a folder of committed results, "
+                         "e.g. docs/results/table1")
+    folders = sorted(f for f in [root, *root.rglob("*")] if f.is_dir() and made_here(f) is not None)
+    if not folders:
+        raise UsageError(f"--regenerate {root}: no folder under it holds a trials.csv written by "
+                         f"dspo-tables or a {SOURCES}; pass the folder that holds them")
+    changed = []
+    for i, folder in enumerate(folders, 1):
+        try:
+            trials, _ = load_results(made_here(folder))
+        except ResultsError as e:
+            raise ResultsError(f"{folder}: {e}") from None
+        # the tables the folder holds: a note may keep only some (e.g. stage 1's Table 2)
+        texts = {name: text for name, text in table_texts(trials, "md").items()
+                 if (folder / name).is_file()}
+        differ = [name for name, text in texts.items() if (folder / name).read_text() != text]
+        changed += [str(folder / name) for name in differ]
+        if not check:
+            for name, text in texts.items():
+                _write(folder / name, text)
+            if plots and any(folder.glob("reward_vs_cost_*.png")):  # not one made --no-plots
+                reward_cost_plots(trials, folder)
+                hyperparameter_plots(trials, folder)
+        verb = "differ" if check else "rewritten"
+        print(f"[{i}/{len(folders)}] {folder}: {len(trials)} trials, "
+              f"{len(differ)} of {len(texts)} tables {verb}" + (f" ({', '.join(differ)})" if differ else ""))
+    if check:
+        if changed:
+            print(f"{len(changed)} committed tables are not what the code makes of their trials; "
+                  f"rerun without --check to rewrite them:\n  " + "\n  ".join(changed))
+            return 1
+        print(f"all {len(folders)} folders' tables are what the code makes of their trials")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_repeatable(parser, "--results", required=True,
+    add_repeatable(parser, "--results",
                    help="a sweep's results folder or URI, or a trials.csv this command wrote "
                         "(it stands in for sweep folders that are gone; no learning curves "
                         "from it); repeat to combine")
     parser.add_argument("--format", choices=FORMATS, default="md", help="table format")
     parser.add_argument("--out", default="analysis_out", help="folder for tables, CSV and plots")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--regenerate", metavar="DIR", type=Path,
+                        help="remake every folder under DIR that this command wrote, from its "
+                             f"committed trials.csv (or {SOURCES}), in place")
+    parser.add_argument("--check", action="store_true",
+                        help="with --regenerate: write nothing, name each table that would "
+                             "change, exit 1 if any")
     args = parser.parse_args(argv)
+    if args.regenerate is not None:
+        if args.results:
+            raise UsageError("--regenerate takes no --results: each folder's own trials.csv "
+                             f"(or {SOURCES}) is its input; pass one of the two")
+        return regenerate(args.regenerate, args.check, plots=not args.no_plots)
+    if args.check:
+        raise UsageError("--check goes with --regenerate DIR; pass both")
+    if not args.results:
+        raise UsageError("pass --results (a sweep's results folder, or a trials.csv) or --regenerate DIR")
 
     trials, reports = load_results(args.results)  # ResultsError: exit 2 (run_cli)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ext = EXTENSIONS[args.format]
-    t1 = table1(trials, args.format)
-    _write(out / f"table1.{ext}", t1)
-    _write(out / f"table2.{ext}", table2(trials, args.format))
-    oracle = oracle_table(trials, args.format)
-    if oracle is not None:
-        _write(out / f"oracle.{ext}", oracle)
-    _write(out / f"provenance.{ext}", provenance_table(trials, args.format))
-    importances = parameter_importances(trials)
-    _write(out / "hyperparameters.csv", importances.to_csv(index=False))
-    _write(out / "trials.csv", trials.to_csv(index=False))
+    texts = table_texts(trials, args.format)
+    for name, text in texts.items():
+        _write(out / name, text)
     plots = []
     if not args.no_plots:
         plots += reward_cost_plots(trials, out)
         plots += learning_curves(reports, out)
         plots += hyperparameter_plots(trials, out)
-    print(t1)
+    print(texts[f"table1.{EXTENSIONS[args.format]}"])
     counts = trials["status"].value_counts().to_dict()
     print(f"{len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     print(f"tables, trials.csv, hyperparameters.csv and {len(plots)} plots written to {out.resolve()}")
