@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dspo_ray.analysis.results import (COST, REWARD, ResultsError, check_sources_share_dataset,
-                                       load_results)
+                                       load_results, read_trials_csv)
 from dspo_ray.analysis.tables import _task_order, is_oracle
 from dspo_ray.io import write_bytes_atomic
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             if not Path(args.reference).is_file():
                 raise ResultsError(f"--reference {args.reference}: no such file (a trials.csv "
                                    f"written by analysis/make_tables.py)")
-            ref = pd.read_csv(args.reference, low_memory=False)
+            ref = read_trials_csv(args.reference)
             reference = with_configuration(ref[ref["method"].isin(args.reference_method)
                                                & ref[COST].notna()
                                                & ref["task"].isin(trials["task"].unique())])
