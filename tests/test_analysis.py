@@ -287,10 +287,11 @@ def _tables(capsys, *args):
 
 
 def test_committed_tables_are_what_the_code_makes_of_their_committed_trials(capsys):
-    """Issue 14.5: Table 1's column (b) (gathered by sources.txt) and the 5-seed column (a) of the
-    built tasks are regenerated from the committed trials.csv files, byte for byte. The
-    importances too: they need the CSV's floats to the last digit (read round-trip)."""
-    for folder in ("column_b_all", "five_seeds_built"):
+    """Issue 14.5: Table 1's column (b) and its two-DSPO-column form (gathered by sources.txt,
+    some lines keeping some methods or tasks) and the 5-seed column (a) of the built tasks are
+    regenerated from the committed trials.csv files, byte for byte. The importances too: they
+    need the CSV's floats to the last digit (read round-trip)."""
+    for folder in ("column_b_all", "five_seeds_built", "two_dspo_columns"):  # the last: filters
         status, out, err = _tables(capsys, "--regenerate", ROOT / "docs/results/table1" / folder, "--check")
         assert status == 0, out + err
         assert "tables are what the code makes of their trials" in out
@@ -328,8 +329,14 @@ def test_regenerate_finds_a_changed_table_and_rewrites_it(tmp_path, capsys):
 
 
 def test_regenerate_rejects_bad_input_in_one_line(tmp_path, capsys):
-    for args, message in [(["--regenerate", tmp_path / "nope"], "no such folder"),
-                          (["--regenerate", tmp_path], "no folder under it holds a trials.csv"),
+    bad_filter, empty = tmp_path / "bad_filter", tmp_path / "empty"
+    bad_filter.mkdir()
+    empty.mkdir()
+    (bad_filter / "sources.txt").write_text(
+        f"{ROOT / 'docs/results/table1/column_b_AntRun/trials.csv'} seed=0\n")
+    for args, message in [(["--regenerate", bad_filter], "'seed=0' is not a filter"),
+                          (["--regenerate", tmp_path / "nope"], "no such folder"),
+                          (["--regenerate", empty], "no folder under it holds a trials.csv"),
                           (["--check"], "--check goes with --regenerate"),
                           ([], "pass --results"),
                           (["--regenerate", tmp_path, "--results", tmp_path], "takes no --results")]:

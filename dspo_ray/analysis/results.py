@@ -171,7 +171,7 @@ def read_trials_csv(uri: str) -> pd.DataFrame:
 def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All trials of one or more sweeps: ``(trials, reports)``. A ``uri`` ending in ``.csv`` is
     a ``trials.csv`` written by the tables (:func:`read_trials_csv`): its trials join the others,
-    with no reports (so no learning curves).
+    with no reports (so no learning curves); so do those of a DataFrame that function returned.
 
     ``trials``: one row per trial: sweep, trial, method, task, suite, seed, group, status
     (:func:`trial_status`), trial_id (Tune's), ``params/<key>`` for each sampled hyperparameter,
@@ -184,6 +184,9 @@ def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     uris = [uris] if isinstance(uris, str) else list(uris)
     rows, report_rows, tables = [], [], []
     for uri in uris:
+        if isinstance(uri, pd.DataFrame):  # trials already read (read_trials_csv), e.g. filtered
+            tables.append(uri)
+            continue
         if uri.endswith(".csv"):
             tables.append(read_trials_csv(uri))
             continue

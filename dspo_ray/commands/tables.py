@@ -15,7 +15,9 @@ more seeds can join a table whose sweep folders are gone.
 
 --regenerate DIR remakes, from committed files alone, every folder under DIR that this command
 wrote: a folder holding a trials.csv written here, or a sources.txt naming (one per line,
-relative to the folder) the trials.csv files it gathers. The Markdown tables, hyperparameters.csv
+relative to the folder) the trials.csv files it gathers, a line perhaps keeping some methods or
+tasks only (``../column_b_AntRun/trials.csv method=dspo``, ``task=AntRun,CarCircle``); a new
+folder holding only its sources.txt gets every table. The Markdown tables, hyperparameters.csv
 and trials.csv that the folder holds, and, where it has them, its reward-vs-cost and
 hyperparameter plots, are written again in place; learning curves stay as they are (they need the
 sweeps' training rows).
@@ -32,6 +34,7 @@ from pathlib import Path
 from dspo_ray.analysis import (FORMATS, ResultsError, hyperparameter_plots, learning_curves,
                                load_results, oracle_table, parameter_importances,
                                provenance_table, reward_cost_plots, table1, table2)
+from dspo_ray.analysis.results import read_trials_csv
 from dspo_ray.cli import UsageError, add_repeatable, run_cli
 from dspo_ray.io import write_bytes_atomic
 
@@ -58,16 +61,33 @@ def table_texts(trials, fmt: str) -> dict[str, str]:
 
 def made_here(folder: Path) -> list[str] | None:
     """The ``--results`` that remake ``folder`` (see --regenerate), or None when this command
-    did not write it."""
+    did not write it. A line of a sources.txt may keep some methods of its file only:
+    ``../column_b_AntRun/trials.csv method=dspo`` (several: ``method=dspo,bc_safe``; the same
+    with ``task=``)."""
     if (folder / SOURCES).is_file():
-        lines = [line.strip() for line in (folder / SOURCES).read_text().splitlines()]
-        return [str(folder / line) for line in lines if line and not line.startswith("#")]
+        lines = [line.split() for line in (folder / SOURCES).read_text().splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+        return [" ".join([str(folder / words[0]), *words[1:]]) for words in lines]
     csv = folder / "trials.csv"
     if csv.is_file():
         header = csv.open().readline().strip().split(",")
         if all(c in header for c in ("method", "task", "seed", "status")):
             return [str(csv)]
     return None
+
+
+def read_source(line: str):
+    """A ``made_here`` entry: a trials.csv's trials, kept to ``method=...`` and ``task=...``
+    where it says so."""
+    path, *filters = line.split()
+    trials = read_trials_csv(path)
+    for word in filters:
+        key, _, value = word.partition("=")
+        if key not in ("method", "task") or not value:
+            raise UsageError(f"{line!r} in a {SOURCES}: {word!r} is not a filter; write "
+                             "'method=dspo' or 'task=AntRun,CarCircle' after the file")
+        trials = trials[trials[key].isin(value.split(","))]
+    return trials
 
 
 def regenerate(root: Path, check: bool, plots: bool) -> int:
@@ -81,13 +101,18 @@ def regenerate(root: Path, check: bool, plots: bool) -> int:
     changed = []
     for i, folder in enumerate(folders, 1):
         try:
-            trials, _ = load_results(made_here(folder))
+            trials, _ = load_results([read_source(line) for line in made_here(folder)])
         except ResultsError as e:
             raise ResultsError(f"{folder}: {e}") from None
-        # the tables the folder holds: a note may keep only some (e.g. stage 1's Table 2)
-        texts = {name: text for name, text in table_texts(trials, "md").items()
-                 if (folder / name).is_file()}
-        differ = [name for name, text in texts.items() if (folder / name).read_text() != text]
+        # the tables the folder holds: a note may keep only some (e.g. stage 1's Table 2); a
+        # folder with a sources.txt and no table yet gets them all but trials.csv
+        texts = table_texts(trials, "md")
+        held = {name: text for name, text in texts.items() if (folder / name).is_file()}
+        if not held and (folder / SOURCES).is_file():
+            held = {name: text for name, text in texts.items() if name != "trials.csv"}
+        texts = held
+        differ = [name for name, text in texts.items()
+                  if not (folder / name).is_file() or (folder / name).read_text() != text]
         changed += [str(folder / name) for name in differ]
         if not check:
             for name, text in texts.items():
