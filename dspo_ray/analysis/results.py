@@ -168,7 +168,7 @@ def read_trials_csv(uri: str) -> pd.DataFrame:
     return trials
 
 
-def load_results(uris: str | list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_results(uris: str | list[str | pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All trials of one or more sweeps: ``(trials, reports)``. A ``uri`` ending in ``.csv`` is
     a ``trials.csv`` written by the tables (:func:`read_trials_csv`): its trials join the others,
     with no reports (so no learning curves); so do those of a DataFrame that function returned.
