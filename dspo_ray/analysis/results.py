@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -165,6 +165,41 @@ def read_trials_csv(uri: str) -> pd.DataFrame:
     for column, value in defaults.items():
         if column not in trials:
             trials[column] = value
+    return trials
+
+
+SOURCES = "sources.txt"
+"""In a committed results folder that gathers others' trials: one ``trials.csv`` per line,
+relative to the folder, perhaps keeping some rows only (``../column_b_AntRun/trials.csv
+method=dspo``; several: ``method=dspo,bc_safe``; the same with ``task=``); ``#`` starts a comment."""
+
+
+def committed_trials(folder: str | Path) -> list[pd.DataFrame] | None:
+    """The trials a committed results folder was made from, for :func:`load_results`: its own
+    ``trials.csv`` (written by ``dspo-tables``) or the files its :data:`SOURCES` names, each kept
+    to the rows its line says. None when the folder holds neither."""
+    folder = Path(folder)
+    if (folder / SOURCES).is_file():
+        lines = [line.split() for line in (folder / SOURCES).read_text().splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+        return [_read_source(folder / path, filters, " ".join([path, *filters]))
+                for path, *filters in lines]
+    csv = folder / "trials.csv"
+    if csv.is_file():
+        header = csv.open().readline().strip().split(",")
+        if all(c in header for c in ("method", "task", "seed", "status")):
+            return [read_trials_csv(str(csv))]
+    return None
+
+
+def _read_source(path: Path, filters: list[str], line: str) -> pd.DataFrame:
+    trials = read_trials_csv(str(path))
+    for word in filters:
+        key, _, value = word.partition("=")
+        if key not in ("method", "task") or not value:
+            raise ResultsError(f"{line!r} in a {SOURCES}: {word!r} is not a filter; write "
+                               "'method=dspo' or 'task=AntRun,CarCircle' after the file")
+        trials = trials[trials[key].isin(value.split(","))]
     return trials
 
 

@@ -31,15 +31,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from dspo_ray.analysis import (FORMATS, ResultsError, hyperparameter_plots, learning_curves,
-                               load_results, oracle_table, parameter_importances,
-                               provenance_table, reward_cost_plots, table1, table2)
-from dspo_ray.analysis.results import read_trials_csv
+from dspo_ray.analysis import (FORMATS, SOURCES, ResultsError, committed_trials,
+                               hyperparameter_plots, learning_curves, load_results, oracle_table,
+                               parameter_importances, provenance_table, reward_cost_plots, table1,
+                               table2)
 from dspo_ray.cli import UsageError, add_repeatable, run_cli
 from dspo_ray.io import write_bytes_atomic
 
 EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv"}
-SOURCES = "sources.txt"
 
 
 def _write(path: Path, text: str) -> None:
@@ -59,49 +58,20 @@ def table_texts(trials, fmt: str) -> dict[str, str]:
     return texts
 
 
-def made_here(folder: Path) -> list[str] | None:
-    """The ``--results`` that remake ``folder`` (see --regenerate), or None when this command
-    did not write it. A line of a sources.txt may keep some methods of its file only:
-    ``../column_b_AntRun/trials.csv method=dspo`` (several: ``method=dspo,bc_safe``; the same
-    with ``task=``)."""
-    if (folder / SOURCES).is_file():
-        lines = [line.split() for line in (folder / SOURCES).read_text().splitlines()
-                 if line.strip() and not line.lstrip().startswith("#")]
-        return [" ".join([str(folder / words[0]), *words[1:]]) for words in lines]
-    csv = folder / "trials.csv"
-    if csv.is_file():
-        header = csv.open().readline().strip().split(",")
-        if all(c in header for c in ("method", "task", "seed", "status")):
-            return [str(csv)]
-    return None
-
-
-def read_source(line: str):
-    """A ``made_here`` entry: a trials.csv's trials, kept to ``method=...`` and ``task=...``
-    where it says so."""
-    path, *filters = line.split()
-    trials = read_trials_csv(path)
-    for word in filters:
-        key, _, value = word.partition("=")
-        if key not in ("method", "task") or not value:
-            raise UsageError(f"{line!r} in a {SOURCES}: {word!r} is not a filter; write "
-                             "'method=dspo' or 'task=AntRun,CarCircle' after the file")
-        trials = trials[trials[key].isin(value.split(","))]
-    return trials
-
-
 def regenerate(root: Path, check: bool, plots: bool) -> int:
     if not root.is_dir():
         raise UsageError(f"--regenerate {root}: no such folder; pass a folder of committed results, "
                          "e.g. docs/results/table1")
-    folders = sorted(f for f in [root, *root.rglob("*")] if f.is_dir() and made_here(f) is not None)
+    # every folder's trials read before anything is written: a bad source stops it all
+    folders = {f: committed_trials(f) for f in sorted([root, *root.rglob("*")]) if f.is_dir()}
+    folders = {f: sources for f, sources in folders.items() if sources is not None}
     if not folders:
         raise UsageError(f"--regenerate {root}: no folder under it holds a trials.csv written by "
                          f"dspo-tables or a {SOURCES}; pass the folder that holds them")
     changed = []
-    for i, folder in enumerate(folders, 1):
+    for i, (folder, sources) in enumerate(folders.items(), 1):
         try:
-            trials, _ = load_results([read_source(line) for line in made_here(folder)])
+            trials, _ = load_results(sources)
         except ResultsError as e:
             raise ResultsError(f"{folder}: {e}") from None
         # the tables the folder holds: a note may keep only some (e.g. stage 1's Table 2); a
