@@ -326,6 +326,12 @@ def test_regenerate_finds_a_changed_table_and_rewrites_it(tmp_path, capsys):
     assert (gathered / "table1.md").read_text() == original
     assert not (gathered / "trials.csv").exists()  # only the tables a folder holds
     assert _tables(capsys, "--regenerate", tmp_path / "notes", "--check")[0] == 0
+    # importances: last digits may follow the CPU; a real change may not
+    importances = pd.read_csv(folder / "hyperparameters.csv")
+    for scale, status in [(1 + 1e-14, 0), (1.01, 1)]:
+        importances.assign(importance=importances["importance"] * scale).to_csv(
+            folder / "hyperparameters.csv", index=False)
+        assert _tables(capsys, "--regenerate", tmp_path / "notes", "--check")[0] == status, scale
 
 
 def test_regenerate_rejects_bad_input_in_one_line(tmp_path, capsys):
