@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from dspo_ray.analysis.plots import _pyplot, _save
-from dspo_ray.analysis.results import COST, ORACLE, REWARD, ResultsError, load_results
-from dspo_ray.analysis.tables import _method_order, _task_order
+from dspo_ray.analysis.results import COST, REWARD, ResultsError, load_results
+from dspo_ray.analysis.tables import _method_order, _task_order, is_oracle
 from dspo_ray.io import write_bytes_atomic
 
 EVAL_TIME = ("time/eval_s", "time/evaluation_s")  # the baselines' and DSPO's names
@@ -72,10 +72,7 @@ def table1_trials(path: Path) -> pd.DataFrame:
     """Table 1's finished trials (its ``trials.csv``), the oracle diagnostic left out (not part of
     Table 1's grid)."""
     grid = pd.read_csv(path)
-    grid = grid[grid["status"] == "finished"]
-    if ORACLE in grid:
-        grid = grid[grid[ORACLE].isna() | (grid[ORACLE] == 0)]
-    return grid
+    return grid[(grid["status"] == "finished") & ~is_oracle(grid)]
 
 
 def curves_table(done: pd.DataFrame, task: str) -> str:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from dspo_ray.analysis.results import (COST, REWARD, ResultsError, check_sources_share_dataset,
                                        load_results, read_trials_csv)
-from dspo_ray.analysis.tables import _task_order, is_oracle
+from dspo_ray.analysis.tables import _task_order, is_oracle, oracle_names
 from dspo_ray.io import write_bytes_atomic
 
 
@@ -60,7 +60,8 @@ def with_configuration(trials: pd.DataFrame) -> pd.DataFrame:
                 break
         labels.append(label)
     trials["configuration"] = pd.concat(labels) if labels else pd.Series(dtype=str)
-    trials.loc[is_oracle(trials), "configuration"] += " [oracle signal]"
+    oracle = is_oracle(trials)
+    trials.loc[oracle, "configuration"] += " [" + oracle_names(trials[oracle]) + "]"
     return trials
 
 

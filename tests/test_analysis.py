@@ -185,6 +185,18 @@ def test_oracle_runs_only_in_their_own_table():
     more = oracle.assign(task="DroneRun", seed=oracle["seed"] + 2)
     md = oracle_table(pd.concat([t, more.assign(**{"diagnostic/oracle_signal": 1})], ignore_index=True))
     assert "| CarCircle (3 seeds) |" in md and "| DroneRun (2 seeds) |" in md
+    assert "oracle windows" not in md
+    # oracle-window runs (stage2_oracle) get their own column, and are never in Table 1 either
+    windows = oracle.assign(group="dspo/windows", **{"eval/normalized_reward": 0.77,
+                                                      "diagnostic/oracle_windows": 1})
+    both = pd.concat([t, windows], ignore_index=True)
+    assert "0.77" not in table1(both)
+    md = oracle_table(both)
+    header = md.splitlines()[0]
+    assert header.index("DSPO (oracle signal, upper bound)") < header.index(
+        "DSPO (oracle windows, upper bound)") < header.index("BC-Safe")
+    assert "**0.77 ± 0.00 / 0.10 ± 0.00**" in md and "**0.99 ± 0.00 / 0.10 ± 0.00**" in md
+    assert "what a perfect stage 2 can give" in md
 
 
 def test_stage1_only_trials_have_their_own_status():
@@ -253,6 +265,8 @@ def test_an_oracle_sweeps_summary_shows_its_runs_apart():
     mixed = sweep_summary(pd.concat([crafted_trials(), t], ignore_index=True)).set_index(["method", "task"])
     assert mixed.loc[(DSPO_TUNED, "CarCircle"), "group"] == "dspo/b"
     assert ("dspo (oracle signal) (tuned on eval)", "CarCircle") in mixed.index
+    windows = t.assign(**{"diagnostic/oracle_signal": 0, "diagnostic/oracle_windows": 1})
+    assert list(sweep_summary(windows)["method"]) == ["dspo (oracle windows) (tuned on eval)"]
 
 
 def test_table2_names_every_stage1_variant_and_option():

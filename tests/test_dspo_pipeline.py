@@ -159,6 +159,47 @@ def test_oracle_signal_is_the_hidden_truth_and_marked(carcircle_dataset, tmp_pat
     assert result["generation/safety_condition"] == 1.0
 
 
+def test_oracle_windows_are_real_windows_of_truly_safe_unlabelled_trajectories(
+        carcircle_dataset, tmp_path):
+    """stage2_oracle: behaviour cloning gets real windows cut from the unlabelled trajectories the
+    hidden truth says are safe (none from an unsafe one, none from a demonstration), no
+    diffusion model is trained, and the run is marked; generated-window options are refused."""
+    from dspo_ray.config import ConfigError
+    from dspo_ray.data import load_task_data
+    from dspo_ray.dspo.generate import load_generated
+    from dspo_ray.dspo.windows import ragged_from_data
+
+    config = tiny_config(carcircle_dataset, stage2_oracle=True, **{"generation.n_windows": 40})
+    runner = RecordingRunner()
+    result = run_dspo(config, tmp_path / "run", runner=runner)
+    assert runner.stages == ["discriminator", "bc"]  # stage 1 still reports; no diffusion model
+    assert not (tmp_path / "run" / ARTEFACTS["diffusion"]).exists()
+    assert result["diagnostic/oracle_windows"] == 1 and "eval/normalized_cost" in result
+    assert "diagnostic/oracle_signal" not in result
+
+    data, truth = load_task_data(TASK, str(carcircle_dataset), config.split)
+    trajectories = ragged_from_data(data)
+    horizon = config.diffusion.horizon
+    windows = load_generated(tmp_path / "run" / ARTEFACTS["generation"])
+    assert windows["observations"].shape == (40, horizon, trajectories.observations.shape[1])
+    # every window is a run of consecutive real steps of one truly safe unlabelled trajectory
+    source = np.repeat(np.arange(len(trajectories)), trajectories.lengths)
+    kinds = set()
+    for obs, act in zip(windows["observations"], windows["actions"]):
+        rows = np.flatnonzero((trajectories.observations == obs[0]).all(1)
+                              & (trajectories.actions == act[0]).all(1))
+        assert len(rows), "a window that is not cut from the data"
+        row = rows[0]
+        np.testing.assert_array_equal(trajectories.observations[row:row + horizon], obs)
+        np.testing.assert_array_equal(trajectories.actions[row:row + horizon], act)
+        kinds.add((bool(truth.is_safe[source[row]]), bool(trajectories.is_demo[source[row]])))
+    assert kinds == {(True, False)}
+    assert 0 < (truth.is_safe & ~trajectories.is_demo).sum() < (~trajectories.is_demo).sum()
+    with pytest.raises(ConfigError, match="stage2_oracle"):
+        tiny_config(carcircle_dataset, stage2_oracle=True,
+                    **{"generation.consistency": "dynamics_rollout"})
+
+
 def test_signal_filter_keeps_the_windows_the_discriminator_rates_as_safe_as_the_demos(
         carcircle_dataset, tmp_path):
     """generation.signal_filter_quantile: from the same discriminator and diffusion model, only

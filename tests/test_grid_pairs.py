@@ -109,3 +109,18 @@ def test_reference_of_another_dataset_is_refused(load_benchmark, tune_trial, tmp
     assert text.rstrip().endswith("Not checked: --reference names no dataset for CarCircle (results "
                                   "older than 2026-12-03), the others name bf27254561370290: check "
                                   "that it ran on the same data.")
+
+
+def test_oracle_runs_are_labelled_by_their_oracle(load_benchmark, tune_trial, tmp_path):
+    """A diagnostic sweep's oracle runs keep their own rows, named by the oracle they ran with."""
+    gp = load_benchmark("grid_pairs")
+    sweep = tmp_path / "oracles"
+    tune_trial(sweep, "dspo", 0, 0, {}, result(0.6, 2.0))
+    tune_trial(sweep, "dspo", 1, 0, {"stage1_oracle": True},
+               {**result(0.6, 1.9), "diagnostic/oracle_signal": 1})
+    tune_trial(sweep, "dspo", 2, 0, {"stage2_oracle": True},
+               {**result(0.7, 0.4), "diagnostic/oracle_windows": 1})
+    labels = gp.sweep_trials([str(sweep)], []).set_index("group")["configuration"]
+    assert labels.to_dict() == {"dspo/CarCircle/0": "defaults",
+                                "dspo/CarCircle/1": "stage1_oracle=True [oracle signal]",
+                                "dspo/CarCircle/2": "stage2_oracle=True [oracle windows]"}

@@ -96,3 +96,12 @@ def test_oracle_is_refused_in_table1_and_in_search_spaces():
     # a diagnostic sweep of DSPO alone may run it (learned vs oracle, one group each)
     config = sweep_config_from_dict(base(search={"grid": {"dspo": [{}, {"stage1_oracle": True}]}}))
     assert config.samples_per_cell("dspo") == 2
+    # the same for the oracle windows (stage2_oracle: real truly-safe windows for generated ones)
+    with pytest.raises(ConfigError, match=r"search.grid.dspo\[1\].stage2_oracle.*kept out of Table 1"):
+        sweep_config_from_dict(base(methods=["dspo", "bc_safe"], search={"grid": {"dspo": [
+            {}, {"stage2_oracle": True}]}}))
+    with pytest.raises(ConfigError, match="search.space.dspo.stage2_oracle"):
+        sweep_config_from_dict(base(search={"space": {"dspo": {
+            "stage2_oracle": {"type": "choice", "values": [False, True]}}}}))
+    config = sweep_config_from_dict(base(search={"grid": {"dspo": [{}, {"stage2_oracle": True}]}}))
+    assert config.samples_per_cell("dspo") == 2

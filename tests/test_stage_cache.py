@@ -57,6 +57,9 @@ def test_guidance_weight_is_generations_and_settings_accumulate():
     assert not _covers(stage_settings("diffusion"), "diffusion.guidance_weight")
     assert _covers(stage_settings("diffusion"), "diffusion.steps")
     assert _covers(stage_settings("generation"), "diffusion.guidance_weight")
+    # the oracle windows replace generation, not training: a learned run's stages are reused
+    assert not _covers(stage_settings("diffusion"), "stage2_oracle")
+    assert _covers(stage_settings("generation"), "stage2_oracle")
     for earlier, later in zip(TRAINING_STAGES, TRAINING_STAGES[1:]):
         assert set(stage_settings(earlier.name)) <= set(stage_settings(later.name))
     for key in ("eval_workers", "eval_episodes", "stop_after", "profile"):

@@ -40,6 +40,11 @@ STOPPED_AFTER = "run/stopped_after_stage"
 """Reported by a run that its config stopped after a stage (DSPO's ``stop_after``)."""
 ORACLE = "diagnostic/oracle_signal"
 """1 on a DSPO run whose signal was the hidden truth (a diagnostic; never in Table 1)."""
+ORACLE_WINDOWS = "diagnostic/oracle_windows"
+"""1 on a DSPO run that cloned real truly-safe windows in place of generated ones (a diagnostic;
+never in Table 1)."""
+ORACLES = {ORACLE: "oracle signal", ORACLE_WINDOWS: "oracle windows"}
+"""Each oracle diagnostic's marker metric and its name in tables."""
 TRAINING_STEP = "train/step"
 """In every training row (and only there): the step within its stage."""
 KEY_COLUMNS = ["sweep", "trial", "method", "task", "suite", "seed", "group", "status", "trial_id"]

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from dspo_ray.analysis.results import COST, OBJECTIVE, ORACLE, REWARD, objective
+from dspo_ray.analysis.results import COST, OBJECTIVE, ORACLES, REWARD, objective
 from dspo_ray.provenance import KEYS as PROVENANCE_KEYS
 from dspo_ray.tasks import SUITES, TASKS
 
@@ -56,11 +56,30 @@ VARIANT_ORDER = ["SafetyTransformer + return-agnostic (ours)", "w/o return-agnos
                  "MLP backbone w/o return-agnostic", "MLP backbone w/o return-agnostic, w/ gp"]
 
 
-def is_oracle(trials: pd.DataFrame) -> pd.Series:
-    """Rows of runs whose signal was the hidden truth (``stage1_oracle``)."""
-    if ORACLE not in trials:
-        return pd.Series(False, index=trials.index)
-    return trials[ORACLE].fillna(0).astype(float) == 1
+def is_oracle(trials: pd.DataFrame, marker: str | None = None) -> pd.Series:
+    """Rows of oracle runs: whose signal was the hidden truth (``stage1_oracle``) or whose
+    generated windows were real truly-safe ones (``stage2_oracle``); ``marker`` (a key of
+    ``ORACLES``): that oracle only."""
+    found = pd.Series(False, index=trials.index)
+    for column in [marker] if marker else ORACLES:
+        if column in trials:
+            found |= trials[column].fillna(0).astype(float) == 1
+    return found
+
+
+def oracle_names(trials: pd.DataFrame) -> pd.Series:
+    """Each row's oracles by name (``oracle signal``, ``oracle windows``, both joined by ``+``);
+    empty for a learned run."""
+    names = pd.Series("", index=trials.index)
+    for column, name in ORACLES.items():
+        mark = is_oracle(trials, column)
+        names[mark] = names[mark].where(names[mark] == "", names[mark] + " + ") + name
+    return names
+
+
+def as_learned(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with the oracle markers cleared, so the choosing code takes them as candidates."""
+    return trials.assign(**{column: 0 for column in ORACLES if column in trials})
 
 
 TUNED_SUFFIX = " (tuned on eval)"
@@ -130,22 +149,20 @@ def choose_configurations(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-ORACLE_METHOD_SUFFIX = " (oracle signal)"
-
-
 def sweep_summary(trials: pd.DataFrame) -> pd.DataFrame:
     """The sweep's per-(method, task) summary: :func:`choose_configurations`, plus, when the
-    sweep holds oracle-signal runs (a diagnostic), their own rows as method ``dspo (oracle
-    signal)``, so an oracle sweep's summary shows them without them competing with learned runs."""
+    sweep holds oracle runs (a diagnostic), their own rows as method ``dspo (oracle signal)``
+    (or ``(oracle windows)``), so an oracle sweep's summary shows them without them competing
+    with learned runs."""
     summary = choose_configurations(trials)
     oracle = is_oracle(trials)
     if oracle.any():
-        rows = trials[oracle].assign(**{ORACLE: 0})
-        rows["method"] = rows["method"] + ORACLE_METHOD_SUFFIX
+        rows = as_learned(trials[oracle])
+        rows["method"] = rows["method"] + " (" + oracle_names(trials[oracle]) + ")"
         summary = pd.concat([summary, choose_configurations(rows)], ignore_index=True)
         # a cell whose trials are all oracle runs has no learned result: drop its empty row
         learned = set(zip(label_tuned(trials[~oracle])["method"], trials.loc[~oracle, "task"]))
-        summary = summary[[(m, t) in learned or ORACLE_METHOD_SUFFIX in m
+        summary = summary[[(m, t) in learned or " (oracle " in m
                            for m, t in zip(summary["method"], summary["task"])]]
     return summary.reset_index(drop=True)
 
@@ -329,17 +346,21 @@ def table2(trials: pd.DataFrame, fmt: str = "md") -> str:
 
 
 def oracle_table(trials: pd.DataFrame, fmt: str = "md") -> str | None:
-    """DSPO (learned signal) vs DSPO (oracle signal, upper bound) vs BC-Safe, per task; None when
-    no oracle run is in ``trials``. Each cell: the chosen configuration (best mean objective)."""
+    """DSPO (learned signal) vs DSPO with each oracle it ran with (the oracle signal; real
+    truly-safe windows for its generated ones: upper bounds) vs BC-Safe, per task; None when no
+    oracle run is in ``trials``. Each cell: the chosen configuration (best mean objective)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     oracle = is_oracle(trials)
     if not oracle.any():
         return None
-    columns = {"DSPO (learned)": choose_configurations(trials[(trials["method"] == "dspo") & ~oracle]),
-               "DSPO (oracle signal, upper bound)": choose_configurations(
-                   trials[(trials["method"] == "dspo") & oracle].assign(**{ORACLE: 0})),
-               "BC-Safe": choose_configurations(trials[trials["method"] == "bc_safe"])}
+    dspo = trials["method"] == "dspo"
+    names = oracle_names(trials)
+    columns = {"DSPO (learned)": choose_configurations(trials[dspo & ~oracle])}
+    for name in dict.fromkeys(names[dspo & oracle]):  # each kind of oracle run, in order
+        columns[f"DSPO ({name}, upper bound)"] = choose_configurations(
+            as_learned(trials[dspo & (names == name)]))
+    columns["BC-Safe"] = choose_configurations(trials[trials["method"] == "bc_safe"])
     if fmt == "csv":
         return pd.concat([c.assign(column=name) for name, c in columns.items()]).to_csv(index=False)
     tasks = _task_order(trials.loc[oracle, "task"].unique())
@@ -363,8 +384,11 @@ def oracle_table(trials: pd.DataFrame, fmt: str = "md") -> str | None:
         body.append([_fmt_text(fmt, label[task]), *cells])
     return _render_table(fmt, ["Task", *columns], body, caption=(
         "Diagnostic, not Table 1: DSPO with its learned stage-1 signal, DSPO with the hidden truth "
-        "as its signal (an upper bound on what a better stage 1 can give the rest of DSPO), and "
-        "BC-Safe. Normalised reward / cost, mean ± std over seeds; safe (cost <= 1) in bold."))
+        "as its signal (an upper bound on what a better stage 1 can give the rest of DSPO), "
+        + ("DSPO cloning real windows of truly safe unlabelled trajectories in place of its "
+           "generated ones (oracle windows: what a perfect stage 2 can give behaviour cloning), "
+           if any("oracle windows" in c for c in columns) else "")
+        + "and BC-Safe. Normalised reward / cost, mean ± std over seeds; safe (cost <= 1) in bold."))
 
 
 def provenance_table(trials: pd.DataFrame, fmt: str = "md") -> str:

@@ -27,7 +27,8 @@ the fixed ``overrides``), so a misspelt key or an out-of-range bound is reported
 
 Selection never reads the hidden truth (``dspo_ray.metrics``): a scheduler metric named like a
 hidden-truth metric (``discriminator/...``, ``neg_return/...``, ``diagnostic/...``) is refused, and
-so is DSPO's ``stage1_oracle`` diagnostic in a search space or in a Table 1 sweep.
+so are DSPO's oracle diagnostics (``stage1_oracle``, ``stage2_oracle``) in a search space or in
+a Table 1 sweep.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 
 TABLE1_BASELINES = ("bc_all", "bc_safe", "td3bc", "iql", "cql", "dwbc", "rgm", "cdtv")
 """Table 1's baselines: a sweep that runs DSPO beside any of them (or is named ``table1...``) is
-a Table 1 sweep, where the ``stage1_oracle`` diagnostic is refused."""
-ORACLE_KEY = "stage1_oracle"
+a Table 1 sweep, where the oracle diagnostics are refused."""
+ORACLE_KEYS = ("stage1_oracle", "stage2_oracle")
+"""DSPO's diagnostics that replace a stage by the hidden truth (its signal; its generated windows)."""
 OPTUNA_DB = "optuna.db"
 
 
@@ -448,23 +450,25 @@ def sweep_config_from_dict(data: Mapping[str, Any]) -> SweepConfig:
 
 
 def check_oracle(config: SweepConfig) -> None:
-    """DSPO's ``stage1_oracle`` (the hidden truth as the signal) is a diagnostic upper bound:
-    never something to search over (that would select on the truth) and never in Table 1."""
+    """DSPO's oracle diagnostics (``stage1_oracle``: the hidden truth as the signal;
+    ``stage2_oracle``: real truly-safe windows for the generated ones) are upper bounds: never
+    something to search over (that would select on the truth) and never in Table 1."""
     if DSPO not in config.methods:
         return
-    if ORACLE_KEY in config.space(DSPO):
-        raise ConfigError(f"search.space.{DSPO}.{ORACLE_KEY}: the oracle signal is the hidden "
-                          "truth; searching over it would select on cost labels. Run it as a fixed "
-                          "override or a search.grid entry in a diagnostic sweep")
     fixed = config.overrides.get(DSPO, {})
-    uses = [f"overrides.{DSPO}.{ORACLE_KEY}"] if fixed.get(ORACLE_KEY) else []
-    uses += [f"search.grid.{DSPO}[{i}].{ORACLE_KEY}" for i, point in enumerate(config.grid(DSPO))
-             if {**fixed, **point}.get(ORACLE_KEY)]
-    if uses and config.is_table1():
-        raise ConfigError(f"{uses[0]}: the oracle signal (hidden truth) is a diagnostic upper bound "
-                          "and is kept out of Table 1; this sweep runs DSPO beside Table 1's "
-                          "baselines (or is named table1...). Run the oracle in its own sweep "
-                          "(methods: [dspo]); make_tables shows it in its own table")
+    for key in ORACLE_KEYS:
+        if key in config.space(DSPO):
+            raise ConfigError(f"search.space.{DSPO}.{key}: the oracle reads the hidden truth; "
+                              "searching over it would select on cost labels. Run it as a fixed "
+                              "override or a search.grid entry in a diagnostic sweep")
+        uses = [f"overrides.{DSPO}.{key}"] if fixed.get(key) else []
+        uses += [f"search.grid.{DSPO}[{i}].{key}" for i, point in enumerate(config.grid(DSPO))
+                 if {**fixed, **point}.get(key)]
+        if uses and config.is_table1():
+            raise ConfigError(f"{uses[0]}: the oracle (hidden truth) is a diagnostic upper bound "
+                              "and is kept out of Table 1; this sweep runs DSPO beside Table 1's "
+                              "baselines (or is named table1...). Run the oracle in its own sweep "
+                              "(methods: [dspo]); make_tables shows it in its own table")
 
 
 def load_sweep_config(path: str | Path, **overrides: Any) -> SweepConfig:

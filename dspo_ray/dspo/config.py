@@ -309,6 +309,14 @@ class DSPOConfig:
     """Diagnostic only (never Table 1): replace the learned safety signal by the hidden truth
     (1 safe, 0 unsafe; demonstrations 1) and run the rest of DSPO unchanged; no discriminator is
     trained. The run is marked ``diagnostic/oracle_signal: 1``."""
+    stage2_oracle: bool = False
+    """Diagnostic only (never Table 1): replace the generated windows by ``generation.n_windows``
+    real windows of ``diffusion.horizon`` steps cut at random from the unlabelled trajectories the
+    hidden truth says are safe, and clone them with the demonstrations as DSPO does its generated
+    ones. An upper bound on what a perfect stage 2 (a generator of safe windows the simulator could
+    have produced) can give behaviour cloning. Stage 1 still trains and reports its metrics;
+    nothing downstream reads its signal, and no diffusion model is trained. The run is marked
+    ``diagnostic/oracle_windows: 1``."""
     stop_after: StopAfter | None = None
     """Stop after this stage (no simulator evaluation), e.g. ``labels`` for a stage-1-only run
     (Table 2): the run reports its metrics so far and ``run/stopped_after_stage`` (1-5). None:
@@ -337,6 +345,11 @@ class DSPOConfig:
         if g.sampler == "ddpm" and g.sampling_steps not in (None, m.n_diffusion_steps):
             raise ConfigError(f"generation.sampling_steps: {g.sampling_steps} needs "
                               "generation.sampler 'ddim' (ddpm visits all n_diffusion_steps)")
+        if self.stage2_oracle and (g.signal_filter_quantile is not None
+                                   or g.consistency != "none"):
+            raise ConfigError("stage2_oracle: its windows are real, with nothing to filter or make "
+                              "consistent; unset generation.signal_filter_quantile and "
+                              "generation.consistency")
         if g.signal_filter_quantile is not None and self.stage1_oracle:
             raise ConfigError("generation.signal_filter_quantile: needs the discriminator's signal, "
                               "and stage1_oracle trains none; set one of them only")

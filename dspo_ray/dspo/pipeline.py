@@ -15,7 +15,8 @@ sidecar written just before it; a rerun skips every stage whose artefact exists)
 
 ``stop_after`` ends the run after a stage (no evaluation, no ``result.json``): a stage-1-only run
 (``stop_after="labels"``) is Table 2's. ``stage1_oracle`` (a diagnostic, never Table 1) skips
-stage 1 and uses the hidden truth as the signal.
+stage 1 and uses the hidden truth as the signal; ``stage2_oracle`` (likewise) clones real windows
+of the truly safe unlabelled trajectories in place of the generated ones.
 
 Stages 1-5 are data (``TRAINING_STAGES``: name, artefact, ``produce``, ``save``), in the order of
 the one stage list, ``dspo_ray.dspo.config.STAGES`` (checked when this module loads); ``run_dspo``
@@ -146,8 +147,8 @@ class Stage:
     code_version: int = 1
     """Bump by hand when a change to this stage's code changes what it produces: its cached
     artefacts (and every later stage's) are then trained again, not reused."""
-    skipped_by_oracle: bool = False
-    """The oracle diagnostic replaces this stage by the hidden truth."""
+    skipped_by: str | None = None
+    """The oracle diagnostic (a DSPOConfig flag) that replaces this stage by the hidden truth."""
 
 
 # 1. discriminator, on all but the held-out demonstrations (the oracle diagnostic has none)
@@ -201,6 +202,8 @@ def train_stage2(run: StageInputs) -> tuple[Any, dict[str, Any]]:
 # with a dynamics model fitted on the learner's data: generation.consistency)
 def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     config = run.config
+    if config.stage2_oracle:
+        return oracle_windows(run)
     artefact = torch.load(run.artefact("diffusion"), map_location="cpu", weights_only=False)
     demo = run.trajectories.is_demo
     demo_returns, demo_signals = run.trajectories.returns[demo], run.signals()[demo]
@@ -229,6 +232,24 @@ def generate_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str,
                        "generation/safety_condition": mean(generated["safety_condition"]),
                        "generation/action_abs_mean": mean(np.abs(generated["actions"])),
                        **metrics}
+
+
+def oracle_windows(run: StageInputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``stage2_oracle``: in place of the generated windows, as many real windows of the same
+    length, cut at random from the unlabelled trajectories the hidden truth says are safe: what a
+    perfect generator could hand behaviour cloning (a diagnostic upper bound, never Table 1)."""
+    config = run.config
+    safe_unlabelled = run.truth.is_safe & ~run.trajectories.is_demo
+    windows = sample_windows(run.trajectories, safe_unlabelled, config.diffusion.horizon,
+                             np.random.default_rng(config.seed), config.generation.n_windows)
+    n, horizon = len(windows), config.diffusion.horizon
+    no_condition = np.full(n, np.nan, np.float32)  # real windows: nothing conditioned them
+    return {"observations": windows.observations.reshape(n, horizon, -1),
+            "actions": windows.actions.reshape(n, horizon, -1),
+            "return_condition": no_condition, "safety_condition": no_condition,
+            "guidance_weight": np.float32(np.nan)}, {
+        "generation/n_windows": n, "diagnostic/oracle_windows": 1,
+        "diagnostic/oracle_windows_trajectories": int(safe_unlabelled.sum())}
 
 
 def make_consistent(run: StageInputs, generated: dict[str, np.ndarray]
@@ -320,13 +341,13 @@ DIFFUSION_TRAINING_SETTINGS = tuple(f"diffusion.{f.name}" for f in fields(Diffus
 TRAINING_STAGES = (
     Stage("discriminator", "discriminator.pt", train_stage1, save_model,
           settings=("task", "dataset", "split", "seed", "holdout_demos", "stage1_oracle",
-                    *DISCRIMINATOR_TRAINING_SETTINGS), skipped_by_oracle=True),
+                    *DISCRIMINATOR_TRAINING_SETTINGS), skipped_by="stage1_oracle"),
     Stage("labels", "labels.npz", label_trajectories, save_generated,  # the atomic npz writer
           settings=("discriminator.signal_rerank",)),
     Stage("diffusion", "diffusion.pt", train_stage2, save_model,
-          settings=DIFFUSION_TRAINING_SETTINGS),
+          settings=DIFFUSION_TRAINING_SETTINGS, skipped_by="stage2_oracle"),
     Stage("generation", "generated.npz", generate_windows, save_generated,
-          settings=("generation", "diffusion.guidance_weight")),
+          settings=("generation", "diffusion.guidance_weight", "stage2_oracle")),
     Stage("bc", POLICY_FILE, clone_behaviour, save_policy, settings=("bc",)),
 )
 """Every stage before evaluation, in the order of :data:`dspo_ray.dspo.config.STAGES` (the one
@@ -413,7 +434,7 @@ def run_dspo(config: DSPOConfig, workdir: str | Path, runner: StageRunner | None
                                **run_provenance(dataset_file)}
 
     for stage in TRAINING_STAGES:
-        if not (stage.skipped_by_oracle and config.stage1_oracle):
+        if not (stage.skipped_by and getattr(config, stage.skipped_by)):
             metrics.update(complete_stage(stage, run))
             if report is not None:
                 report({"stage": stage.name, **metrics})
