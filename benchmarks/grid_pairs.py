@@ -12,7 +12,8 @@ For a diagnostic sweep that runs each (task, seed) at a few fixed configurations
 Per task, one row per configuration (its settings away from the sweep's defaults): normalised
 reward and cost (mean ± std over seeds), each seed's cost, and, against the first configuration,
 the mean change of cost over the seeds both ran and on how many of them the cost fell. Reference
-rows (``--reference``: a ``trials.csv`` written by ``analysis/make_tables.py``) show other methods
+rows (``--reference``: a ``trials.csv`` written by ``analysis/make_tables.py``, or a committed
+results folder: its ``trials.csv`` or the files its ``sources.txt`` names) show other methods
 or earlier runs of the same task, each at its configuration in that file; a reference that ran on
 another dataset of the task (``data/sha256``: a rebuilt dataset) is refused, and one that names
 none (older results) is noted under the table. With ``--out``, the
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from dspo_ray.analysis.results import (COST, REWARD, ResultsError, check_sources_share_dataset,
-                                       load_results, read_trials_csv)
+                                       committed_trials, load_results, read_trials_csv)
 from dspo_ray.analysis.tables import _task_order, is_oracle, oracle_names
 from dspo_ray.io import write_bytes_atomic
 
@@ -128,10 +129,23 @@ def pairs_table(trials: pd.DataFrame, reference: pd.DataFrame | None, metrics: l
     return "\n".join(rows) + "\n"
 
 
+def reference_trials(path: Path) -> pd.DataFrame:
+    """The trials of ``--reference``: a trials.csv, or a results folder's committed trials."""
+    if path.is_file():
+        return read_trials_csv(str(path))
+    frames = committed_trials(path) if path.is_dir() else None
+    if not frames:
+        raise ResultsError(f"--reference {path}: no such file, nor a results folder with a "
+                           f"trials.csv or sources.txt (pass a trials.csv written by "
+                           f"analysis/make_tables.py)")
+    return pd.concat(frames, ignore_index=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweeps", nargs="+", help="sweep folders (Tune experiment folders)")
-    p.add_argument("--reference", help="a trials.csv of analysis/make_tables.py: rows to show beside")
+    p.add_argument("--reference", help="a trials.csv of analysis/make_tables.py, or a committed "
+                   "results folder (its trials.csv or sources.txt): rows to show beside")
     p.add_argument("--reference-method", nargs="+", default=["bc_safe"],
                    help="the reference file's methods to show (default: bc_safe)")
     p.add_argument("--metric", nargs="*", default=[], help="more trial metrics to average per row")
@@ -141,10 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         trials = sweep_trials(args.sweeps, args.metric)
         reference, unchecked = None, []
         if args.reference:
-            if not Path(args.reference).is_file():
-                raise ResultsError(f"--reference {args.reference}: no such file (a trials.csv "
-                                   f"written by analysis/make_tables.py)")
-            ref = read_trials_csv(args.reference)
+            ref = reference_trials(Path(args.reference))
             reference = with_configuration(ref[ref["method"].isin(args.reference_method)
                                                & ref[COST].notna()
                                                & ref["task"].isin(trials["task"].unique())])

@@ -124,3 +124,23 @@ def test_oracle_runs_are_labelled_by_their_oracle(load_benchmark, tune_trial, tm
     assert labels.to_dict() == {"dspo/CarCircle/0": "defaults",
                                 "dspo/CarCircle/1": "stage1_oracle=True [oracle signal]",
                                 "dspo/CarCircle/2": "stage2_oracle=True [oracle windows]"}
+
+
+def test_reference_may_be_a_results_folder_with_its_sources(load_benchmark, tune_trial, tmp_path):
+    """--reference a committed results folder: the rows of the files its sources.txt names, each
+    kept to its filters (here: BC-Safe's CarCircle rows of one file, none of the other's)."""
+    gp = load_benchmark("grid_pairs")
+    sweep = tmp_path / "sweep"
+    tune_trial(sweep, "dspo", 0, 0, {}, result(0.6, 2.0))
+    header = "method,task,seed,status,eval/normalized_reward,eval/normalized_cost\n"
+    (tmp_path / "a.csv").write_text(header + "bc_safe,CarCircle,0,finished,0.5,0.3\n"
+                                    + "bc_safe,CarCircle,1,finished,0.5,0.5\n")
+    (tmp_path / "b.csv").write_text(header + "bc_safe,CarCircle,0,finished,0.1,9.0\n")
+    folder = tmp_path / "gathered"
+    folder.mkdir()
+    (folder / "sources.txt").write_text("# two files\n../a.csv task=CarCircle\n../b.csv task=AntRun\n")
+    out = tmp_path / "pairs.md"
+    assert gp.main([str(sweep), "--reference", str(folder), "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if "(reference)" in line]
+    assert rows == ["| CarCircle | bc_safe (reference) | defaults | 2 | 0.50 ± 0.00 | 0.40 ± 0.10 safe "
+                    "| 0.30 0.50 | – |"]
