@@ -1,5 +1,8 @@
-"""How paper-shaped is each dataset's Table 3 split? The safe share of the unlabelled set and how
-well the trivial rule (rank by negative return) finds its safe trajectories, per split seed.
+"""How paper-shaped is each dataset's Table 3 split? The safe share of the unlabelled set, how
+well the trivial rule (rank by negative return) finds its safe trajectories, and how many
+unlabelled trajectories earn what the demonstrations earn (within their return range), and of
+those how many are safe: the data DSPO's generation conditions ask for (safe, at the
+demonstrations' returns), beyond the demonstrations themselves. Per split seed.
 
     python benchmarks/split_safe_share.py --task CarCircle --task AntRun --seeds 0 1 2
     DSRL_DATASET_DIR=/path/to/built python benchmarks/split_safe_share.py --task PointGoal1
@@ -29,8 +32,11 @@ def split_row(task: str, seed: int) -> str:
     unlabelled_safe = truth.is_safe[len(data.safe_demos):]
     returns = np.array([t.reward_return for t in data.unlabelled])
     auroc, _ = ranking_metrics(-returns, unlabelled_safe)  # the rule every stage-1 table shows
+    demo_returns = [t.reward_return for t in data.safe_demos]
+    at_demo_returns = (returns >= min(demo_returns)) & (returns <= max(demo_returns))
     return (f"| {task} | {find_dataset(task).name} | {seed} | {len(data.safe_demos)} + {len(data.unlabelled)} "
-            f"| {unlabelled_safe.mean():.3f} | {auroc:.3f} |")
+            f"| {unlabelled_safe.mean():.3f} | {auroc:.3f} "
+            f"| {(at_demo_returns & unlabelled_safe).sum()} / {at_demo_returns.sum()} |")
 
 
 def main() -> None:
@@ -39,8 +45,9 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="split seeds")
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args()
-    rows = ["| task | file | split seed | demos + unlabelled | unlabelled safe share | negative-return AUROC |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| task | file | split seed | demos + unlabelled | unlabelled safe share | negative-return AUROC "
+            "| unlabelled at the demos' returns: safe / all |",
+            "|---|---|---|---|---|---|---|"]
     for task in args.task:
         for seed in args.seeds:
             rows.append(split_row(task, seed))

@@ -383,8 +383,9 @@ def oracle_table(trials: pd.DataFrame, fmt: str = "md") -> str | None:
                                    cost=r["cost_mean"]))
         body.append([_fmt_text(fmt, label[task]), *cells])
     return _render_table(fmt, ["Task", *columns], body, caption=(
-        "Diagnostic, not Table 1: DSPO with its learned stage-1 signal, DSPO with the hidden truth "
-        "as its signal (an upper bound on what a better stage 1 can give the rest of DSPO), "
+        "Diagnostic, not Table 1: DSPO with its learned stage-1 signal, "
+        + ("DSPO with the hidden truth as its signal (an upper bound on what a better stage 1 can "
+           "give the rest of DSPO), " if any("oracle signal" in c for c in columns) else "")
         + ("DSPO cloning real windows of truly safe unlabelled trajectories in place of its "
            "generated ones (oracle windows: what a perfect stage 2 can give behaviour cloning), "
            if any("oracle windows" in c for c in columns) else "")

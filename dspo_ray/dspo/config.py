@@ -316,7 +316,10 @@ class DSPOConfig:
     ones. An upper bound on what a perfect stage 2 (a generator of safe windows the simulator could
     have produced) can give behaviour cloning. Stage 1 still trains and reports its metrics;
     nothing downstream reads its signal, and no diffusion model is trained. The run is marked
-    ``diagnostic/oracle_windows: 1``."""
+    ``diagnostic/oracle_windows: 1``. Measured at the quick profile on four tasks, the real safe
+    windows cut DSPO's reward everywhere and leave it unsafe on three: the demonstrations being
+    the highest-return safe trajectories, the safe windows it adds earn less
+    (docs/results/stage2_variants/oracle_windows.md)."""
     stop_after: StopAfter | None = None
     """Stop after this stage (no simulator evaluation), e.g. ``labels`` for a stage-1-only run
     (Table 2): the run reports its metrics so far and ``run/stopped_after_stage`` (1-5). None:
