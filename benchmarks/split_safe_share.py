@@ -27,8 +27,8 @@ from dspo_ray.io import write_bytes_atomic
 from dspo_ray.tasks import TASKS
 
 
-def split_row(task: str, seed: int) -> str:
-    data, truth = load_task_data(task, split=SplitConfig(seed=seed))
+def split_row(task: str, seed: int, demo_selection: str = "top_return") -> str:
+    data, truth = load_task_data(task, split=SplitConfig(seed=seed, demo_selection=demo_selection))
     unlabelled_safe = truth.is_safe[len(data.safe_demos):]
     returns = np.array([t.reward_return for t in data.unlabelled])
     auroc, _ = ranking_metrics(-returns, unlabelled_safe)  # the rule every stage-1 table shows
@@ -43,6 +43,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", action="append", choices=list(TASKS), required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="split seeds")
+    p.add_argument("--demo-selection", choices=["top_return", "random"], default="top_return",
+                   help="which safe trajectories become demonstrations (split.demo_selection)")
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args()
     rows = ["| task | file | split seed | demos + unlabelled | unlabelled safe share | negative-return AUROC "
@@ -50,7 +52,7 @@ def main() -> None:
             "|---|---|---|---|---|---|---|"]
     for task in args.task:
         for seed in args.seeds:
-            rows.append(split_row(task, seed))
+            rows.append(split_row(task, seed, args.demo_selection))
             print(rows[-1], flush=True)
     if args.out:
         header = [f"- command: `python benchmarks/split_safe_share.py {shlex.join(sys.argv[1:])}`",
