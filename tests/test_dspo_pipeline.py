@@ -195,9 +195,11 @@ def test_oracle_windows_are_real_windows_of_truly_safe_unlabelled_trajectories(
         kinds.add((bool(truth.is_safe[source[row]]), bool(trajectories.is_demo[source[row]])))
     assert kinds == {(True, False)}
     assert 0 < (truth.is_safe & ~trajectories.is_demo).sum() < (~trajectories.is_demo).sum()
-    with pytest.raises(ConfigError, match="stage2_oracle"):
-        tiny_config(carcircle_dataset, stage2_oracle=True,
-                    **{"generation.consistency": "dynamics_rollout"})
+    for generated_only in ({"generation.consistency": "dynamics_rollout"},
+                           {"generation.signal_filter_quantile": 0.5},
+                           {"generation.anchor": "demonstrations", "diffusion.first_state_given": True}):
+        with pytest.raises(ConfigError, match="stage2_oracle"):
+            tiny_config(carcircle_dataset, stage2_oracle=True, **generated_only)
 
 
 def test_signal_filter_keeps_the_windows_the_discriminator_rates_as_safe_as_the_demos(

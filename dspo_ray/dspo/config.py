@@ -349,10 +349,11 @@ class DSPOConfig:
             raise ConfigError(f"generation.sampling_steps: {g.sampling_steps} needs "
                               "generation.sampler 'ddim' (ddpm visits all n_diffusion_steps)")
         if self.stage2_oracle and (g.signal_filter_quantile is not None
-                                   or g.consistency != "none"):
-            raise ConfigError("stage2_oracle: its windows are real, with nothing to filter or make "
-                              "consistent; unset generation.signal_filter_quantile and "
-                              "generation.consistency")
+                                   or g.consistency != "none" or g.anchor != "none"):
+            raise ConfigError("stage2_oracle: its windows are real, with nothing to filter, make "
+                              "consistent or anchor, and no diffusion model is trained; unset "
+                              "generation.signal_filter_quantile, generation.consistency and "
+                              "generation.anchor")
         if g.signal_filter_quantile is not None and self.stage1_oracle:
             raise ConfigError("generation.signal_filter_quantile: needs the discriminator's signal, "
                               "and stage1_oracle trains none; set one of them only")
